@@ -1,0 +1,71 @@
+//! The `tuneserve` command line (clap). Every option can also be set through a
+//! `TUNESERVE_*` environment variable.
+
+mod classify;
+mod init_model;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fine-tune GPT-2-family models for text classification and serve them.
+#[derive(Debug, Parser)]
+#[command(name = "tuneserve", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing's EnvFilter syntax, e.g. `info` or `tuneserve=debug`).
+    #[arg(long, global = true, env = "TUNESERVE_LOG", default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a random GPT-2 of a named shape in the Hub's base layout (offline stand-in for `gpt2`).
+    InitModel(init_model::InitModelArgs),
+    /// Classify texts with a model folder or Hub id; prints one JSON object per text.
+    Classify(classify::ClassifyArgs),
+}
+
+/// Parses the command line, runs it, and maps errors to a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let result = match cli.command {
+        Command::InitModel(args) => init_model::run(args),
+        Command::Classify(args) => classify::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parses `cpu` or `cuda:N` (the latter needs a build with `--features cuda`).
+pub fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    match spec {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        _ => {
+            let ordinal = spec
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| anyhow::anyhow!("device `{spec}`: expected `cpu` or `cuda:N`"))?;
+            candle_core::Device::new_cuda(ordinal)
+                .map_err(|e| anyhow::anyhow!("device `{spec}`: {e}"))
+        }
+    }
+}

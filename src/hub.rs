@@ -1,0 +1,147 @@
+//! Files from the Hugging Face Hub, through `hf-hub`'s standard cache.
+//!
+//! The cache location follows `HF_HOME` (default `~/.cache/huggingface`), the
+//! token `HF_TOKEN`, the endpoint `HF_ENDPOINT`. With `HF_HUB_OFFLINE=1` only the
+//! cache is consulted, as the Python libraries do.
+
+use std::path::PathBuf;
+
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo, RepoType};
+
+/// A failure to obtain a file from the Hub.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The file could not be fetched (network, authentication, missing file).
+    #[error("could not fetch `{file}` from the Hugging Face Hub repo `{repo}`: {reason}")]
+    Fetch {
+        /// `owner/name` of the repository.
+        repo: String,
+        /// The file inside the repository.
+        file: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// Offline mode is on and the file is not in the local cache.
+    #[error(
+        "`{file}` of Hub repo `{repo}` is not in the local cache and HF_HUB_OFFLINE is set; \
+         download it once with network access or pass a local directory"
+    )]
+    NotCached {
+        /// `owner/name` of the repository.
+        repo: String,
+        /// The file inside the repository.
+        file: String,
+    },
+}
+
+/// Which kind of repository a file lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    /// A model repository (`gpt2`, `distilgpt2`, `owner/name`).
+    Model,
+    /// A dataset repository (`mteb/tweet_sentiment_extraction`).
+    Dataset,
+}
+
+/// A Hub repository at an optional revision (branch, tag or commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRepo {
+    /// `owner/name` or a bare canonical name such as `gpt2`.
+    pub id: String,
+    /// Branch, tag or commit; `main` when absent.
+    pub revision: Option<String>,
+    /// Model or dataset.
+    pub kind: RepoKind,
+}
+
+impl HubRepo {
+    /// Parses `name`, `owner/name` or either followed by `@revision`.
+    ///
+    /// Returns `None` when the text cannot be a Hub id (empty parts, more than one
+    /// `/`, characters the Hub does not allow).
+    pub fn parse(text: &str, kind: RepoKind) -> Option<Self> {
+        let (id, revision) = match text.split_once('@') {
+            Some((id, rev)) if !rev.is_empty() => (id, Some(rev.to_string())),
+            Some(_) => return None,
+            None => (text, None),
+        };
+        let parts: Vec<&str> = id.split('/').collect();
+        let valid_part = |p: &&str| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if parts.len() > 2 || !parts.iter().all(valid_part) {
+            return None;
+        }
+        Some(Self {
+            id: id.to_string(),
+            revision,
+            kind,
+        })
+    }
+
+    fn repo(&self) -> Repo {
+        let kind = match self.kind {
+            RepoKind::Model => RepoType::Model,
+            RepoKind::Dataset => RepoType::Dataset,
+        };
+        match &self.revision {
+            Some(rev) => Repo::with_revision(self.id.clone(), kind, rev.clone()),
+            None => Repo::new(self.id.clone(), kind),
+        }
+    }
+
+    /// Returns the local path of `file`, downloading it into the cache if needed.
+    pub fn get(&self, file: &str) -> Result<PathBuf, HubError> {
+        let cache = Cache::from_env();
+        if let Some(path) = cache.repo(self.repo()).get(file) {
+            return Ok(path);
+        }
+        if offline() {
+            return Err(HubError::NotCached {
+                repo: self.id.clone(),
+                file: file.to_string(),
+            });
+        }
+        let fetch_error = |reason: String| HubError::Fetch {
+            repo: self.id.clone(),
+            file: file.to_string(),
+            reason,
+        };
+        let token = std::env::var("HF_TOKEN").ok().or_else(|| cache.token());
+        let api = ApiBuilder::from_env()
+            .with_token(token)
+            .with_progress(false)
+            .build()
+            .map_err(|e| fetch_error(e.to_string()))?;
+        api.repo(self.repo())
+            .get(file)
+            .map_err(|e| fetch_error(e.to_string()))
+    }
+}
+
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hub_ids() {
+        let r = HubRepo::parse("gpt2", RepoKind::Model).unwrap();
+        assert_eq!((r.id.as_str(), r.revision), ("gpt2", None));
+        let r = HubRepo::parse("openai-community/gpt2@v1.0", RepoKind::Model).unwrap();
+        assert_eq!(r.id, "openai-community/gpt2");
+        assert_eq!(r.revision.as_deref(), Some("v1.0"));
+        for bad in ["", "a/b/c", "a//b", "gpt2@", "../x", "x y"] {
+            assert!(HubRepo::parse(bad, RepoKind::Model).is_none(), "{bad}");
+        }
+    }
+}

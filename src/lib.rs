@@ -1,0 +1,17 @@
+//! tuneserve: fine-tune GPT-2-family models for text classification and serve them.
+//!
+//! The crate is laid out by domain (see `DESIGN.md` §2 in the shared folder):
+//!
+//! * [`model`] — GPT-2 with a sequence-classification head in candle, its
+//!   configuration, loading from local folders or the Hugging Face Hub, and export
+//!   in Hugging Face's layout.
+//! * [`data`] — tokenization (GPT-2 byte-level BPE) and batching.
+//! * [`infer`] — classifying texts with a loaded model.
+//! * [`hub`] — the thin layer over `hf-hub` shared by models and datasets.
+//! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
+
+pub mod cli;
+pub mod data;
+pub mod hub;
+pub mod infer;
+pub mod model;

@@ -1,0 +1,108 @@
+//! GPT-2 sequence classifiers: configuration, the network, random initialisation,
+//! loading (local folders and the Hugging Face Hub, in both of its layouts) and
+//! export in Hugging Face's classifier layout.
+
+mod config;
+mod gpt2;
+mod init;
+mod load;
+mod save;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{default_labels, Activation, Gpt2Config};
+pub use gpt2::{parameter_shapes, pool_indices, Gpt2ForSequenceClassification, Mode};
+pub use init::{init_score_head, random_weights, Preset};
+pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
+pub use save::{save, write_dir_atomically};
+
+/// Named weights of a classifier, keyed as in [`parameter_shapes`].
+pub type Weights = std::collections::HashMap<String, candle_core::Tensor>;
+
+/// Everything that can go wrong building, loading or saving a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// `config.json` is unreadable or inconsistent.
+    #[error("{}: {reason}", file.display())]
+    Config {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The checkpoint is not a GPT-2.
+    #[error("{}: unsupported {found}; tuneserve loads GPT-2 models (model_type \"gpt2\")", file.display())]
+    UnsupportedArchitecture {
+        /// The config file.
+        file: PathBuf,
+        /// The model type or architecture found.
+        found: String,
+    },
+    /// A tensor the configuration calls for is absent.
+    #[error("{}: missing tensor `{name}`", file.display())]
+    MissingTensor {
+        /// The weights file.
+        file: PathBuf,
+        /// The tensor's name as it would appear in that file.
+        name: String,
+    },
+    /// A tensor has a different shape than the configuration calls for.
+    #[error("{}: tensor `{name}` has shape {got:?}, expected {expected:?} from config.json", file.display())]
+    WrongShape {
+        /// The weights file.
+        file: PathBuf,
+        /// The tensor's name in that file.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape stored.
+        got: Vec<usize>,
+    },
+    /// A weights file is not valid safetensors (truncated, corrupt).
+    #[error("{}: not a valid safetensors file (truncated or corrupt?): {reason}", file.display())]
+    Safetensors {
+        /// The weights file.
+        file: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A required file is not in the model folder.
+    #[error("{}: no {what} found (looked for {looked_for})", dir.display())]
+    MissingFile {
+        /// The model folder.
+        dir: PathBuf,
+        /// What was needed.
+        what: &'static str,
+        /// The file names tried.
+        looked_for: String,
+    },
+    /// The model source is neither a folder nor a Hub id.
+    #[error("`{0}` is neither an existing directory nor a Hugging Face Hub id (`name` or `owner/name[@revision]`)")]
+    BadSource(String),
+    /// Fetching from the Hub failed.
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
+    /// The tokenizer could not be loaded or saved.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::data::TokenizerError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

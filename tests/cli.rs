@@ -1,0 +1,127 @@
+//! The command line as a user runs it: init-model, then classify.
+
+mod common;
+
+use std::process::Command;
+
+use common::tokenizer_dir;
+
+fn tuneserve() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tuneserve"))
+}
+
+#[test]
+fn init_model_then_classify_prints_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    let status = tuneserve()
+        .args(["init-model", "--preset", "tiny", "--seed", "4", "--out"])
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(tokenizer_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(model.join(file).is_file(), "{file} missing");
+    }
+
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"first from file\"}\n\"second from file\"\n",
+    )
+    .unwrap();
+    let out = tuneserve()
+        .arg("classify")
+        .arg("--model")
+        .arg(&model)
+        .arg("--input")
+        .arg(&input)
+        .args(["what a lovely day", "this is awful"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for line in &lines {
+        let scores = line["scores"].as_object().unwrap();
+        assert_eq!(scores.len(), 2, "a base model gets the default two labels");
+        let total: f64 = scores.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        let id = line["label_id"].as_u64().unwrap() as usize;
+        assert_eq!(line["label"], format!("LABEL_{id}"));
+        assert_eq!(line["logits"].as_array().unwrap().len(), 2);
+        assert_eq!(line["score"], scores[line["label"].as_str().unwrap()]);
+    }
+}
+
+#[test]
+fn classify_rejects_empty_text_and_bad_input_lines() {
+    let fixture = common::fixture_dir();
+    let out = tuneserve()
+        .arg("classify")
+        .arg("--model")
+        .arg(&fixture)
+        .args(["fine", ""])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("input 1 is empty"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"ok\"}\n{\"txt\": 1}\n").unwrap();
+    let out = tuneserve()
+        .arg("classify")
+        .arg("--model")
+        .arg(&fixture)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl:2: no string field `text`"), "{err}");
+}
+
+#[test]
+fn help_documents_every_flag() {
+    for (cmd, flags) in [
+        (
+            "init-model",
+            &[
+                "--preset",
+                "--tokenizer",
+                "--seed",
+                "--n-positions",
+                "--out",
+            ][..],
+        ),
+        (
+            "classify",
+            &[
+                "--model",
+                "--input",
+                "--batch-size",
+                "--max-length",
+                "--device",
+            ][..],
+        ),
+    ] {
+        let out = tuneserve().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        for flag in flags {
+            assert!(help.contains(flag), "{cmd} --help lacks {flag}");
+        }
+    }
+}
