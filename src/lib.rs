@@ -7,6 +7,7 @@
 //!   in Hugging Face's layout.
 //! * [`data`] — tokenization (GPT-2 byte-level BPE) and batching.
 //! * [`infer`] — classifying texts with a loaded model.
+//! * [`train`] — fine-tuning with the Hugging Face `Trainer`'s maths, checkpoints, resume.
 //! * [`hub`] — the thin layer over `hf-hub` shared by models and datasets.
 //! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
 
@@ -15,3 +16,4 @@ pub mod data;
 pub mod hub;
 pub mod infer;
 pub mod model;
+pub mod train;

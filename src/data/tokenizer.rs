@@ -7,13 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{
-    PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection,
-    TruncationParams, TruncationStrategy,
-};
+use tokenizers::Tokenizer;
+
+use super::batch::{Encoded, Padding};
 
 /// Tokenizer failures.
 #[derive(Debug, thiserror::Error)]
@@ -77,58 +75,14 @@ impl TokenizerFiles {
     }
 }
 
-/// How a batch is padded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Padding {
-    /// Pad to the longest row of the batch (same maths, far less work).
-    #[default]
-    Longest,
-    /// Pad every row to `max_length`, as the recipe's `padding="max_length"`.
-    MaxLength,
-}
-
-/// A tokenized, padded batch (row-major `[batch, seq_len]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
-    /// Token ids, right-padded with the pad id.
-    pub ids: Vec<u32>,
-    /// 1 for real tokens, 0 for padding.
-    pub attention_mask: Vec<u32>,
-    /// Rows.
-    pub batch: usize,
-    /// Columns.
-    pub seq_len: usize,
-}
-
-impl Encoded {
-    /// Real (unpadded) tokens of each row.
-    pub fn lengths(&self) -> Vec<usize> {
-        self.attention_mask
-            .chunks(self.seq_len.max(1))
-            .map(|row| row.iter().filter(|&&m| m != 0).count())
-            .collect()
-    }
-
-    /// `(input_ids, attention_mask)` as `[batch, seq_len]` u32 tensors.
-    pub fn to_tensors(&self, dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let shape = (self.batch, self.seq_len);
-        Ok((
-            Tensor::from_slice(&self.ids, shape, dev)?,
-            Tensor::from_slice(&self.attention_mask, shape, dev)?,
-        ))
-    }
-}
-
 /// GPT-2's tokenizer, configured for classification batches.
 #[derive(Clone)]
 pub struct TextTokenizer {
-    /// As loaded, without padding or truncation: what [`TextTokenizer::save`] writes.
+    /// As loaded: what [`TextTokenizer::save`] writes.
     raw: Tokenizer,
-    /// With truncation to `max_length` and right padding with `pad_id`.
-    configured: Tokenizer,
     pad_id: u32,
     max_length: usize,
+    padding: Padding,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -156,47 +110,22 @@ impl TextTokenizer {
     }
 
     /// Wraps a loaded tokenizer: pad with `pad_id`, truncate to `max_length`.
-    pub fn new(raw: Tokenizer, pad_id: u32, max_length: usize, padding: Padding) -> Self {
-        let mut tok = Self {
-            configured: raw.clone(),
+    pub fn new(mut raw: Tokenizer, pad_id: u32, max_length: usize, padding: Padding) -> Self {
+        // Truncation and padding are ours; a tokenizer.json that sets them is overridden.
+        raw.with_padding(None);
+        raw.with_truncation(None)
+            .expect("turning truncation off cannot fail");
+        Self {
             raw,
             pad_id,
             max_length,
-        };
-        tok.configure(padding);
-        tok
+            padding,
+        }
     }
 
     /// The same tokenizer with another pad id, length limit and padding.
     pub fn with_settings(&self, pad_id: u32, max_length: usize, padding: Padding) -> Self {
         Self::new(self.raw.clone(), pad_id, max_length, padding)
-    }
-
-    fn configure(&mut self, padding: Padding) {
-        let pad_token = self
-            .raw
-            .id_to_token(self.pad_id)
-            .unwrap_or_else(|| "<|endoftext|>".to_string());
-        let strategy = match padding {
-            Padding::Longest => PaddingStrategy::BatchLongest,
-            Padding::MaxLength => PaddingStrategy::Fixed(self.max_length),
-        };
-        self.configured
-            .with_truncation(Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: self.max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }))
-            .expect("stride 0 is always a valid truncation");
-        self.configured.with_padding(Some(PaddingParams {
-            strategy,
-            direction: PaddingDirection::Right,
-            pad_to_multiple_of: None,
-            pad_id: self.pad_id,
-            pad_type_id: 0,
-            pad_token,
-        }));
     }
 
     /// The padding id.
@@ -209,39 +138,39 @@ impl TextTokenizer {
         self.max_length
     }
 
-    /// Token ids of one text, truncated, unpadded.
+    /// Token ids of one text, truncated to `max_length`, unpadded.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let enc = self
+        Ok(self.encode_many(&[text])?.remove(0))
+    }
+
+    /// Token ids of many texts (in parallel), each truncated, unpadded.
+    pub fn encode_many(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
+        let encodings = self
             .raw
-            .encode(text, true)
+            .encode_batch(texts.to_vec(), true)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        let mut ids = enc.get_ids().to_vec();
-        ids.truncate(self.max_length);
-        Ok(ids)
+        Ok(encodings
+            .iter()
+            .map(|e| {
+                let ids = e.get_ids();
+                ids[..ids.len().min(self.max_length)].to_vec()
+            })
+            .collect())
     }
 
     /// Tokenizes `texts` into one padded batch. A text with no tokens is an error.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Encoded, TokenizerError> {
-        let encodings = self
-            .configured
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        let seq_len = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut out = Encoded {
-            ids: Vec::with_capacity(texts.len() * seq_len),
-            attention_mask: Vec::with_capacity(texts.len() * seq_len),
-            batch: texts.len(),
-            seq_len,
-        };
-        for (index, enc) in encodings.iter().enumerate() {
-            if enc.get_attention_mask().iter().all(|&m| m == 0) {
-                return Err(TokenizerError::EmptyText { index });
-            }
-            out.ids.extend_from_slice(enc.get_ids());
-            out.attention_mask
-                .extend_from_slice(enc.get_attention_mask());
+        let rows = self.encode_many(texts)?;
+        if let Some(index) = rows.iter().position(Vec::is_empty) {
+            return Err(TokenizerError::EmptyText { index });
         }
-        Ok(out)
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        Ok(Encoded::pad(
+            &rows,
+            self.pad_id,
+            self.padding,
+            self.max_length,
+        ))
     }
 
     /// Writes the tokenizer as `tokenizer.json` at `path`.

@@ -92,10 +92,12 @@ impl Classifier {
         batch_size: usize,
     ) -> Result<Vec<Prediction>, InferError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        let lengths = texts
+        let lengths: Vec<usize> = self
+            .tokenizer
+            .encode_many(texts)?
             .iter()
-            .map(|t| self.tokenizer.encode(t).map(|ids| ids.len()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(Vec::len)
+            .collect();
         if let Some(index) = lengths.iter().position(|&l| l == 0) {
             return Err(TokenizerError::EmptyText { index }.into());
         }

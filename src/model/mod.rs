@@ -14,7 +14,7 @@ pub use config::{default_labels, Activation, Gpt2Config};
 pub use gpt2::{parameter_shapes, pool_indices, Gpt2ForSequenceClassification, Mode};
 pub use init::{init_score_head, random_weights, Preset};
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
-pub use save::{save, write_dir_atomically};
+pub use save::{save, write_dir_atomically, write_model_files};
 
 /// Named weights of a classifier, keyed as in [`parameter_shapes`].
 pub type Weights = std::collections::HashMap<String, candle_core::Tensor>;

@@ -24,6 +24,20 @@ pub fn save(
     out: &Path,
 ) -> Result<(), ModelError> {
     write_dir_atomically(out, |tmp| {
+        write_model_files(config, weights, tokenizer, layout, tmp)
+    })
+}
+
+/// Writes the model's files into the existing folder `dir` (no atomicity of its
+/// own: [`save`] and checkpoints wrap it in [`write_dir_atomically`]).
+pub fn write_model_files(
+    config: &Gpt2Config,
+    weights: &Weights,
+    tokenizer: &TextTokenizer,
+    layout: WeightLayout,
+    tmp: &Path,
+) -> Result<(), ModelError> {
+    {
         let mut json = match layout {
             WeightLayout::Classifier => config.to_hf_json("GPT2ForSequenceClassification"),
             WeightLayout::Base => config.to_hf_json("GPT2LMHeadModel"),
@@ -52,7 +66,7 @@ pub fn save(
         })?;
         tokenizer.save(&tmp.join("tokenizer.json"))?;
         Ok(())
-    })
+    }
 }
 
 /// Builds the folder `out` by calling `fill` on a fresh temporary folder beside

@@ -1,0 +1,96 @@
+//! Checkpoints: `step-N/` folders holding the model (Hugging Face classifier
+//! layout, so a checkpoint also serves as a model), `optimizer.safetensors` and
+//! `trainer_state.json`. Each is built under a temporary name, fsynced and renamed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamW;
+use super::{History, Hyperparameters, TrainError};
+use crate::model::{write_dir_atomically, write_model_files, LoadedModel, WeightLayout, Weights};
+
+/// Where a run stands, saved with each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Epoch (0-based) the next step belongs to.
+    pub epoch: usize,
+    /// Micro-batches of that epoch already consumed (position in its shuffled order).
+    pub micro_batches_done: usize,
+    /// Optimizer steps of the whole run.
+    pub total_steps: usize,
+    /// The seed: epoch orders derive from `(seed, epoch)`, dropout from `(seed, step)`,
+    /// so this and the position are the whole generator state.
+    pub seed: u64,
+    /// Real training tokens seen.
+    pub tokens: u64,
+    /// Best value of `metric_for_best_model` so far.
+    pub best_metric: Option<f64>,
+    /// The step it was reached at.
+    pub best_step: Option<usize>,
+    /// Evaluations since the best one (early stopping's counter).
+    pub evals_without_improvement: usize,
+    /// The hyperparameters of the run (a resume must use the same).
+    pub hyperparameters: Hyperparameters,
+    /// Every logged step and evaluation so far.
+    pub history: History,
+}
+
+fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint(format!("{}: {e}", path.display()))
+}
+
+/// Writes `dir/step-N` for the state's step.
+pub(crate) fn write(
+    dir: &Path,
+    model: &LoadedModel,
+    weights: &Weights,
+    optimizer: &AdamW,
+    state: &TrainerState,
+) -> Result<PathBuf, TrainError> {
+    let out = dir.join(format!("step-{}", state.step));
+    write_dir_atomically(&out, |tmp| -> Result<(), TrainError> {
+        write_model_files(
+            &model.config,
+            weights,
+            &model.tokenizer,
+            WeightLayout::Classifier,
+            tmp,
+        )?;
+        optimizer.save(&tmp.join("optimizer.safetensors"))?;
+        let path = tmp.join("trainer_state.json");
+        let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;
+        std::fs::write(&path, json).map_err(|e| ckpt_err(&path, e))?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Reads `trainer_state.json` of a checkpoint folder.
+pub(crate) fn read_state(dir: &Path) -> Result<TrainerState, TrainError> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ckpt_err(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| ckpt_err(&path, e))
+}
+
+/// The complete checkpoints (`step-N` folders with a state file) in `dir`, by step.
+pub fn list_checkpoints(dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            let path = e.path();
+            path.join("trainer_state.json")
+                .is_file()
+                .then_some((step, path))
+        })
+        .collect();
+    found.sort();
+    found
+}

@@ -1,0 +1,181 @@
+//! Fine-tuning: the Hugging Face `Trainer`'s maths on a GPT-2 classifier.
+//!
+//! A library with no HTTP or SQL in it. [`run`] takes a loaded model, labelled
+//! examples and [`Hyperparameters`], trains on the calling thread (run it on a
+//! thread of its own), reports progress through an [`Observer`], and writes
+//! resumable checkpoints (`step-N/`) into a folder.
+//!
+//! Determinism: the data order of epoch `e` is a function of `(seed, e)` and the
+//! dropout masks of step `s` of `(seed, s)`, so a run resumed from step `k`
+//! replays exactly what an uninterrupted run would have done (for a given number
+//! of threads).
+
+mod checkpoint;
+mod hyperparams;
+mod metrics;
+mod optim;
+mod trainer;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use checkpoint::{list_checkpoints, TrainerState};
+pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
+pub use metrics::EvalMetrics;
+pub use optim::{clip_grad_norm, learning_rate, takes_weight_decay, AdamConfig, AdamW};
+pub use trainer::{run, TrainSpec};
+
+/// Training failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The hyperparameters are out of range.
+    #[error(transparent)]
+    Hyperparameter(#[from] InvalidHyperparameter),
+    /// The data cannot be trained on (for example, no examples, unknown label).
+    #[error("data: {0}")]
+    Data(String),
+    /// A tensor operation failed.
+    #[error("training step failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::data::TokenizerError),
+    /// Building, loading or saving the model failed.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The loss became NaN or infinite.
+    #[error("loss is not finite at step {step} (try a lower learning_rate)")]
+    NonFiniteLoss {
+        /// The optimizer step.
+        step: usize,
+    },
+}
+
+/// The training loss of one logging window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// Optimizer step (1-based) at the end of the window.
+    pub step: usize,
+    /// Fractional epoch at that step.
+    pub epoch: f64,
+    /// Mean training loss over the window's steps (each the mean of its micro-batches).
+    pub loss: f64,
+    /// Learning rate used at `step`.
+    pub learning_rate: f64,
+    /// Global gradient norm before clipping, at `step`.
+    pub grad_norm: f64,
+    /// Real (unpadded) training tokens seen so far.
+    pub tokens: u64,
+    /// Real tokens per second over the window.
+    pub tokens_per_second: f64,
+}
+
+/// An evaluation at a step (step 0: the baseline before training).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalLog {
+    /// Optimizer steps done when evaluated.
+    pub step: usize,
+    /// Fractional epoch.
+    pub epoch: f64,
+    /// The metrics.
+    pub metrics: EvalMetrics,
+}
+
+/// Progress reported while training.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// The run starts (or resumes) with this plan.
+    Started {
+        /// Optimizer steps of the whole run.
+        total_steps: usize,
+        /// Optimizer steps per epoch.
+        steps_per_epoch: usize,
+        /// Training examples.
+        train_examples: usize,
+        /// Evaluation examples (0 without an eval set).
+        eval_examples: usize,
+        /// The step a resumed run continues after (0 for a fresh run).
+        start_step: usize,
+    },
+    /// A logging window ended.
+    Step(StepLog),
+    /// An evaluation finished.
+    Eval(EvalLog),
+    /// A checkpoint was written (fsynced and renamed into place).
+    Checkpoint {
+        /// Step of the checkpoint.
+        step: usize,
+        /// Its folder.
+        path: PathBuf,
+    },
+    /// An old checkpoint was deleted under `save_total_limit`.
+    CheckpointRemoved {
+        /// Step of the checkpoint.
+        step: usize,
+        /// Its former folder.
+        path: PathBuf,
+    },
+    /// Training stopped early: no improvement for `early_stopping_patience` evaluations.
+    EarlyStopped {
+        /// The last step taken.
+        step: usize,
+    },
+}
+
+/// Receives progress and may stop the run.
+pub trait Observer {
+    /// Called for each event, in order.
+    fn on_event(&mut self, event: &TrainEvent);
+    /// Polled once per optimizer step; `true` stops the run before its next step.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+impl Observer for () {
+    fn on_event(&mut self, _: &TrainEvent) {}
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// Every planned step ran.
+    Completed,
+    /// Early stopping ended the run.
+    EarlyStopped,
+    /// The observer asked to stop.
+    Stopped,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// How it ended.
+    pub finish: Finish,
+    /// The last optimizer step taken.
+    pub step: usize,
+    /// The weights after the last step (named as `model::parameter_shapes`).
+    pub weights: crate::model::Weights,
+    /// The last evaluation, if any.
+    pub final_metrics: Option<EvalMetrics>,
+    /// The checkpoint with the best `metric_for_best_model`, if any.
+    pub best_checkpoint: Option<PathBuf>,
+    /// Every logged step and evaluation of the run (a resumed run includes the
+    /// history up to its checkpoint).
+    pub history: History,
+}
+
+/// The log of a run, kept in `trainer_state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Training-loss windows.
+    pub steps: Vec<StepLog>,
+    /// Evaluations.
+    pub evals: Vec<EvalLog>,
+}
