@@ -9,11 +9,17 @@
 //! * [`infer`] — classifying texts with a loaded model.
 //! * [`train`] — fine-tuning with the Hugging Face `Trainer`'s maths, checkpoints, resume.
 //! * [`hub`] — the thin layer over `hf-hub` shared by models and datasets.
+//! * [`api`] — the HTTP service (`tuneserve serve`): routes, errors, auth, OpenAPI.
+//! * [`store`] — SQLite persistence; the only module that speaks SQL.
+//! * [`queue`] — the jobs table as a queue: claims, leases, workers on their own threads.
 //! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
 
+pub mod api;
 pub mod cli;
 pub mod data;
 pub mod hub;
 pub mod infer;
 pub mod model;
+pub mod queue;
+pub mod store;
 pub mod train;

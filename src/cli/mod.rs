@@ -3,6 +3,7 @@
 
 mod classify;
 mod init_model;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ pub enum Command {
     InitModel(init_model::InitModelArgs),
     /// Classify texts with a model folder or Hub id; prints one JSON object per text.
     Classify(classify::ClassifyArgs),
+    /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs it, and maps errors to a message and exit code 1.
@@ -36,6 +39,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::InitModel(args) => init_model::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,13 @@
 //! Inference: turning texts into predictions with a loaded classifier.
 //!
-//! [`Classifier`] is synchronous and CPU/GPU-bound; callers on an async runtime
-//! run it on a thread of its own.
+//! [`Classifier`] is synchronous and CPU/GPU-bound; the service keeps loaded
+//! models in a [`Registry`] (`latest` swapped atomically) and runs them on the
+//! [`Batcher`]'s own thread behind a bounded queue.
 
+mod batcher;
 mod classifier;
+mod registry;
 
+pub use batcher::{Batcher, SubmitError};
 pub use classifier::{Classifier, InferError, Prediction};
+pub use registry::{Registry, ServedModel};

@@ -1,0 +1,574 @@
+//! `/jobs`: submit, list, inspect, follow (JSON or SSE) and cancel fine-tuning jobs.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::header::ACCEPT;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{new_id, timestamp};
+use crate::api::error::ErrorBody;
+use crate::api::{ApiError, AppState, Json, Query};
+use crate::model::ModelSource;
+use crate::store::{EventRow, JobRow, JobStatus, NewEvent, NewJob, StoreError};
+use crate::train::Hyperparameters;
+
+/// A job to submit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// Base model: a folder in the Hub's layout or a Hub id (`gpt2`, `owner/name@rev`).
+    pub base_model: String,
+    /// Training dataset id.
+    pub train_dataset: String,
+    /// Evaluation dataset id (its labels must be the training set's).
+    pub eval_dataset: Option<String>,
+    /// Hyperparameters (DESIGN §3); unknown fields are refused.
+    #[schema(value_type = Option<Object>)]
+    pub hyperparameters: Option<Hyperparameters>,
+    /// Up to 40 of `[a-z0-9-]`, added to the model's id.
+    pub suffix: Option<String>,
+}
+
+/// Training progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobProgress {
+    /// Optimizer steps done.
+    pub step: i64,
+    /// Optimizer steps planned (known once training starts).
+    pub total_steps: Option<i64>,
+    /// Fractional epoch.
+    pub epoch: Option<f64>,
+    /// Real training tokens seen.
+    pub tokens: i64,
+    /// Recent throughput.
+    pub tokens_per_second: Option<f64>,
+    /// Estimated seconds left while running.
+    pub eta_seconds: Option<f64>,
+}
+
+/// The newest metrics of each kind.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct LatestMetrics {
+    /// The newest training-loss window.
+    #[schema(value_type = Option<Object>)]
+    pub train: Option<serde_json::Value>,
+    /// The newest evaluation.
+    #[schema(value_type = Option<Object>)]
+    pub eval: Option<serde_json::Value>,
+}
+
+/// A fine-tuning job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Job {
+    /// Its id.
+    pub id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// Base model.
+    pub base_model: String,
+    /// Training dataset id.
+    pub train_dataset: String,
+    /// Evaluation dataset id.
+    pub eval_dataset: Option<String>,
+    /// Every hyperparameter, defaults filled in.
+    #[schema(value_type = Object)]
+    pub hyperparameters: serde_json::Value,
+    /// Model id suffix.
+    pub suffix: Option<String>,
+    /// The current (or last) attempt.
+    pub attempt: i64,
+    /// Attempts allowed.
+    pub max_attempts: i64,
+    /// A cancel was asked for.
+    pub cancel_requested: bool,
+    /// Progress.
+    pub progress: JobProgress,
+    /// Newest metrics (single-job answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_metrics: Option<LatestMetrics>,
+    /// Why it failed (or why the last attempt did).
+    pub error: Option<String>,
+    /// The model it produced.
+    pub model: Option<String>,
+    /// Submission time (RFC 3339).
+    pub created_at: String,
+    /// First start.
+    pub started_at: Option<String>,
+    /// End.
+    pub finished_at: Option<String>,
+}
+
+impl From<JobRow> for Job {
+    fn from(row: JobRow) -> Self {
+        let p = &row.progress;
+        let eta_seconds = match (row.status, row.started_at, p.total_steps) {
+            (JobStatus::Running, Some(start), Some(total)) if p.step > 0 => {
+                let elapsed = (crate::store::now_ms() - start) as f64 / 1000.0;
+                Some(elapsed / p.step as f64 * (total - p.step).max(0) as f64)
+            }
+            _ => None,
+        };
+        Self {
+            id: row.id,
+            status: row.status.as_str().into(),
+            base_model: row.base_model,
+            train_dataset: row.train_dataset,
+            eval_dataset: row.eval_dataset,
+            hyperparameters: row.hyperparameters,
+            suffix: row.suffix,
+            attempt: row.attempt,
+            max_attempts: row.max_attempts,
+            cancel_requested: row.cancel_requested,
+            progress: JobProgress {
+                step: row.progress.step,
+                total_steps: row.progress.total_steps,
+                epoch: row.progress.epoch,
+                tokens: row.progress.tokens,
+                tokens_per_second: row.progress.tokens_per_second,
+                eta_seconds,
+            },
+            latest_metrics: None,
+            error: row.error,
+            model: row.model_id,
+            created_at: timestamp(row.created_at),
+            started_at: row.started_at.map(timestamp),
+            finished_at: row.finished_at.map(timestamp),
+        }
+    }
+}
+
+fn validate(req: &CreateJob, hp: &Hyperparameters) -> Result<(), ApiError> {
+    if req.base_model.trim().is_empty() {
+        return Err(ApiError::invalid("base_model", "must not be empty"));
+    }
+    req.base_model
+        .parse::<ModelSource>()
+        .map_err(|e| ApiError::invalid("base_model", e.to_string()))?;
+    if let Some(s) = &req.suffix {
+        let ok = !s.is_empty()
+            && s.len() <= 40
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(ApiError::invalid(
+                "suffix",
+                "must be 1 to 40 of `a-z`, `0-9` and `-`",
+            ));
+        }
+    }
+    hp.validate()
+        .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))
+}
+
+async fn dataset_labels(state: &AppState, param: &str, id: &str) -> Result<Vec<String>, ApiError> {
+    match state.store.get_dataset(id).await {
+        Ok(row) => Ok(row.labels),
+        Err(StoreError::NotFound { .. }) => Err(ApiError::invalid(
+            param,
+            format!("dataset `{id}` not found (upload it with POST /datasets)"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Queues a fine-tuning job.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = CreateJob,
+    responses(
+        (status = 202, description = "Queued", body = Job),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in `param`)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateJob>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let hp = req.hyperparameters.clone().unwrap_or_default();
+    validate(&req, &hp)?;
+    let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
+    if let Some(eval) = &req.eval_dataset {
+        let eval_labels = dataset_labels(&state, "eval_dataset", eval).await?;
+        if !train_labels.starts_with(&eval_labels) {
+            return Err(ApiError::invalid(
+                "eval_dataset",
+                format!(
+                    "its labels {eval_labels:?} differ from the training set's {train_labels:?}"
+                ),
+            ));
+        }
+    }
+    let row = state
+        .store
+        .insert_job(NewJob {
+            id: new_id("job"),
+            base_model: req.base_model,
+            train_dataset: req.train_dataset,
+            eval_dataset: req.eval_dataset,
+            hyperparameters: serde_json::to_value(&hp)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            suffix: req.suffix,
+            max_attempts: hp.max_attempts as i64,
+        })
+        .await?;
+    let event = NewEvent {
+        level: "info",
+        kind: "created",
+        message: "job queued".into(),
+        data: None,
+    };
+    state.store.add_event(&row.id, None, event).await?;
+    state.queue.notify();
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
+/// Listing filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only jobs in this status.
+    pub status: Option<String>,
+    /// At most this many (1–100, default 20).
+    pub limit: Option<i64>,
+    /// Jobs submitted after this job id (pagination).
+    pub after: Option<String>,
+}
+
+/// A page of jobs, in submission order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// The jobs.
+    pub data: Vec<Job>,
+    /// More follow: pass the last id as `after`.
+    pub has_more: bool,
+}
+
+/// Jobs in submission order.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, body = JobList), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("status", e))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+    }
+    let after = q.after.as_deref();
+    let mut rows = match state.store.list_jobs(status, limit + 1, after).await {
+        Err(StoreError::NotFound { id, .. }) => {
+            return Err(ApiError::invalid("after", format!("job `{id}` not found")))
+        }
+        other => other?,
+    };
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok(Json(JobList {
+        data: rows.into_iter().map(Into::into).collect(),
+        has_more,
+    }))
+}
+
+/// One job, with its newest metrics.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let row = state.store.get_job(&id).await?;
+    let metrics = state.store.list_metrics(&id).await?;
+    let newest = |split: &str| {
+        metrics
+            .iter()
+            .filter(|m| m.split == split)
+            .max_by_key(|m| m.step)
+            .map(|m| flatten(m.step, m.epoch, &m.data))
+    };
+    let mut job: Job = row.into();
+    job.latest_metrics = Some(LatestMetrics {
+        train: newest("train"),
+        eval: newest("eval"),
+    });
+    Ok(Json(job))
+}
+
+fn flatten(step: i64, epoch: f64, data: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("step".into(), step.into());
+    out.insert("epoch".into(), epoch.into());
+    if let Some(obj) = data.as_object() {
+        for (k, v) in obj {
+            out.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    out.into()
+}
+
+/// A job's metrics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobMetrics {
+    /// Per logging window: step, epoch, loss, learning_rate, grad_norm, tokens, tokens_per_second.
+    #[schema(value_type = Vec<Object>)]
+    pub train: Vec<serde_json::Value>,
+    /// Per evaluation: step, epoch, loss, accuracy, macro_f1, precision, recall, confusion.
+    #[schema(value_type = Vec<Object>)]
+    pub eval: Vec<serde_json::Value>,
+}
+
+/// Per-step training loss and per-evaluation metrics.
+#[utoipa::path(get, path = "/jobs/{id}/metrics", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobMetrics), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobMetrics>, ApiError> {
+    state.store.get_job(&id).await?;
+    let rows = state.store.list_metrics(&id).await?;
+    let pick = |split: &str| {
+        rows.iter()
+            .filter(|m| m.split == split)
+            .map(|m| flatten(m.step, m.epoch, &m.data))
+            .collect()
+    };
+    Ok(Json(JobMetrics {
+        train: pick("train"),
+        eval: pick("eval"),
+    }))
+}
+
+/// A job log entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobEvent {
+    /// Increasing id (also the SSE `id`).
+    pub id: i64,
+    /// The attempt it belongs to.
+    pub attempt: i64,
+    /// `info`, `warning` or `error`.
+    pub level: String,
+    /// `created`, `started`, `plan`, `step`, `eval`, `checkpoint`, `succeeded`, …
+    pub kind: String,
+    /// Human-readable text.
+    pub message: String,
+    /// Details.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<EventRow> for JobEvent {
+    fn from(e: EventRow) -> Self {
+        Self {
+            id: e.seq,
+            attempt: e.attempt,
+            level: e.level,
+            kind: e.kind,
+            message: e.message,
+            data: e.data,
+            created_at: timestamp(e.created_at),
+        }
+    }
+}
+
+/// A page of a job's log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobEventList {
+    /// Entries, oldest first.
+    pub data: Vec<JobEvent>,
+}
+
+/// Log paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Entries after this event id.
+    pub after: Option<i64>,
+    /// At most this many (1–1000, default 1000).
+    pub limit: Option<i64>,
+}
+
+/// The job's log; with `Accept: text/event-stream`, a live SSE stream that
+/// ends once the job has finished.
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), EventParams),
+    responses(
+        (status = 200, description = "JSON page, or an SSE stream of JobEvent", body = JobEventList),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.store.get_job(&id).await?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let wants_sse = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let after = q.after.or(resume).unwrap_or(0);
+    if wants_sse {
+        return Ok(Sse::new(event_stream(state, id, after))
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let rows = state.store.list_events(&id, after, limit).await?;
+    Ok(Json(JobEventList {
+        data: rows.into_iter().map(Into::into).collect(),
+    })
+    .into_response())
+}
+
+fn event_stream(
+    state: AppState,
+    id: String,
+    after: i64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let start = (state, id, after, Vec::<Event>::new().into_iter(), false);
+    stream::unfold(
+        start,
+        |(state, id, mut after, mut pending, mut finished)| async move {
+            loop {
+                if let Some(event) = pending.next() {
+                    return Some((Ok(event), (state, id, after, pending, finished)));
+                }
+                if finished || state.shutdown.is_cancelled() {
+                    return None;
+                }
+                // Read the status first: events written before a terminal status are all seen.
+                let done = match state.store.get_job(&id).await {
+                    Ok(job) => job.status.is_terminal(),
+                    Err(_) => true,
+                };
+                let rows = state
+                    .store
+                    .list_events(&id, after, 1000)
+                    .await
+                    .unwrap_or_default();
+                if let Some(last) = rows.last() {
+                    after = last.seq;
+                }
+                finished = done && rows.len() < 1000;
+                let events: Vec<Event> = rows
+                    .into_iter()
+                    .map(|row| {
+                        let kind = row.kind.clone();
+                        let seq = row.seq;
+                        Event::default()
+                            .id(seq.to_string())
+                            .event(kind)
+                            .json_data(JobEvent::from(row))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                pending = events.into_iter();
+                if pending.len() == 0 && !finished {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        _ = state.shutdown.cancelled() => {}
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A kept checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checkpoint {
+    /// Its step.
+    pub step: i64,
+    /// Its folder (a model in Hugging Face's classifier layout).
+    pub path: String,
+    /// The evaluation at that step, if any.
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Value>,
+    /// When written (RFC 3339).
+    pub created_at: String,
+}
+
+/// A job's kept checkpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointList {
+    /// By step.
+    pub data: Vec<Checkpoint>,
+}
+
+/// The checkpoints still on disk.
+#[utoipa::path(get, path = "/jobs/{id}/checkpoints", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = CheckpointList), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    state.store.get_job(&id).await?;
+    let rows = state.store.list_checkpoints(&id).await?;
+    Ok(Json(CheckpointList {
+        data: rows
+            .into_iter()
+            .map(|c| Checkpoint {
+                step: c.step,
+                path: c.path,
+                metrics: c.metrics,
+                created_at: timestamp(c.created_at),
+            })
+            .collect(),
+    }))
+}
+
+/// Cancels a job: a queued one at once; a running one stops at its next step.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled, or cancel requested", body = Job),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let row = state.store.request_cancel(&id).await?;
+    let message = match row.status {
+        JobStatus::Cancelled => "cancelled while queued",
+        _ => "cancel requested; the trainer stops at its next step",
+    };
+    let event = NewEvent {
+        level: "info",
+        kind: "cancel_requested",
+        message: message.into(),
+        data: None,
+    };
+    state.store.add_event(&id, None, event).await?;
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,149 @@
+//! Routes, one module per resource, assembled with their OpenAPI description.
+
+pub mod classify;
+pub mod datasets;
+pub mod health;
+pub mod jobs;
+pub mod models;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::error::{ErrorBody, ErrorDetail};
+use super::middleware::{require_api_key, track_metrics};
+use super::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tuneserve",
+        description = "Fine-tune GPT-2-family classifiers and serve them. Errors are \
+            `{\"error\": {\"code\", \"message\", \"param\"}}`; with `--api-key`, every route but \
+            `/health` and `/metrics` needs `Authorization: Bearer <key>`."
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "service", description = "Health and metrics"),
+        (name = "datasets", description = "Uploaded training data"),
+        (name = "jobs", description = "Fine-tuning jobs"),
+        (name = "models", description = "Fine-tuned models and classification"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes that need the API key (when one is set).
+fn protected() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(datasets::upload, datasets::list))
+        .routes(routes!(datasets::get))
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::metrics))
+        .routes(routes!(jobs::events))
+        .routes(routes!(jobs::checkpoints))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(models::list))
+        .routes(routes!(models::get))
+        .routes(routes!(classify::classify))
+}
+
+fn open() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::metrics))
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(protected())
+        .merge(open())
+        .split_for_parts()
+        .1
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (protected, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(
+            protected().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_api_key,
+            )),
+        )
+        .merge(open())
+        .split_for_parts();
+    let config = &state.config;
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+            },
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ));
+    protected
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .layer(axum::middleware::from_fn(track_metrics))
+        .layer(DefaultBodyLimit::max(config.max_json_bytes))
+        .layer(layers)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> super::ApiError {
+    super::ApiError::NotFound {
+        what: "route",
+        id: uri.path().to_string(),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC).
+pub(crate) fn timestamp(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A short random id with a prefix (`ds-`, `job-`).
+pub(crate) fn new_id(prefix: &str) -> String {
+    let raw = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &raw[..16])
+}

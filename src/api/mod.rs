@@ -1,0 +1,281 @@
+//! The HTTP service (axum): routes per resource under [`http`], one
+//! [`ApiError`], optional bearer auth, request ids, tracing, body limits,
+//! Prometheus metrics, the OpenAPI document and graceful shutdown.
+//!
+//! [`Application::build`] opens the store, starts the inference thread and the
+//! queue's workers, preloads a model and binds the listener (port 0 picks a
+//! free port: see [`Application::port`]); [`Application::run_until_stopped`]
+//! serves until SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans
+//! the shutdown out to the workers, which hand their jobs back to the queue.
+
+mod error;
+pub mod http;
+mod middleware;
+mod upload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use candle_core::Device;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, Json, Query};
+pub use upload::{parse as parse_dataset, Format as DatasetFormat, RowError};
+
+use crate::infer::{Batcher, Registry, ServedModel};
+use crate::queue::{load_served, Queue, QueueConfig};
+use crate::store::Store;
+
+/// Everything `tuneserve serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Interface to listen on.
+    pub host: String,
+    /// Port (0: any free port).
+    pub port: u16,
+    /// Database, datasets, checkpoints and models go here.
+    pub data_dir: PathBuf,
+    /// One training worker per device (`cpu`, `cuda:N`).
+    pub devices: Vec<String>,
+    /// A model (folder or Hub id) to serve before any job succeeds.
+    pub model: Option<String>,
+    /// Bearer token required on every route but `/health`, `/metrics` and the docs.
+    pub api_key: Option<String>,
+    /// Texts per forward pass of the inference thread.
+    pub max_batch_size: usize,
+    /// Classification requests waiting at most (more: 429).
+    pub queue_capacity: usize,
+    /// Texts in one `/classify` request at most.
+    pub max_inputs: usize,
+    /// Largest JSON body.
+    pub max_json_bytes: usize,
+    /// Largest dataset upload.
+    pub max_dataset_bytes: usize,
+    /// Lease of a running job.
+    pub lease: Duration,
+    /// Lease renewal (and cancel polling) interval.
+    pub heartbeat: Duration,
+    /// Idle workers' polling interval.
+    pub poll: Duration,
+    /// Longest time a request may take to produce its response.
+    pub request_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// The defaults, storing under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            data_dir: data_dir.into(),
+            devices: vec!["cpu".into()],
+            model: None,
+            api_key: None,
+            max_batch_size: 32,
+            queue_capacity: 64,
+            max_inputs: 64,
+            max_json_bytes: 1 << 20,
+            max_dataset_bytes: 256 << 20,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(2),
+            poll: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The job queue.
+    pub queue: Queue,
+    /// Loaded models.
+    pub registry: Arc<Registry>,
+    /// The inference thread.
+    pub batcher: Batcher,
+    /// The configuration.
+    pub config: Arc<ServeConfig>,
+    /// The device models are loaded on for serving.
+    pub device: Device,
+    /// Cancelled on shutdown (ends event streams).
+    pub shutdown: CancellationToken,
+}
+
+/// A built service, bound and ready to run.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    port: u16,
+    store: Store,
+    shutdown: CancellationToken,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Opens the store under `config.data_dir`, starts the inference thread
+    /// and the workers, preloads a model and binds the listener.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        for sub in ["datasets", "jobs", "models"] {
+            let dir = config.data_dir.join(sub);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        http::health::prometheus();
+        let store = Store::open(&config.data_dir.join("tuneserve.db")).await?;
+        anyhow::ensure!(
+            !config.devices.is_empty(),
+            "--devices: give at least one device"
+        );
+        let devices = config
+            .devices
+            .iter()
+            .map(|d| Ok((d.clone(), crate::cli::parse_device(d)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let device = devices[0].1.clone();
+        let registry = Arc::new(Registry::new());
+        preload(&config, &store, &registry, &device).await?;
+        let batcher = Batcher::start(config.queue_capacity, config.max_batch_size)?;
+        let shutdown = CancellationToken::new();
+        let queue_config = QueueConfig {
+            data_dir: config.data_dir.clone(),
+            devices,
+            lease: config.lease,
+            heartbeat: config.heartbeat,
+            poll: config.poll,
+        };
+        let (queue, workers) = Queue::start(
+            queue_config,
+            store.clone(),
+            registry.clone(),
+            shutdown.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            store: store.clone(),
+            queue,
+            registry,
+            batcher,
+            config: Arc::new(config),
+            device,
+            shutdown: shutdown.clone(),
+        };
+        let router = http::router(state);
+        Ok(Self {
+            listener,
+            router,
+            port,
+            store,
+            shutdown,
+            workers,
+        })
+    }
+
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The store (tests reach behind the API through it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Cancelling this token stops the service as a signal would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM or the shutdown token; then stops taking
+    /// requests, lets the workers hand their jobs back, and closes the store.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = signal() => token.cancel(),
+                _ = token.cancelled() => {}
+            }
+        });
+        tracing::info!(port = self.port, "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
+            .await?;
+        tracing::info!("shutting down: waiting for workers to hand back their jobs");
+        let workers = futures::future::join_all(self.workers);
+        if tokio::time::timeout(Duration::from_secs(60), workers)
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop within 60 s");
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `--model` if given, else the newest fine-tuned model, becomes `latest`.
+async fn preload(
+    config: &ServeConfig,
+    store: &Store,
+    registry: &Registry,
+    device: &Device,
+) -> anyhow::Result<()> {
+    let (id, source) = match &config.model {
+        Some(model) => (model.clone(), model.clone()),
+        None => match store.list_models(1).await?.pop() {
+            Some(row) => (row.id, row.path),
+            None => return Ok(()),
+        },
+    };
+    let served = load_blocking(id.clone(), source, device.clone()).await;
+    match (served, &config.model) {
+        (Ok(served), _) => {
+            tracing::info!(model = %id, "serving as `latest`");
+            registry.promote(served);
+            Ok(())
+        }
+        (Err(e), Some(_)) => Err(anyhow::anyhow!("--model: {e}")),
+        (Err(e), None) => {
+            tracing::warn!(model = %id, "cannot load the newest model: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Loads a model on a blocking thread (never on the runtime's workers).
+pub(crate) async fn load_blocking(
+    id: String,
+    source: String,
+    device: Device,
+) -> Result<Arc<ServedModel>, String> {
+    tokio::task::spawn_blocking(move || load_served(&id, &source, &device).map(Arc::new))
+        .await
+        .map_err(|e| format!("loading thread failed: {e}"))?
+}

@@ -1,0 +1,85 @@
+//! `tuneserve serve`: the HTTP service (see [`crate::api`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::{Application, ServeConfig};
+
+/// Arguments of `serve`; each also reads a `TUNESERVE_*` environment variable.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Interface to listen on.
+    #[arg(long, env = "TUNESERVE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, env = "TUNESERVE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Database, datasets, checkpoints and models go here.
+    #[arg(long, env = "TUNESERVE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Training devices, one worker each: `cpu` or `cuda:0,cuda:1`.
+    #[arg(
+        long,
+        env = "TUNESERVE_DEVICES",
+        default_value = "cpu",
+        value_delimiter = ','
+    )]
+    pub devices: Vec<String>,
+    /// A model to serve from the start (folder in the Hub's layout or Hub id).
+    #[arg(long, env = "TUNESERVE_MODEL")]
+    pub model: Option<String>,
+    /// Require `Authorization: Bearer <key>` (all routes but /health and /metrics).
+    #[arg(long, env = "TUNESERVE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Texts per inference forward pass.
+    #[arg(long, env = "TUNESERVE_MAX_BATCH_SIZE", default_value_t = 32)]
+    pub max_batch_size: usize,
+    /// Classification requests that may wait (more get 429).
+    #[arg(long, env = "TUNESERVE_QUEUE_CAPACITY", default_value_t = 64)]
+    pub queue_capacity: usize,
+    /// Texts per /classify request at most.
+    #[arg(long, env = "TUNESERVE_MAX_INPUTS", default_value_t = 64)]
+    pub max_inputs: usize,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "TUNESERVE_MAX_JSON_BYTES", default_value_t = 1 << 20)]
+    pub max_json_bytes: usize,
+    /// Largest dataset upload, in bytes.
+    #[arg(long, env = "TUNESERVE_MAX_DATASET_BYTES", default_value_t = 256 << 20)]
+    pub max_dataset_bytes: usize,
+    /// Seconds a running job's lease lasts without a heartbeat.
+    #[arg(long, env = "TUNESERVE_LEASE_SECS", default_value_t = 30.0)]
+    pub lease_secs: f64,
+    /// Seconds between heartbeats (also how fast a cancel is noticed).
+    #[arg(long, env = "TUNESERVE_HEARTBEAT_SECS", default_value_t = 2.0)]
+    pub heartbeat_secs: f64,
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.heartbeat_secs > 0.0 && args.lease_secs > args.heartbeat_secs,
+        "--lease-secs must be greater than --heartbeat-secs (> 0)"
+    );
+    let mut config = ServeConfig::new(args.data_dir);
+    config.host = args.host;
+    config.port = args.port;
+    config.devices = args.devices;
+    config.model = args.model;
+    config.api_key = args.api_key.filter(|k| !k.is_empty());
+    config.max_batch_size = args.max_batch_size;
+    config.queue_capacity = args.queue_capacity;
+    config.max_inputs = args.max_inputs;
+    config.max_json_bytes = args.max_json_bytes;
+    config.max_dataset_bytes = args.max_dataset_bytes;
+    config.lease = Duration::from_secs_f64(args.lease_secs);
+    config.heartbeat = Duration::from_secs_f64(args.heartbeat_secs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = Application::build(config).await?;
+        eprintln!("tuneserve listening on port {}", app.port());
+        app.run_until_stopped().await?;
+        anyhow::Ok(())
+    })
+}

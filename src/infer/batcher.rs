@@ -1,0 +1,177 @@
+//! The inference thread: requests arrive on a bounded channel (a full channel
+//! is the caller's 429), requests waiting together for the same model are
+//! classified as one batch of at most `max_batch_size` texts, and each answer
+//! goes back on its own oneshot. Tokenization and candle run only here, never
+//! on the async runtime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{InferError, Prediction, ServedModel};
+use crate::data::Padding;
+
+/// Why a request was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: try again later.
+    #[error("the inference queue is full ({0} requests waiting); retry later")]
+    Full(usize),
+    /// The inference thread has stopped.
+    #[error("the inference thread has stopped")]
+    Closed,
+    /// Classification itself failed.
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// An input is longer than the model takes and truncation was off.
+    #[error("inputs[{index}] has {tokens} tokens, more than the model's {max} (send \"truncate\": true to cut it)")]
+    TooLong {
+        /// Position of the input.
+        index: usize,
+        /// Its length in tokens.
+        tokens: usize,
+        /// The model's limit.
+        max: usize,
+    },
+}
+
+struct Request {
+    model: Arc<ServedModel>,
+    texts: Vec<String>,
+    truncate: bool,
+    reply: oneshot::Sender<Result<Vec<Prediction>, SubmitError>>,
+}
+
+/// The handle the API holds: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Request>,
+    capacity: usize,
+}
+
+impl Batcher {
+    /// Starts the inference thread with a queue of `capacity` requests and
+    /// batches of at most `max_batch_size` texts. The thread ends when every
+    /// handle is dropped.
+    pub fn start(capacity: usize, max_batch_size: usize) -> std::io::Result<Self> {
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || serve(rx, max_batch_size.max(1)))?;
+        Ok(Self { tx, capacity })
+    }
+
+    /// Classifies `texts` with `model`; fails at once when the queue is full.
+    pub async fn classify(
+        &self,
+        model: Arc<ServedModel>,
+        texts: Vec<String>,
+        truncate: bool,
+    ) -> Result<Vec<Prediction>, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            model,
+            texts,
+            truncate,
+            reply,
+        };
+        self.tx.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full(self.capacity),
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
+        answer.await.map_err(|_| SubmitError::Closed)?
+    }
+}
+
+fn serve(mut rx: mpsc::Receiver<Request>, max_batch_size: usize) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        let mut texts = batch[0].texts.len();
+        while texts < max_batch_size {
+            match rx.try_recv() {
+                Ok(next) => {
+                    texts += next.texts.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        // Group by model, keeping arrival order within a group.
+        while !batch.is_empty() {
+            let model = batch[0].model.clone();
+            let (group, rest): (Vec<Request>, Vec<Request>) = batch
+                .into_iter()
+                .partition(|r| Arc::ptr_eq(&r.model, &model));
+            batch = rest;
+            run_group(&model, group, max_batch_size);
+        }
+    }
+}
+
+fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
+    let started = Instant::now();
+    let mut ready = Vec::new();
+    for req in group {
+        match check_length(model, &req) {
+            Ok(()) => ready.push(req),
+            Err(e) => {
+                let _ = req.reply.send(Err(e));
+            }
+        }
+    }
+    let all: Vec<&str> = ready
+        .iter()
+        .flat_map(|r| r.texts.iter().map(String::as_str))
+        .collect();
+    if all.is_empty() {
+        return;
+    }
+    metrics::histogram!("tuneserve_inference_batch_size").record(all.len() as f64);
+    match model.classifier.classify_all(&all, max_batch_size) {
+        Ok(mut predictions) => {
+            for req in ready {
+                let rest = predictions.split_off(req.texts.len());
+                let mine = std::mem::replace(&mut predictions, rest);
+                let _ = req.reply.send(Ok(mine));
+            }
+        }
+        Err(_) if ready.len() > 1 => {
+            // One request's bad input must not fail the others: retry one by one.
+            for req in ready {
+                let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+                let answer = model
+                    .classifier
+                    .classify_all(&texts, max_batch_size)
+                    .map_err(SubmitError::from);
+                let _ = req.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            if let Some(req) = ready.into_iter().next() {
+                let _ = req.reply.send(Err(e.into()));
+            }
+        }
+    }
+    metrics::histogram!("tuneserve_inference_seconds").record(started.elapsed().as_secs_f64());
+}
+
+fn check_length(model: &ServedModel, req: &Request) -> Result<(), SubmitError> {
+    if req.truncate {
+        return Ok(());
+    }
+    let tok = model.classifier.tokenizer();
+    let max = tok.max_length();
+    let untruncated = tok.with_settings(tok.pad_id(), usize::MAX, Padding::Longest);
+    let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+    let lengths = untruncated.encode_many(&texts).map_err(InferError::from)?;
+    match lengths.iter().position(|ids| ids.len() > max) {
+        Some(index) => Err(SubmitError::TooLong {
+            index,
+            tokens: lengths[index].len(),
+            max,
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,165 @@
+//! The job queue: the jobs table is the queue (see [`crate::store`]).
+//!
+//! One worker per device claims the oldest queued job atomically, holds a
+//! lease it renews by heartbeat, and runs the training on an OS thread of its
+//! own (never on the async runtime). A rescuer requeues jobs whose lease ran
+//! out (their worker died), or fails them once their attempts are spent; a
+//! requeued job resumes from its newest checkpoint. Cancellation is a flag the
+//! worker turns into the trainer's `should_stop`. On shutdown workers stop
+//! their trainers and hand their jobs back to the queue.
+
+mod datafile;
+mod execute;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use datafile::{read_examples, write_examples};
+pub use execute::load_served;
+
+use crate::infer::Registry;
+use crate::store::{NewEvent, Store};
+
+/// How the queue runs.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// `--data-dir`: checkpoints go under `jobs/`, models under `models/`.
+    pub data_dir: PathBuf,
+    /// One worker per entry: its name (`cpu`, `cuda:0`) and device.
+    pub devices: Vec<(String, Device)>,
+    /// How long a lease lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often a running job renews its lease (and notices a cancel).
+    pub heartbeat: Duration,
+    /// How often an idle worker looks for work (it is also woken on submit).
+    pub poll: Duration,
+}
+
+impl QueueConfig {
+    /// The lease in milliseconds.
+    pub fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// State every worker shares.
+pub(crate) struct Shared {
+    pub config: QueueConfig,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub shutdown: CancellationToken,
+    pub wake: Notify,
+}
+
+/// The API's handle on the queue.
+#[derive(Clone)]
+pub struct Queue {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Starts the workers and the rescuer on the current runtime. They stop
+    /// when `shutdown` is cancelled; await the handles to let running jobs
+    /// hand themselves back.
+    pub fn start(
+        config: QueueConfig,
+        store: Store,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            registry,
+            shutdown,
+            wake: Notify::new(),
+        });
+        let pid = std::process::id();
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let mut handles: Vec<JoinHandle<()>> = shared
+            .config
+            .devices
+            .iter()
+            .map(|(name, device)| {
+                let owner = format!("{name}@{pid}-{}", &run[..8]);
+                tokio::spawn(work(shared.clone(), owner, device.clone()))
+            })
+            .collect();
+        handles.push(tokio::spawn(rescue(shared.clone())));
+        (Self { shared }, handles)
+    }
+
+    /// Wakes an idle worker (a job was just queued).
+    pub fn notify(&self) {
+        self.shared.wake.notify_one();
+    }
+}
+
+async fn work(shared: Arc<Shared>, owner: String, device: Device) {
+    tracing::info!(worker = %owner, "worker started");
+    while !shared.shutdown.is_cancelled() {
+        match shared
+            .store
+            .claim_job(&owner, shared.config.lease_ms())
+            .await
+        {
+            Ok(Some(job)) => {
+                tracing::info!(worker = %owner, job = %job.id, attempt = job.attempt, "claimed");
+                worker::run_job(&shared, &owner, &device, job).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(worker = %owner, "claiming a job failed: {e}"),
+        }
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(shared.config.poll) => {}
+            _ = shared.shutdown.cancelled() => {}
+        }
+    }
+    tracing::info!(worker = %owner, "worker stopped");
+}
+
+async fn rescue(shared: Arc<Shared>) {
+    let every = (shared.config.lease / 2).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+        let rescued = match shared.store.rescue_expired().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("rescuing expired leases failed: {e}");
+                continue;
+            }
+        };
+        for r in rescued {
+            tracing::warn!(job = %r.job_id, status = r.status.as_str(), "lease expired");
+            let event = NewEvent {
+                level: "warning",
+                kind: "lease_expired",
+                message: format!(
+                    "the worker's lease expired; job is now {}",
+                    r.status.as_str()
+                ),
+                data: None,
+            };
+            let _ = shared.store.add_event(&r.job_id, None, event).await;
+            shared.wake.notify_one();
+        }
+    }
+}

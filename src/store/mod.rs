@@ -1,0 +1,118 @@
+//! Persistence: the only module that speaks SQL.
+//!
+//! SQLite in WAL mode (`foreign_keys`, `busy_timeout`, `synchronous=NORMAL`),
+//! the schema in `migrations/` applied at open, and every write inside a
+//! `BEGIN IMMEDIATE` transaction so concurrent writers queue on the busy
+//! timeout instead of failing with `SQLITE_BUSY` half-way through.
+//!
+//! The jobs table doubles as the work queue (see [`crate::queue`]): claims,
+//! heartbeats and every write a worker makes are fenced by [`Fence`] (job id,
+//! attempt and lease owner), so a worker that lost its lease changes nothing.
+
+mod datasets;
+mod jobs;
+mod records;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use datasets::{DatasetRow, NewDataset};
+pub use jobs::{Fence, JobRow, JobStatus, NewJob, Progress, Rescued};
+pub use records::{CheckpointRow, EventRow, MetricRow, ModelRow, NewEvent, NewModel, Split};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the schema failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row referred to does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// The kind of row (`dataset`, `job`, `model`).
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The row is in a state that forbids the change.
+    #[error("{0}")]
+    Conflict(String),
+    /// A JSON column could not be read or written.
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A handle on the database (cheap to clone: a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (for tests that need to reach behind the API, e.g. to
+    /// backdate a lease).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// `Ok` when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction that takes the write lock at once.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Closes every connection (waits for those in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Parses a JSON column.
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Parses an optional JSON column.
+fn from_json_opt<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    text.map(|t| from_json(&t)).transpose()
+}

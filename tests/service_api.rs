@@ -1,0 +1,350 @@
+//! Bad input and edge cases through a real server: each answer's status,
+//! error code and message.
+
+mod common;
+mod support;
+
+use serde_json::{json, Value};
+use support::{assert_error, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn health_metrics_and_unknown_resources() {
+    let app = spawn_app().await;
+    let (status, health) = app.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("tuneserve_jobs"), "{text}");
+    assert_error(
+        &app.get("/jobs/job-nope").await,
+        404,
+        "not_found",
+        "job `job-nope` not found",
+    );
+    assert_error(
+        &app.get("/jobs/job-nope/metrics").await,
+        404,
+        "not_found",
+        "job-nope",
+    );
+    assert_error(
+        &app.get("/models/model-nope").await,
+        404,
+        "not_found",
+        "model `model-nope`",
+    );
+    assert_error(
+        &app.get("/datasets/ds-nope").await,
+        404,
+        "not_found",
+        "dataset `ds-nope`",
+    );
+    assert_error(
+        &app.post("/jobs/job-nope/cancel", &Value::Null).await,
+        404,
+        "not_found",
+        "job-nope",
+    );
+    assert_error(
+        &app.post("/classify", &json!({"inputs": "x", "model": "model-nope"}))
+            .await,
+        404,
+        "not_found",
+        "model `model-nope`",
+    );
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+    let (status, openapi) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(openapi["paths"]["/jobs"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn job_submissions_are_validated() {
+    let app = spawn_app().await;
+    let dataset = app.upload_tiny_dataset().await;
+    let base = app.base_model.display().to_string();
+
+    let resp = app
+        .client
+        .post(app.url("/jobs"))
+        .header("content-type", "application/json")
+        .body("{\"base_model\": ")
+        .send()
+        .await
+        .unwrap();
+    let got = (resp.status().as_u16(), resp.json::<Value>().await.unwrap());
+    assert_error(&got, 400, "invalid_request", "malformed JSON");
+
+    let got = app
+        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"epochz": 1}}))
+        .await;
+    assert_error(&got, 422, "validation_error", "unknown field `epochz`");
+    assert_eq!(got.1["error"]["param"], "hyperparameters.epochz");
+
+    let got = app
+        .post(
+            "/jobs",
+            &json!({"base_model": base, "train_dataset": dataset, "colour": "red"}),
+        )
+        .await;
+    assert_error(&got, 422, "validation_error", "unknown field `colour`");
+    assert_eq!(got.1["error"]["param"], "colour");
+
+    let got = app.post("/jobs", &json!({"train_dataset": dataset})).await;
+    assert_error(&got, 422, "validation_error", "missing field `base_model`");
+    assert_eq!(got.1["error"]["param"], "base_model");
+
+    let got = app
+        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"learning_rate": 5}}))
+        .await;
+    assert_error(&got, 422, "validation_error", "learning_rate");
+    assert_eq!(got.1["error"]["param"], "hyperparameters.learning_rate");
+
+    let got = app
+        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"epochs": "three"}}))
+        .await;
+    assert_error(&got, 422, "validation_error", "invalid type");
+    assert_eq!(got.1["error"]["param"], "hyperparameters.epochs");
+
+    let got = app
+        .post(
+            "/jobs",
+            &json!({"base_model": base, "train_dataset": "ds-missing"}),
+        )
+        .await;
+    assert_error(
+        &got,
+        422,
+        "validation_error",
+        "dataset `ds-missing` not found",
+    );
+    assert_eq!(got.1["error"]["param"], "train_dataset");
+
+    let got = app
+        .post(
+            "/jobs",
+            &json!({"base_model": "./no/such/dir", "train_dataset": dataset}),
+        )
+        .await;
+    assert_error(
+        &got,
+        422,
+        "validation_error",
+        "neither an existing directory",
+    );
+    assert_eq!(got.1["error"]["param"], "base_model");
+
+    let got = app
+        .post(
+            "/jobs",
+            &json!({"base_model": base, "train_dataset": dataset, "suffix": "Bad Suffix"}),
+        )
+        .await;
+    assert_eq!(got.1["error"]["param"], "suffix", "{}", got.1);
+
+    assert_error(
+        &app.get("/jobs?status=sleeping").await,
+        422,
+        "validation_error",
+        "unknown status",
+    );
+    assert_error(
+        &app.get("/jobs?limit=0").await,
+        422,
+        "validation_error",
+        "between 1 and 100",
+    );
+    let (status, list) = app.get("/jobs").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"], json!([]), "no invalid job was stored");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn classify_inputs_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("m");
+    common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    let source = model_dir.display().to_string();
+    let app = spawn_app_with(|c| {
+        c.model = Some(source.clone());
+        c.max_inputs = 4;
+        c.max_json_bytes = 4096;
+    })
+    .await;
+    assert_error(
+        &app.post("/classify", &json!({"inputs": "   "})).await,
+        422,
+        "validation_error",
+        "empty",
+    );
+    let got = app
+        .post("/classify", &json!({"inputs": ["fine", ""]}))
+        .await;
+    assert_eq!(got.1["error"]["param"], "inputs[1]");
+    let got = app.post("/classify", &json!({"inputs": []})).await;
+    assert_error(&got, 422, "validation_error", "at least one");
+    let got = app
+        .post("/classify", &json!({"inputs": ["a", "b", "c", "d", "e"]}))
+        .await;
+    assert_error(&got, 422, "validation_error", "at most 4");
+    assert_eq!(got.1["error"]["param"], "inputs");
+    let got = app.post("/classify", &json!({"inputs": 5})).await;
+    assert_error(&got, 422, "validation_error", "inputs");
+    let got = app
+        .post("/classify", &json!({"inputs": "a", "temperature": 2}))
+        .await;
+    assert_eq!(got.1["error"]["param"], "temperature");
+    let long = "word ".repeat(400);
+    let got = app
+        .post("/classify", &json!({"inputs": long, "truncate": false}))
+        .await;
+    assert_error(&got, 422, "validation_error", "more than the model's 128");
+    let (status, _) = app.post("/classify", &json!({"inputs": long})).await;
+    assert_eq!(status, 200, "truncated by default");
+    let huge = "x".repeat(10_000);
+    let got = app.post("/classify", &json!({"inputs": huge})).await;
+    assert_error(&got, 413, "payload_too_large", "too large");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dataset_uploads_report_row_errors_by_line() {
+    let app = spawn_app_with(|c| c.max_dataset_bytes = 2048).await;
+    let body = "{\"text\": \"good\", \"label\": 1}\n{\"text\": \"\", \"label\": 0}\nnot json\n{\"text\": \"x\"}\n";
+    let got = app
+        .post_raw("/datasets", "application/x-ndjson", body)
+        .await;
+    assert_error(&got, 422, "validation_error", "line 2");
+    let details = got.1["error"]["details"].as_array().unwrap();
+    let lines: Vec<i64> = details
+        .iter()
+        .map(|d| d["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3, 4]);
+    assert_eq!(details[2]["field"], "label");
+
+    let got = app
+        .post_raw(
+            "/datasets?format=csv",
+            "text/plain",
+            "text,label\nhi,pos\n,neg\n",
+        )
+        .await;
+    assert_error(&got, 422, "validation_error", "line 3");
+    let got = app
+        .post_raw("/datasets?format=xml", "text/plain", "<a/>")
+        .await;
+    assert_eq!(got.1["error"]["param"], "format");
+    let got = app.post_raw("/datasets", "text/csv", "").await;
+    assert_error(&got, 422, "validation_error", "no rows");
+    let big = "{\"text\": \"good\", \"label\": 1}\n".repeat(200);
+    assert_error(
+        &app.post_raw("/datasets", "application/x-ndjson", big).await,
+        413,
+        "payload_too_large",
+        "too large",
+    );
+
+    let (status, ds) = app
+        .post_raw(
+            "/datasets?name=tiny",
+            "text/csv",
+            "text,label\nhi,pos\n\"x, y\",neg\n",
+        )
+        .await;
+    assert_eq!(status, 201, "{ds}");
+    assert_eq!(ds["labels"], json!(["neg", "pos"]));
+    assert_eq!(ds["format"], "csv");
+    assert_eq!(ds["name"], "tiny");
+    let (_, list) = app.get("/datasets").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_key_guards_everything_but_health_and_metrics() {
+    let app = spawn_app_with(|c| c.api_key = Some("s3cret".into())).await;
+    assert_error(&app.get("/jobs").await, 401, "unauthorized", "API key");
+    let resp = app
+        .client
+        .get(app.url("/jobs"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = app
+        .client
+        .get(app.url("/jobs"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.get("/health").await.0, 200);
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn classify_before_any_model_is_503() {
+    let app = spawn_app().await;
+    let got = app.post("/classify", &json!({"inputs": "hello"})).await;
+    assert_error(&got, 503, "unavailable", "--model");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_inference_queue_answers_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("m");
+    common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    let source = model_dir.display().to_string();
+    let app = std::sync::Arc::new(
+        spawn_app_with(|c| {
+            c.model = Some(source.clone());
+            c.queue_capacity = 1;
+            c.max_batch_size = 1;
+        })
+        .await,
+    );
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("text number {i} ").repeat(20))
+        .collect();
+    let requests = (0..16).map(|_| {
+        let app = app.clone();
+        let texts = texts.clone();
+        tokio::spawn(async move { app.post("/classify", &json!({"inputs": texts})).await })
+    });
+    let answers: Vec<(u16, Value)> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let busy = answers
+        .iter()
+        .find(|a| a.0 == 429)
+        .expect("some request is turned away");
+    assert_error(busy, 429, "overloaded", "queue is full");
+}

@@ -1,0 +1,138 @@
+//! A worker process killed mid-training (SIGKILL after its first checkpoint):
+//! after a restart the lease expires, the job is queued again and resumes
+//! from its checkpoint as attempt 2, and its metrics have no duplicate steps.
+
+mod common;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tuneserve::model::WeightLayout;
+
+fn start(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tuneserve"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--lease-secs",
+            "2",
+            "--heartbeat-secs",
+            "0.2",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("TUNESERVE_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) = line.strip_prefix("tuneserve listening on port ") {
+                let _ = tx.send(port.trim().to_string());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server starts");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_resumed_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_model = dir.path().join("base");
+    common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+
+    let (mut first, base) = start(&data);
+    let resp = client
+        .post(format!("{base}/datasets?format=jsonl"))
+        .body(support::tiny_dataset())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let dataset = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hyper = json!({"epochs": 12, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
+                       "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});
+    let body = json!({"base_model": base_model.display().to_string(), "train_dataset": dataset,
+                      "hyperparameters": hyper});
+    let job: Value = client
+        .post(format!("{base}/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ckpts = get(&client, format!("{base}/jobs/{id}/checkpoints")).await;
+        if !ckpts["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no shutdown, the lease is left to expire
+    first.wait().unwrap();
+
+    let (mut second, base) = start(&data);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let job = loop {
+        let job = get(&client, format!("{base}/jobs/{id}")).await;
+        if support::is_terminal(&job) {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "job did not finish: {job:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    assert_eq!(job["attempt"], 2, "{job:#}");
+    let events = get(&client, format!("{base}/jobs/{id}/events")).await;
+    let messages: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("lease expired")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("resuming from checkpoint")),
+        "{messages:#?}"
+    );
+    let metrics = get(&client, format!("{base}/jobs/{id}/metrics")).await;
+    let steps: Vec<i64> = metrics["train"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=72).collect::<Vec<i64>>(), "every step once");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

@@ -1,0 +1,212 @@
+//! The queue's guarantees against a real SQLite file: fencing of stale
+//! workers, lease rescue, attempts capped, and concurrent writers.
+
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tuneserve::store::{Fence, JobStatus, NewDataset, NewJob, NewModel, Progress, Split, Store};
+
+async fn store_with_job(max_attempts: i64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+    store
+        .insert_dataset(NewDataset {
+            id: "ds-1".into(),
+            name: None,
+            format: "jsonl".into(),
+            rows: 1,
+            labels: vec!["a".into()],
+            label_counts: BTreeMap::from([("a".into(), 1)]),
+            path: "/dev/null".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .insert_job(NewJob {
+            id: "job-1".into(),
+            base_model: "gpt2".into(),
+            train_dataset: "ds-1".into(),
+            eval_dataset: None,
+            hyperparameters: json!({}),
+            suffix: None,
+            max_attempts,
+        })
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+async fn expire_lease(store: &Store, job: &str) {
+    sqlx::query("UPDATE jobs SET lease_expires_at = 0 WHERE id = ?")
+        .bind(job)
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_worker_changes_nothing() {
+    let (_dir, store) = store_with_job(3).await;
+    let first = store.claim_job("worker-a", 60_000).await.unwrap().unwrap();
+    assert_eq!((first.status, first.attempt), (JobStatus::Running, 1));
+    assert!(
+        store.claim_job("worker-b", 60_000).await.unwrap().is_none(),
+        "one claim per job"
+    );
+    let stale = Fence {
+        job_id: "job-1".into(),
+        attempt: 1,
+        owner: "worker-a".into(),
+    };
+    assert!(store
+        .record_metric(&stale, Split::Train, 1, 0.1, Some(1.0), &json!({}))
+        .await
+        .unwrap());
+
+    // Worker A's lease runs out (backdated); the rescuer requeues, B claims attempt 2.
+    expire_lease(&store, "job-1").await;
+    let rescued = store.rescue_expired().await.unwrap();
+    assert_eq!(rescued[0].status, JobStatus::Queued);
+    let second = store.claim_job("worker-b", 60_000).await.unwrap().unwrap();
+    assert_eq!(second.attempt, 2);
+    let fresh = Fence {
+        job_id: "job-1".into(),
+        attempt: 2,
+        owner: "worker-b".into(),
+    };
+
+    // Every write of A is fenced off.
+    assert_eq!(store.heartbeat(&stale, 60_000).await.unwrap(), None);
+    let p = Progress {
+        step: 99,
+        ..Progress::default()
+    };
+    assert!(!store.update_progress(&stale, &p).await.unwrap());
+    assert!(!store
+        .record_metric(&stale, Split::Train, 2, 0.2, Some(9.0), &json!({}))
+        .await
+        .unwrap());
+    assert!(!store.add_checkpoint(&stale, 2, "/x", None).await.unwrap());
+    assert!(!store
+        .end_attempt(&stale, JobStatus::Failed, Some("stale"))
+        .await
+        .unwrap());
+    let model = NewModel {
+        id: "model-stale".into(),
+        base_model: "gpt2".into(),
+        labels: vec!["a".into()],
+        metrics: None,
+        path: "/x".into(),
+    };
+    assert!(store
+        .finish_succeeded(&stale, model.clone())
+        .await
+        .unwrap()
+        .is_none());
+    let job = store.get_job("job-1").await.unwrap();
+    assert_eq!(
+        (job.status, job.attempt, job.progress.step),
+        (JobStatus::Running, 2, 0)
+    );
+    assert_eq!(job.lease_owner.as_deref(), Some("worker-b"));
+    assert!(job.error.is_none());
+    assert!(store.list_models(10).await.unwrap().is_empty());
+    assert_eq!(store.list_metrics("job-1").await.unwrap().len(), 1);
+
+    // B's writes go through; a replayed step overwrites rather than duplicates.
+    assert_eq!(store.heartbeat(&fresh, 60_000).await.unwrap(), Some(false));
+    assert!(store
+        .record_metric(&fresh, Split::Train, 1, 0.1, Some(0.5), &json!({}))
+        .await
+        .unwrap());
+    let metrics = store.list_metrics("job-1").await.unwrap();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0].loss, Some(0.5));
+    let model = NewModel {
+        id: "model-b".into(),
+        ..model
+    };
+    assert!(store
+        .finish_succeeded(&fresh, model)
+        .await
+        .unwrap()
+        .is_some());
+    let job = store.get_job("job-1").await.unwrap();
+    assert_eq!(
+        (job.status, job.model_id.as_deref()),
+        (JobStatus::Succeeded, Some("model-b"))
+    );
+}
+
+#[tokio::test]
+async fn expired_leases_fail_the_job_once_attempts_are_spent() {
+    let (_dir, store) = store_with_job(1).await;
+    store.claim_job("w", 60_000).await.unwrap().unwrap();
+    expire_lease(&store, "job-1").await;
+    let rescued = store.rescue_expired().await.unwrap();
+    assert_eq!(rescued[0].status, JobStatus::Failed);
+    let job = store.get_job("job-1").await.unwrap();
+    assert!(job.error.unwrap().contains("lease expired"));
+    assert!(store.claim_job("w", 60_000).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn cancel_of_a_finished_job_conflicts() {
+    let (_dir, store) = store_with_job(1).await;
+    let job = store.request_cancel("job-1").await.unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(
+        store.claim_job("w", 60_000).await.unwrap().is_none(),
+        "cancelled jobs are not claimed"
+    );
+    let err = store.request_cancel("job-1").await.unwrap_err();
+    assert!(err.to_string().contains("already cancelled"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_uploads_and_submissions_lose_nothing() {
+    // A long lease and a slow worker: submissions stay queued while we count.
+    let app = support::spawn_app_with(|c| c.poll = std::time::Duration::from_secs(3600)).await;
+    let app = std::sync::Arc::new(app);
+    let uploads = (0..50).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (status, body) = app
+                .post_raw("/datasets", "application/x-ndjson", support::tiny_dataset())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        })
+    });
+    let ids: Vec<String> = futures::future::join_all(uploads)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let (_, list) = app.get("/datasets").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 50);
+
+    let submissions = ids.into_iter().map(|ds| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let body = json!({"base_model": app.base_model.display().to_string(), "train_dataset": ds,
+                              "hyperparameters": {"epochs": 1}});
+            let (status, job) = app.post("/jobs", &body).await;
+            assert_eq!(status, 202, "{job}");
+        })
+    });
+    for r in futures::future::join_all(submissions).await {
+        r.unwrap();
+    }
+    let (status, page) = app.get("/jobs?limit=100").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"].as_array().unwrap().len(), 50);
+    let (_, first) = app.get("/jobs?limit=20").await;
+    assert_eq!(first["has_more"], true);
+    let after = first["data"][19]["id"].as_str().unwrap();
+    let (_, next) = app.get(&format!("/jobs?limit=100&after={after}")).await;
+    assert_eq!(next["data"].as_array().unwrap().len(), 30);
+}
