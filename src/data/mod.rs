@@ -1,5 +1,12 @@
-//! Text data: tokenization with GPT-2's byte-level BPE and padded batches.
+//! Text data: labelled datasets (JSONL/CSV parsing, validation, label maps, seeded
+//! subsets, Hub splits) and tokenization with GPT-2's byte-level BPE into padded
+//! batches.
 
+mod dataset;
 mod tokenizer;
 
+pub use dataset::{
+    fetch_hub_split, load_hub_split, shuffled_indices, split_candidates, Dataset, DatasetError,
+    DatasetFormat, Example, ParseOptions, RowError, DEFAULT_MAX_ERRORS,
+};
 pub use tokenizer::{Encoded, Padding, TextTokenizer, TokenizerError, TokenizerFiles};
