@@ -4,7 +4,7 @@
 mod bench;
 mod classify;
 mod init_model;
-// mod train; (lands with the dataset module)
+mod train;
 
 use std::process::ExitCode;
 
@@ -29,6 +29,8 @@ pub enum Command {
     InitModel(init_model::InitModelArgs),
     /// Classify texts with a model folder or Hub id; prints one JSON object per text.
     Classify(classify::ClassifyArgs),
+    /// Fine-tune a classifier: the recipe offline, with a progress bar and metrics.
+    Train(Box<train::TrainArgs>),
     /// Time a training step (8×64) and a forward pass (32×64), as shared/reference/hf_bench.py does.
     Bench(bench::BenchArgs),
 }
@@ -42,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::InitModel(args) => init_model::run(args),
         Command::Classify(args) => classify::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

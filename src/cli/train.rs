@@ -49,7 +49,8 @@ fn read_dataset(spec: &str, default_split: &str, opts: &ParseOptions) -> anyhow:
         return Dataset::from_path(path, None, opts).with_context(|| format!("reading {spec}"));
     }
     let (repo, split) = spec.split_once(':').unwrap_or((spec, default_split));
-    load_hub_split(repo, split, opts).with_context(|| format!("`{spec}` is not a file; as a Hub dataset"))
+    load_hub_split(repo, split, opts)
+        .with_context(|| format!("`{spec}` is not a file; as a Hub dataset"))
 }
 
 /// Draws the progress bar and prints evaluations above it.
@@ -79,7 +80,13 @@ impl Progress {
 impl Observer for Progress {
     fn on_event(&mut self, event: &TrainEvent) {
         match event {
-            TrainEvent::Started { total_steps, start_step, train_examples, eval_examples, .. } => {
+            TrainEvent::Started {
+                total_steps,
+                start_step,
+                train_examples,
+                eval_examples,
+                ..
+            } => {
                 self.bar.set_length(*total_steps as u64);
                 self.bar.set_position(*start_step as u64);
                 self.bar.println(format!(
@@ -109,10 +116,20 @@ impl Observer for Progress {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let h = &args.hyperparameters;
     h.validate()?;
-    let opts = ParseOptions { drop_empty_text: args.drop_empty_text, ..ParseOptions::default() };
+    let opts = ParseOptions {
+        drop_empty_text: args.drop_empty_text,
+        ..ParseOptions::default()
+    };
     let train_set = read_dataset(&args.train, "train", &opts)?;
-    let eval_opts = ParseOptions { labels: Some(&train_set.labels), ..opts };
-    let eval_set = args.eval.as_deref().map(|e| read_dataset(e, "test", &eval_opts)).transpose()?;
+    let eval_opts = ParseOptions {
+        labels: Some(&train_set.labels),
+        ..opts
+    };
+    let eval_set = args
+        .eval
+        .as_deref()
+        .map(|e| read_dataset(e, "test", &eval_opts))
+        .transpose()?;
 
     let source: ModelSource = args.model.parse()?;
     let load_opts = LoadOptions {
@@ -123,10 +140,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let model = load(&source, &load_opts).with_context(|| format!("loading model {source}"))?;
 
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, ETA {eta}")
-            .expect("a valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, ETA {eta}",
+        )
+        .expect("a valid template"),
     );
-    let mut progress = Progress { bar, labels: train_set.labels.clone() };
+    let mut progress = Progress {
+        bar,
+        labels: train_set.labels.clone(),
+    };
     let started = Instant::now();
     let outcome = train::run(
         train::TrainSpec {
@@ -143,7 +165,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     progress.bar.finish();
 
     let model_dir = args.out.join("model");
-    save(&model.config, &outcome.weights, &model.tokenizer, WeightLayout::Classifier, &model_dir)?;
+    save(
+        &model.config,
+        &outcome.weights,
+        &model.tokenizer,
+        WeightLayout::Classifier,
+        &model_dir,
+    )?;
     let tokens = outcome.history.steps.last().map_or(0, |s| s.tokens);
     let metrics = json!({
         "finish": outcome.finish,
@@ -181,16 +209,47 @@ mod tests {
 
     #[test]
     fn flag_defaults_equal_the_library_defaults() {
-        let cli = Cli::parse_from(["tuneserve", "train", "--model", "m", "--train", "t", "--out", "o"]);
-        let Command::Train(args) = cli.command else { panic!("not train") };
+        let cli = Cli::parse_from([
+            "tuneserve",
+            "train",
+            "--model",
+            "m",
+            "--train",
+            "t",
+            "--out",
+            "o",
+        ]);
+        let Command::Train(args) = cli.command else {
+            panic!("not train")
+        };
         assert_eq!(args.hyperparameters, Hyperparameters::default());
         let cli = Cli::parse_from([
-            "tuneserve", "train", "--model", "m", "--train", "t", "--out", "o",
-            "--batch-size", "1", "--gradient-accumulation-steps", "4", "--shuffle", "false",
-            "--padding", "max_length", "--metric-for-best-model", "macro_f1",
+            "tuneserve",
+            "train",
+            "--model",
+            "m",
+            "--train",
+            "t",
+            "--out",
+            "o",
+            "--batch-size",
+            "1",
+            "--gradient-accumulation-steps",
+            "4",
+            "--shuffle",
+            "false",
+            "--padding",
+            "max_length",
+            "--metric-for-best-model",
+            "macro_f1",
         ]);
-        let Command::Train(args) = cli.command else { panic!("not train") };
+        let Command::Train(args) = cli.command else {
+            panic!("not train")
+        };
         let h = args.hyperparameters;
-        assert_eq!((h.batch_size, h.gradient_accumulation_steps, h.shuffle), (1, 4, false));
+        assert_eq!(
+            (h.batch_size, h.gradient_accumulation_steps, h.shuffle),
+            (1, 4, false)
+        );
     }
 }

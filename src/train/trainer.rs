@@ -14,7 +14,7 @@ use super::{
     BestMetric, EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter,
     Observer, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
 };
-use crate::data::{Encoded, Example, TextTokenizer};
+use crate::data::{shuffled_indices, Encoded, Example, TextTokenizer};
 use crate::model::{parameter_shapes, Gpt2ForSequenceClassification, LoadedModel, Mode};
 
 /// Everything a run needs.
@@ -75,7 +75,7 @@ fn permutation(n: usize, seed: u64, stream: u64) -> Vec<usize> {
 /// `examples` or a seeded subset of `n` of them.
 fn subset(examples: &[Example], n: Option<usize>, seed: u64) -> Vec<&Example> {
     match n {
-        Some(n) if n < examples.len() => permutation(examples.len(), seed, 0)
+        Some(n) if n < examples.len() => shuffled_indices(examples.len(), seed)
             .into_iter()
             .take(n)
             .map(|i| &examples[i])
