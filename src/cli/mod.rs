@@ -67,6 +67,8 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        // One arena: worker threads' arenas are trimmed on their own terms.
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -153,8 +153,7 @@ impl Attention {
         let q = (head(0)?.contiguous()? * self.scale)?;
         let k_t = head(1)?.transpose(2, 3)?.contiguous()?;
         let v = head(2)?.contiguous()?;
-        let scores = q.matmul(&k_t)?.broadcast_add(mask)?;
-        let probs = ops::softmax_last_dim(&scores)?;
+        let probs = ops::masked_softmax(&q.matmul(&k_t)?, mask)?;
         let probs = dropout(&probs, pdrop.0, mode)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, e))?;
         dropout(&self.c_proj.forward(&y)?, pdrop.1, mode)

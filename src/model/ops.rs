@@ -1,5 +1,5 @@
 //! Fused CPU kernels with their backward passes: GELU (tanh), LayerNorm and
-//! softmax over the last dimension.
+//! the attention's masked softmax.
 //!
 //! candle composes these from many small ops (each allocating a tensor and
 //! recording a backward node), and candle-nn's fused versions have no backward.
@@ -12,8 +12,34 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-/// Rows handed to one rayon task at least.
-const MIN_ROWS: usize = 16;
+/// Elements handed to one rayon task at least: below this, handing work to
+/// another thread costs more than the work (a 64-token batch runs on one thread).
+const TASK_ELEMS: usize = 1 << 15;
+
+/// Splits `out` and the equally long `ins` into chunks of whole rows (`row`
+/// elements each) and calls `f(first_row, out_chunk, in_chunks)` on every chunk:
+/// in parallel when there is more than one task's worth of work, on the calling
+/// thread otherwise.
+fn for_chunks<const N: usize, R: Send>(
+    out: &mut [f32],
+    ins: [&[f32]; N],
+    row: usize,
+    f: impl Fn(usize, &mut [f32], [&[f32]; N]) -> R + Sync + Send,
+) -> Vec<R> {
+    let row = row.max(1);
+    let chunk = (TASK_ELEMS / row).max(1) * row;
+    if out.len() <= chunk {
+        return vec![vectorized(|| f(0, out, ins))];
+    }
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(i, o)| {
+            let start = i * chunk;
+            let ins = ins.map(|s| &s[start..start + o.len()]);
+            vectorized(|| f(start / row, o, ins))
+        })
+        .collect()
+}
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
@@ -29,6 +55,64 @@ fn fused(t: &Tensor) -> bool {
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_K: f32 = 0.044_715;
+
+/// `eˣ` to about 2e-7 relative error, in plain arithmetic the compiler vectorizes
+/// (libm's `expf`/`tanhf` are called one element at a time and were a fifth of
+/// the forward pass): `2ⁿ · e^g` with `n = round(x·log₂e)`, `|g| ≤ ln2/2`, and a
+/// degree-6 Taylor polynomial for `e^g`.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    // ln 2 split in two (Cody–Waite) so that `g` keeps its precision for large |x|.
+    let g = (x - n * 0.693_145_75) - n * 1.428_606_8e-6;
+    let p = 1.0
+        + g * (1.0
+            + g * (0.5
+                + g * (1.0 / 6.0 + g * (1.0 / 24.0 + g * (1.0 / 120.0 + g * (1.0 / 720.0))))));
+    let y = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // Exactly 0 below the clamp: masked attention scores must not leave tiny
+    // values behind, whose subnormal products slow the next matmul 25-fold.
+    if x > -87.0 {
+        y
+    } else {
+        0.0
+    }
+}
+
+/// `tanh(u) = 1 − 2/(e^{2u} + 1)`, exact at the saturated ends.
+#[inline(always)]
+fn fast_tanh(u: f32) -> f32 {
+    1.0 - 2.0 / (fast_exp(2.0 * u) + 1.0)
+}
+
+/// Runs `f` compiled for the widest vector unit this CPU has (AVX-512, AVX2+FMA,
+/// or the baseline), chosen at run time.
+#[inline(always)]
+fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
 
 /// `gelu_new`: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
@@ -49,14 +133,12 @@ impl CustomOp1 for GeluTanh {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, self.name())?;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096))
-            .for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    let u = SQRT_2_OVER_PI * (x + GELU_K * x * x * x);
-                    *y = 0.5 * x * (1.0 + u.tanh());
-                }
-            });
+        for_chunks(&mut y, [x], 1, |_, y, [x]| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                let u = SQRT_2_OVER_PI * (x + GELU_K * x * x * x);
+                *y = 0.5 * x * (1.0 + fast_tanh(u));
+            }
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -82,16 +164,14 @@ impl CustomOp2 for GeluTanhBackward {
         let x = f32_slice(s1, l1, self.name())?;
         let dy = f32_slice(s2, l2, self.name())?;
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096).zip(dy.par_chunks(4096)))
-            .for_each(|(dx, (x, dy))| {
-                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                    let u = SQRT_2_OVER_PI * (x + GELU_K * x * x * x);
-                    let t = u.tanh();
-                    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_K * x * x);
-                    *dx = dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
-                }
-            });
+        for_chunks(&mut dx, [x, dy], 1, |_, dx, [x, dy]| {
+            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                let u = SQRT_2_OVER_PI * (x + GELU_K * x * x * x);
+                let t = fast_tanh(u);
+                let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_K * x * x);
+                *dx = dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+            }
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -142,15 +222,14 @@ impl CustomOp3 for LayerNormOp {
         let b = f32_slice(s3, l3, self.name())?;
         let n = w.len();
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .with_min_len(MIN_ROWS)
-            .for_each(|(y, x)| {
+        for_chunks(&mut y, [x], n, |_, y, [x]| {
+            for (y, x) in y.chunks_mut(n).zip(x.chunks(n)) {
                 let (mean, rstd) = row_stats(x, self.eps);
                 for i in 0..n {
                     y[i] = (x[i] - mean) * rstd * w[i] + b[i];
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -198,33 +277,28 @@ impl CustomOp3 for LayerNormBackward {
         let rows = x.len() / n;
         let mut out = vec![0f32; (rows + 2) * n];
         let (dx, sums) = out.split_at_mut(rows * n);
-        // dx row by row; partial dw/db per task, added up afterwards.
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(n)
-            .zip(x.par_chunks(n).zip(dy.par_chunks(n)))
-            .with_min_len(MIN_ROWS)
-            .fold(
-                || vec![0f32; 2 * n],
-                |mut acc, (dx, (x, dy))| {
-                    let (mean, rstd) = row_stats(x, self.eps);
-                    let (mut sum_g, mut sum_gx) = (0f32, 0f32);
-                    for i in 0..n {
-                        let xh = (x[i] - mean) * rstd;
-                        let g = dy[i] * w[i];
-                        sum_g += g;
-                        sum_gx += g * xh;
-                        acc[i] += dy[i] * xh;
-                        acc[n + i] += dy[i];
-                    }
-                    let (mg, mgx) = (sum_g / n as f32, sum_gx / n as f32);
-                    for i in 0..n {
-                        let xh = (x[i] - mean) * rstd;
-                        dx[i] = rstd * (dy[i] * w[i] - mg - xh * mgx);
-                    }
-                    acc
-                },
-            )
-            .collect();
+        // dx row by row; partial dw/db per chunk, added up afterwards.
+        let partials = for_chunks(dx, [x, dy], n, |_, dx, [x, dy]| {
+            let mut acc = vec![0f32; 2 * n];
+            for ((dx, x), dy) in dx.chunks_mut(n).zip(x.chunks(n)).zip(dy.chunks(n)) {
+                let (mean, rstd) = row_stats(x, self.eps);
+                let (mut sum_g, mut sum_gx) = (0f32, 0f32);
+                for i in 0..n {
+                    let xh = (x[i] - mean) * rstd;
+                    let g = dy[i] * w[i];
+                    sum_g += g;
+                    sum_gx += g * xh;
+                    acc[i] += dy[i] * xh;
+                    acc[n + i] += dy[i];
+                }
+                let (mg, mgx) = (sum_g / n as f32, sum_gx / n as f32);
+                for i in 0..n {
+                    let xh = (x[i] - mean) * rstd;
+                    dx[i] = rstd * (dy[i] * w[i] - mg - xh * mgx);
+                }
+            }
+            acc
+        });
         for p in partials {
             for (s, v) in sums.iter_mut().zip(p) {
                 *s += v;
@@ -234,44 +308,70 @@ impl CustomOp3 for LayerNormBackward {
     }
 }
 
-/// Softmax over the last dimension.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if fused(x) {
-        x.contiguous()?.apply_op1(SoftmaxLastDim)
+/// `softmax(scores + mask)` over the last dimension, for attention: `scores` is
+/// `[b, h, t, t]`, `mask` an additive `[b, 1, t, t]` (no gradient). One pass
+/// instead of a broadcast add and a softmax.
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if fused(scores) && mask.dtype() == DType::F32 {
+        let heads = scores.dim(1)?;
+        scores
+            .contiguous()?
+            .apply_op2(&mask.contiguous()?, MaskedSoftmax { heads })
     } else {
-        candle_nn::ops::softmax(x, D::Minus1)
+        candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)
     }
 }
 
-struct SoftmaxLastDim;
+struct MaskedSoftmax {
+    heads: usize,
+}
 
-impl CustomOp1 for SoftmaxLastDim {
+impl CustomOp2 for MaskedSoftmax {
     fn name(&self) -> &'static str {
-        "softmax-last-dim"
+        "masked-softmax"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
-        let n = l.dims().last().copied().unwrap_or(1);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let mask = f32_slice(s2, l2, self.name())?;
+        let t = l1.dims().last().copied().unwrap_or(1);
+        let heads = self.heads;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .with_min_len(MIN_ROWS)
-            .for_each(|(y, x)| {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = (x - max).exp();
-                    sum += *y;
+        for_chunks(&mut y, [x], t, |first, y, [x]| {
+            for (r, (y, x)) in y.chunks_mut(t).zip(x.chunks(t)).enumerate() {
+                let row = first + r;
+                // row = (batch · heads + head) · t + query; the mask has no head axis.
+                let (batch, query) = (row / (heads * t), row % t);
+                let m = &mask[(batch * t + query) * t..][..t];
+                let max = x
+                    .iter()
+                    .zip(m)
+                    .map(|(x, m)| x + m)
+                    .fold(f32::NEG_INFINITY, f32::max);
+                for ((y, &x), &m) in y.iter_mut().zip(x).zip(m) {
+                    *y = fast_exp(x + m - max);
                 }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / y.iter().sum::<f32>();
                 y.iter_mut().for_each(|y| *y *= inv);
-            });
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2(&dy.contiguous()?, SoftmaxBackward)?))
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(y.apply_op2(&dy.contiguous()?, SoftmaxBackward)?), None))
     }
 }
 
@@ -293,15 +393,14 @@ impl CustomOp2 for SoftmaxBackward {
         let dy = f32_slice(s2, l2, self.name())?;
         let n = l1.dims().last().copied().unwrap_or(1);
         let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(n)
-            .zip(y.par_chunks(n).zip(dy.par_chunks(n)))
-            .with_min_len(MIN_ROWS)
-            .for_each(|(dx, (y, dy))| {
+        for_chunks(&mut dx, [y, dy], n, |_, dx, [y, dy]| {
+            for ((dx, y), dy) in dx.chunks_mut(n).zip(y.chunks(n)).zip(dy.chunks(n)) {
                 let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
                 for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
                     *dx = y * (dy - dot);
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -347,13 +446,50 @@ mod tests {
     }
 
     #[test]
+    fn fast_exp_and_tanh_are_accurate() {
+        let mut worst = (0f32, 0f32);
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.004_3;
+            let rel = (fast_exp(x) - x.exp()).abs() / x.exp();
+            worst = (
+                worst.0.max(rel),
+                worst.1.max((fast_tanh(x) - x.tanh()).abs()),
+            );
+        }
+        assert!(worst.0 < 5e-7 && worst.1 < 5e-7, "{worst:?}");
+        assert_eq!(fast_tanh(100.0), 1.0);
+        assert_eq!(fast_tanh(-100.0), -1.0);
+        assert_eq!(fast_exp(-200.0), 0.0, "underflows to exactly 0");
+        assert!(
+            fast_exp(200.0).is_finite(),
+            "saturates instead of overflowing"
+        );
+    }
+
+    #[test]
     fn gelu_matches_candle() {
         check(gelu_tanh, |x| x.gelu());
     }
 
     #[test]
-    fn softmax_matches_composed() {
-        check(softmax_last_dim, |x| candle_nn::ops::softmax(x, D::Minus1));
+    fn masked_softmax_matches_add_then_softmax() {
+        let dev = Device::Cpu;
+        let (b, h, t) = (3, 4, 70);
+        let mut mask = vec![0f32; b * t * t];
+        for (i, m) in mask.iter_mut().enumerate() {
+            if (i % t) > (i / t) % t || i % 7 == 0 {
+                *m = f32::MIN;
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, t, t), &dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (b, h, t, t), &dev).unwrap()).unwrap();
+        let dy = Tensor::randn(0f32, 1.0, (b, h, t, t), &dev).unwrap();
+        let a = masked_softmax(&x, &mask).unwrap();
+        let r = candle_nn::ops::softmax(&x.broadcast_add(&mask).unwrap(), D::Minus1).unwrap();
+        close(&a, &r, 1e-6);
+        let ga = (a * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (r * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        close(ga.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-5);
     }
 
     #[test]

@@ -128,19 +128,26 @@ impl candle_core::InplaceOp2 for AdamKernel<'_> {
         let g = &src.as_slice::<f32>()?[g0..g1];
         let mut guard = self.moments.lock().expect("adam moments lock");
         let (m, v) = &mut *guard;
-        const CHUNK: usize = 1 << 14;
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-            .for_each(|((p, g), (m, v))| {
-                for i in 0..p.len() {
-                    let g = g[i] * self.grad_scale;
-                    m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g;
-                    v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g * g;
-                    let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
-                    p[i] = p[i] * self.decay - self.step_size * m[i] / denom;
-                }
-            });
+        let update = |(p, g, m, v): (&mut [f32], &[f32], &mut [f32], &mut [f32])| {
+            for i in 0..p.len() {
+                let g = g[i] * self.grad_scale;
+                m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g;
+                v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g * g;
+                let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
+                p[i] = p[i] * self.decay - self.step_size * m[i] / denom;
+            }
+        };
+        // Small parameters (biases, LayerNorms) stay on this thread: a hand-off to
+        // the pool costs more than their update.
+        const CHUNK: usize = 1 << 15;
+        if p.len() <= CHUNK {
+            update((p, g, m, v));
+        } else {
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .for_each(|((p, g), (m, v))| update((p, g, m, v)));
+        }
         Ok(())
     }
 }
@@ -328,10 +335,13 @@ pub fn global_norm(grads: &[Tensor]) -> candle_core::Result<f64> {
                 unreachable!("checked to be on the CPU")
             };
             let (a, b) = layout.contiguous_offsets().expect("made contiguous");
-            cpu.as_slice::<f32>()?[a..b]
-                .par_chunks(1 << 14)
-                .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
-                .sum()
+            let squares = |c: &[f32]| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+            let data = &cpu.as_slice::<f32>()?[a..b];
+            if data.len() <= 1 << 15 {
+                squares(data)
+            } else {
+                data.par_chunks(1 << 15).map(squares).sum()
+            }
         } else {
             f64::from(
                 g.sqr()?
