@@ -5,7 +5,8 @@
 //! * [`model`] — GPT-2 with a sequence-classification head in candle, its
 //!   configuration, loading from local folders or the Hugging Face Hub, and export
 //!   in Hugging Face's layout.
-//! * [`data`] — tokenization (GPT-2 byte-level BPE) and batching.
+//! * [`data`] — labelled datasets (JSONL/CSV parsing and validation, label maps,
+//!   seeded subsets, Hub splits), tokenization (GPT-2 byte-level BPE) and batching.
 //! * [`infer`] — classifying texts with a loaded model.
 //! * [`train`] — fine-tuning with the Hugging Face `Trainer`'s maths, checkpoints, resume.
 //! * [`hub`] — the thin layer over `hf-hub` shared by models and datasets.

@@ -11,7 +11,6 @@
 mod error;
 pub mod http;
 mod middleware;
-mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +22,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, Json, Query};
-pub use upload::{parse as parse_dataset, Format as DatasetFormat, RowError};
 
 use crate::infer::{Batcher, Registry, ServedModel};
 use crate::queue::{load_served, Queue, QueueConfig};

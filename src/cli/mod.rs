@@ -1,9 +1,11 @@
 //! The `tuneserve` command line (clap). Every option can also be set through a
 //! `TUNESERVE_*` environment variable.
 
+mod bench;
 mod classify;
 mod init_model;
 mod serve;
+mod train;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,10 @@ pub enum Command {
     InitModel(init_model::InitModelArgs),
     /// Classify texts with a model folder or Hub id; prints one JSON object per text.
     Classify(classify::ClassifyArgs),
+    /// Fine-tune a classifier: the recipe offline, with a progress bar and metrics.
+    Train(Box<train::TrainArgs>),
+    /// Time a training step (8×64) and a forward pass (32×64), as shared/reference/hf_bench.py does.
+    Bench(bench::BenchArgs),
     /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
     Serve(serve::ServeArgs),
 }
@@ -36,9 +42,12 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
+    keep_freed_memory();
     let result = match cli.command {
         Command::InitModel(args) => init_model::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Serve(args) => serve::run(args),
     };
     match result {
@@ -47,6 +56,23 @@ pub fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Tells glibc's allocator to keep freed memory instead of handing big blocks
+/// back to the kernel: candle frees and reallocates tensors of the same sizes
+/// every step, and fresh pages cost a page fault and zeroing each time (measured:
+/// a 10.9 s GPT-2 training step went to 6.2 s; see shared/notes/candle-cpu.md).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before any threads
+    // of ours allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        // One arena: worker threads' arenas are trimmed on their own terms.
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

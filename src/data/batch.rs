@@ -3,8 +3,19 @@
 use candle_core::{Device, Tensor};
 
 /// How a batch is padded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Padding {
     /// Pad to the longest row of the batch (same maths, far less work).
     #[default]

@@ -1,13 +1,14 @@
-//! Text data: tokenization with GPT-2's byte-level BPE and padded batches.
+//! Text data: labelled datasets (JSONL/CSV parsing, validation, label maps, seeded
+//! subsets, Hub splits) and tokenization with GPT-2's byte-level BPE into padded
+//! batches.
 
 mod batch;
+mod dataset;
 mod tokenizer;
 
 pub use batch::{Encoded, Padding};
+pub use dataset::{
+    fetch_hub_split, load_hub_split, shuffled_indices, split_candidates, Dataset, DatasetError,
+    DatasetFormat, Example, ParseOptions, RowError, DEFAULT_MAX_ERRORS,
+};
 pub use tokenizer::{TextTokenizer, TokenizerError, TokenizerFiles};
-/// TEMP
-#[derive(Debug, Clone)]
-pub struct Example {
-    pub text: String,
-    pub label: usize,
-}

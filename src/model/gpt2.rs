@@ -11,12 +11,13 @@
 //! (`transformer.h.0.attn.c_attn.weight`, …, `score.weight`); [`parameter_shapes`]
 //! lists them all, and every other part of the crate goes through it.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Activation, Gpt2Config};
+use super::ops;
 
 /// Every parameter of the classifier with its shape, in a stable order.
 pub fn parameter_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
@@ -64,7 +65,7 @@ pub enum Mode<'a> {
     Train(&'a mut ChaCha8Rng),
 }
 
-/// LayerNorm written with differentiable ops (candle-nn's fused one has no backward).
+/// LayerNorm that trains (candle-nn's fused one has no backward).
 #[derive(Debug, Clone)]
 struct LayerNorm {
     weight: Tensor,
@@ -84,13 +85,7 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -158,8 +153,7 @@ impl Attention {
         let q = (head(0)?.contiguous()? * self.scale)?;
         let k_t = head(1)?.transpose(2, 3)?.contiguous()?;
         let v = head(2)?.contiguous()?;
-        let scores = q.matmul(&k_t)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = ops::masked_softmax(&q.matmul(&k_t)?, mask)?;
         let probs = dropout(&probs, pdrop.0, mode)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, e))?;
         dropout(&self.c_proj.forward(&y)?, pdrop.1, mode)
@@ -214,7 +208,7 @@ impl Block {
         let x = (x + self.attn.forward(&a, bt, mask, pdrop, mode)?)?;
         let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
         let h = match self.activation {
-            Activation::GeluTanh => h.gelu()?,
+            Activation::GeluTanh => ops::gelu_tanh(&h)?,
             Activation::GeluErf => h.gelu_erf()?,
             Activation::Relu => h.relu()?,
         };

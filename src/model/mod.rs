@@ -6,6 +6,7 @@ mod config;
 mod gpt2;
 mod init;
 mod load;
+mod ops;
 mod save;
 
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::datafile::read_examples;
+use crate::data::{Dataset, DatasetFormat, ParseOptions};
 use crate::infer::{Classifier, ServedModel};
 use crate::model::{self, LoadOptions, LoadedModel, ModelError, ModelSource, WeightLayout};
 use crate::train::{
@@ -113,8 +113,15 @@ fn execute(
     tx: &UnboundedSender<Msg>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Executed, Failure> {
+    // The stored copies were validated at upload; read them with the same label map.
+    let opts = ParseOptions {
+        labels: Some(&plan.labels),
+        ..ParseOptions::default()
+    };
     let read = |p: &PathBuf| {
-        read_examples(p).map_err(|e| Failure::transient(format!("{}: {e}", p.display())))
+        Dataset::from_path(p, Some(DatasetFormat::Jsonl), &opts)
+            .map(|d| d.examples)
+            .map_err(|e| Failure::transient(format!("{}: {e}", p.display())))
     };
     let train_examples = read(&plan.train_path)?;
     let eval_examples = plan.eval_path.as_ref().map(read).transpose()?;

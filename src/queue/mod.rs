@@ -8,7 +8,6 @@
 //! worker turns into the trainer's `should_stop`. On shutdown workers stop
 //! their trainers and hand their jobs back to the queue.
 
-mod datafile;
 mod execute;
 mod worker;
 
@@ -21,7 +20,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use datafile::{read_examples, write_examples};
 pub use execute::load_served;
 
 use crate::infer::Registry;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use checkpoint::{list_checkpoints, TrainerState};
 pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
 pub use metrics::EvalMetrics;
-pub use optim::{clip_grad_norm, learning_rate, takes_weight_decay, AdamConfig, AdamW};
+pub use optim::{clip_scale, global_norm, learning_rate, takes_weight_decay, AdamConfig, AdamW};
 pub use trainer::{run, TrainSpec};
 
 /// Training failures.

@@ -43,13 +43,113 @@ impl Default for AdamConfig {
     }
 }
 
+/// Adam's moments of one parameter.
+enum Moments {
+    /// On the CPU, updated in place by one fused, parallel pass.
+    Host { m: Vec<f32>, v: Vec<f32> },
+    /// Elsewhere, updated with tensor ops.
+    Device { m: Tensor, v: Tensor },
+}
+
 /// One parameter under optimisation.
 struct Slot {
     name: String,
     var: Var,
     decay: bool,
-    m: Tensor,
-    v: Tensor,
+    moments: Moments,
+}
+
+impl Slot {
+    fn moment_tensors(&self) -> candle_core::Result<(Tensor, Tensor)> {
+        match &self.moments {
+            Moments::Host { m, v } => Ok((
+                Tensor::from_slice(m, self.var.shape(), self.var.device())?,
+                Tensor::from_slice(v, self.var.shape(), self.var.device())?,
+            )),
+            Moments::Device { m, v } => Ok((m.clone(), v.clone())),
+        }
+    }
+
+    fn set_moments(&mut self, m: Tensor, v: Tensor) -> candle_core::Result<()> {
+        self.moments = if host_f32(self.var.as_tensor()) {
+            Moments::Host {
+                m: m.flatten_all()?.to_vec1()?,
+                v: v.flatten_all()?.to_vec1()?,
+            }
+        } else {
+            Moments::Device { m, v }
+        };
+        Ok(())
+    }
+}
+
+fn host_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
+/// The per-step constants of the fused update.
+struct AdamKernel<'a> {
+    moments: std::sync::Mutex<(&'a mut [f32], &'a mut [f32])>,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    /// `1 − lr·wd`, or 1 without decay.
+    decay: f32,
+    /// `lr / (1 − β1ᵗ)`.
+    step_size: f32,
+    /// `√(1 − β2ᵗ)`.
+    bc2_sqrt: f32,
+    /// Gradient scale from clipping.
+    grad_scale: f32,
+}
+
+impl candle_core::InplaceOp2 for AdamKernel<'_> {
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut candle_core::CpuStorage,
+        dst_l: &candle_core::Layout,
+        src: &candle_core::CpuStorage,
+        src_l: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let (Some((p0, p1)), Some((g0, g1))) =
+            (dst_l.contiguous_offsets(), src_l.contiguous_offsets())
+        else {
+            candle_core::bail!("adamw: parameter and gradient must be contiguous");
+        };
+        let candle_core::CpuStorage::F32(dst) = dst else {
+            candle_core::bail!("adamw: parameters must be f32");
+        };
+        let p = &mut dst[p0..p1];
+        let g = &src.as_slice::<f32>()?[g0..g1];
+        let mut guard = self.moments.lock().expect("adam moments lock");
+        let (m, v) = &mut *guard;
+        let update = |(p, g, m, v): (&mut [f32], &[f32], &mut [f32], &mut [f32])| {
+            for i in 0..p.len() {
+                let g = g[i] * self.grad_scale;
+                m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g;
+                v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g * g;
+                let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
+                p[i] = p[i] * self.decay - self.step_size * m[i] / denom;
+            }
+        };
+        // Small parameters (biases, LayerNorms) stay on this thread: a hand-off to
+        // the pool costs more than their update.
+        const CHUNK: usize = 1 << 15;
+        if p.len() <= CHUNK {
+            update((p, g, m, v));
+        } else {
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .for_each(|((p, g), (m, v))| update((p, g, m, v)));
+        }
+        Ok(())
+    }
 }
 
 /// AdamW over named variables.
@@ -75,10 +175,21 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
+                let moments = if host_f32(var.as_tensor()) {
+                    let n = var.elem_count();
+                    Moments::Host {
+                        m: vec![0.0; n],
+                        v: vec![0.0; n],
+                    }
+                } else {
+                    Moments::Device {
+                        m: var.zeros_like()?,
+                        v: var.zeros_like()?,
+                    }
+                };
                 Ok(Slot {
                     decay: takes_weight_decay(&name),
-                    m: var.zeros_like()?,
-                    v: var.zeros_like()?,
+                    moments,
                     name,
                     var,
                 })
@@ -101,23 +212,46 @@ impl AdamW {
         self.slots.iter().map(|s| (s.name.as_str(), &s.var))
     }
 
-    /// One AdamW update with `grads[i]` the gradient of the i-th variable.
-    pub fn step(&mut self, grads: &[Tensor], lr: f64) -> candle_core::Result<()> {
+    /// One AdamW update with `grads[i] · grad_scale` the gradient of the i-th
+    /// variable (`grad_scale` carries gradient clipping into the same pass).
+    pub fn step(&mut self, grads: &[Tensor], lr: f64, grad_scale: f64) -> candle_core::Result<()> {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         for (slot, g) in self.slots.iter_mut().zip(grads) {
-            slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let mut p = slot.var.as_tensor().clone();
-            if slot.decay && c.weight_decay != 0.0 {
-                p = (p * (1.0 - lr * c.weight_decay))?;
+            let decay = if slot.decay {
+                1.0 - lr * c.weight_decay
+            } else {
+                1.0
+            };
+            match &mut slot.moments {
+                Moments::Host { m, v } => {
+                    let kernel = AdamKernel {
+                        moments: std::sync::Mutex::new((m.as_mut_slice(), v.as_mut_slice())),
+                        beta1: c.beta1 as f32,
+                        beta2: c.beta2 as f32,
+                        eps: c.eps as f32,
+                        decay: decay as f32,
+                        step_size: (lr / bc1) as f32,
+                        bc2_sqrt: bc2_sqrt as f32,
+                        grad_scale: grad_scale as f32,
+                    };
+                    slot.var
+                        .as_tensor()
+                        .inplace_op2(&g.contiguous()?, &kernel)?;
+                }
+                Moments::Device { m, v } => {
+                    let g = (g * grad_scale)?;
+                    *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let p = (slot.var.as_tensor() * decay)?;
+                    let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
+                    let update = (m.div(&denom)? * (lr / bc1))?;
+                    slot.var.set(&(p - update)?)?;
+                }
             }
-            let denom = ((slot.v.sqrt()? / bc2_sqrt)? + c.eps)?;
-            let update = (slot.m.div(&denom)? * (lr / bc1))?;
-            slot.var.set(&(p - update)?)?;
         }
         Ok(())
     }
@@ -126,8 +260,9 @@ impl AdamW {
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for s in &self.slots {
-            tensors.insert(format!("m.{}", s.name), s.m.clone());
-            tensors.insert(format!("v.{}", s.name), s.v.clone());
+            let (m, v) = s.moment_tensors()?;
+            tensors.insert(format!("m.{}", s.name), m);
+            tensors.insert(format!("v.{}", s.name), v);
         }
         let meta = HashMap::from([("step".to_string(), self.step.to_string())]);
         safetensors::serialize_to_file(&tensors, Some(meta), path)
@@ -158,8 +293,8 @@ impl AdamW {
                     .cloned()
                     .ok_or_else(|| bad(format!("moment `{key}` missing or misshaped")))
             };
-            s.m = get(format!("m.{}", s.name))?;
-            s.v = get(format!("v.{}", s.name))?;
+            let (m, v) = (get(format!("m.{}", s.name))?, get(format!("v.{}", s.name))?);
+            s.set_moments(m, v)?;
         }
         self.step = step;
         Ok(())
@@ -188,28 +323,45 @@ pub fn learning_rate(
     peak * factor
 }
 
-/// Global L2 norm of `grads` before clipping; scales them to `max_norm` when larger
-/// (no-op when `max_norm` is 0).
-pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> candle_core::Result<f64> {
+/// Global L2 norm of `grads` (computed in f64, in parallel on the CPU).
+pub fn global_norm(grads: &[Tensor]) -> candle_core::Result<f64> {
     let mut sum_sq = 0f64;
-    for g in grads.iter() {
-        sum_sq += f64::from(
-            g.sqr()?
-                .sum_all()?
-                .to_dtype(candle_core::DType::F32)?
-                .to_scalar::<f32>()?,
-        );
-    }
-    let norm = sum_sq.sqrt();
-    if max_norm > 0.0 {
-        let coef = (max_norm / (norm + 1e-6)).min(1.0);
-        if coef < 1.0 {
-            for g in grads.iter_mut() {
-                *g = (&*g * coef)?;
+    for g in grads {
+        sum_sq += if host_f32(g) {
+            use rayon::prelude::*;
+            let g = g.contiguous()?;
+            let (storage, layout) = g.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                unreachable!("checked to be on the CPU")
+            };
+            let (a, b) = layout.contiguous_offsets().expect("made contiguous");
+            let squares = |c: &[f32]| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+            let data = &cpu.as_slice::<f32>()?[a..b];
+            if data.len() <= 1 << 15 {
+                squares(data)
+            } else {
+                data.par_chunks(1 << 15).map(squares).sum()
             }
-        }
+        } else {
+            f64::from(
+                g.sqr()?
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_scalar::<f32>()?,
+            )
+        };
     }
-    Ok(norm)
+    Ok(sum_sq.sqrt())
+}
+
+/// The factor `torch.nn.utils.clip_grad_norm_` scales gradients by:
+/// `min(1, max_norm / (norm + 1e-6))`, or 1 when `max_norm` is 0 (off).
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    if max_norm > 0.0 {
+        (max_norm / (norm + 1e-6)).min(1.0)
+    } else {
+        1.0
+    }
 }
 
 #[cfg(test)]
@@ -252,7 +404,7 @@ mod tests {
         )
         .unwrap();
         let g = Tensor::new(&[0.5f32, -0.25], &dev).unwrap();
-        opt.step(&[g], 0.01).unwrap();
+        opt.step(&[g], 0.01, 1.0).unwrap();
         // Step 1: m̂ = g, v̂ = g², update = lr·g/(|g|+ε) ≈ lr·sign(g); decay first.
         let p = var.as_tensor().to_vec1::<f32>().unwrap();
         let expect = [1.0 * (1.0 - 0.001) - 0.01, -2.0 * (1.0 - 0.001) + 0.01];

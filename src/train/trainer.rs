@@ -9,12 +9,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, TrainerState};
-use super::optim::{clip_grad_norm, learning_rate, AdamConfig, AdamW};
+use super::optim::{clip_scale, global_norm, learning_rate, AdamConfig, AdamW};
 use super::{
     BestMetric, EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter,
     Observer, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
 };
-use crate::data::{Encoded, Example, TextTokenizer};
+use crate::data::{shuffled_indices, Encoded, Example, TextTokenizer};
 use crate::model::{parameter_shapes, Gpt2ForSequenceClassification, LoadedModel, Mode};
 
 /// Everything a run needs.
@@ -75,7 +75,7 @@ fn permutation(n: usize, seed: u64, stream: u64) -> Vec<usize> {
 /// `examples` or a seeded subset of `n` of them.
 fn subset(examples: &[Example], n: Option<usize>, seed: u64) -> Vec<&Example> {
     match n {
-        Some(n) if n < examples.len() => permutation(examples.len(), seed, 0)
+        Some(n) if n < examples.len() => shuffled_indices(examples.len(), seed)
             .into_iter()
             .take(n)
             .map(|i| &examples[i])
@@ -318,12 +318,12 @@ pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome,
         if !step_loss.is_finite() {
             return Err(TrainError::NonFiniteLoss { step });
         }
-        let mut grads: Vec<Tensor> = grads
+        let grads: Vec<Tensor> = grads
             .into_iter()
             .zip(&vars)
             .map(|(g, (_, v))| g.map_or_else(|| v.zeros_like(), Ok))
             .collect::<candle_core::Result<_>>()?;
-        let grad_norm = clip_grad_norm(&mut grads, h.max_grad_norm)?;
+        let grad_norm = global_norm(&grads)?;
         let lr = learning_rate(
             h.lr_scheduler,
             h.learning_rate,
@@ -331,7 +331,7 @@ pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome,
             total_steps,
             step,
         );
-        optimizer.step(&grads, lr)?;
+        optimizer.step(&grads, lr, clip_scale(grad_norm, h.max_grad_norm))?;
 
         state.step = step;
         state.micro_batches_done = first + micro.len();

@@ -11,9 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{new_id, timestamp};
 use crate::api::error::ErrorBody;
-use crate::api::upload::{self, Format};
 use crate::api::{ApiError, AppState, Json, Query};
-use crate::queue::write_examples;
+use crate::data::{Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
 use crate::store::{DatasetRow, NewDataset};
 
 /// A stored dataset.
@@ -66,36 +65,30 @@ pub struct UploadParams {
     pub name: Option<String>,
 }
 
-fn format_of(params: &UploadParams, headers: &HeaderMap, body: &[u8]) -> Result<Format, ApiError> {
+fn format_of(
+    params: &UploadParams,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DatasetFormat, ApiError> {
     if let Some(f) = &params.format {
-        return match f.as_str() {
-            "jsonl" | "json" | "ndjson" => Ok(Format::Jsonl),
-            "csv" => Ok(Format::Csv),
-            other => Err(ApiError::invalid(
-                "format",
-                format!("unknown format `{other}`: use `jsonl` or `csv`"),
-            )),
-        };
+        return f
+            .parse()
+            .map_err(|e: DatasetError| ApiError::invalid("format", e.to_string()));
     }
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if content_type.starts_with("text/csv") {
-        return Ok(Format::Csv);
+        return Ok(DatasetFormat::Csv);
     }
-    if content_type.contains("ndjson")
-        || content_type.contains("jsonl")
-        || content_type.contains("json-lines")
+    if ["ndjson", "jsonl", "json-lines"]
+        .iter()
+        .any(|t| content_type.contains(t))
     {
-        return Ok(Format::Jsonl);
+        return Ok(DatasetFormat::Jsonl);
     }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    Ok(if first == Some(&b'{') {
-        Format::Jsonl
-    } else {
-        Format::Csv
-    })
+    Ok(DatasetFormat::sniff(body))
 }
 
 /// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"]}` per line) or
@@ -132,21 +125,20 @@ pub async fn upload(
         .join(format!("{id}.jsonl"));
     let file = path.clone();
     // Parsing and writing are CPU and disk work: off the runtime's workers.
-    let parsed = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let parsed = upload::parse(&bytes, format).map_err(row_errors)?;
-        write_examples(&file, &parsed.examples)
+    let parsed = tokio::task::spawn_blocking(move || -> Result<Parsed, ApiError> {
+        let parsed =
+            Parsed::from_bytes(&bytes, format, &ParseOptions::default()).map_err(dataset_error)?;
+        write_atomically(&file, &parsed.to_jsonl())
             .map_err(|e| ApiError::Internal(format!("{}: {e}", file.display())))?;
         Ok(parsed)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let mut label_counts: BTreeMap<String, i64> =
-        parsed.labels.iter().map(|l| (l.clone(), 0)).collect();
-    for e in &parsed.examples {
-        *label_counts
-            .entry(parsed.labels[e.label].clone())
-            .or_default() += 1;
-    }
+    let label_counts: BTreeMap<String, i64> = parsed
+        .named_label_counts()
+        .into_iter()
+        .map(|(name, n)| (name.to_string(), n as i64))
+        .collect();
     let row = state
         .store
         .insert_dataset(NewDataset {
@@ -162,23 +154,24 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-fn row_errors(errors: Vec<upload::RowError>) -> ApiError {
-    let first = &errors[0];
-    let message = format!(
-        "the dataset has errors; first at line {}{}: {}",
-        first.line,
-        first
-            .field
-            .as_ref()
-            .map(|f| format!(" (`{f}`)"))
-            .unwrap_or_default(),
-        first.message
-    );
+/// 422 naming the body; row errors (line, field, message) in `details`.
+fn dataset_error(e: DatasetError) -> ApiError {
+    let rows = e.row_errors();
     ApiError::Validation {
-        message,
+        message: e.to_string(),
         param: Some("body".into()),
-        details: serde_json::to_value(&errors).ok(),
+        details: (!rows.is_empty()).then(|| serde_json::to_value(rows).unwrap_or_default()),
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsynced and renamed.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Datasets, newest first.

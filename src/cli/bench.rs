@@ -1,0 +1,215 @@
+//! `tuneserve bench`: speed of the classifier on this machine, on the same
+//! shapes as `shared/reference/hf_bench.py` (train step 8×64 with dropout on,
+//! forward 32×64 in eval mode), as medians after warm-up runs.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::model::{
+    load, parameter_shapes, random_weights, LoadOptions, LoadedModel, Mode, ModelSource, Preset,
+};
+use crate::train::{AdamConfig, AdamW};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model folders or Hub ids to time (random weights of --preset when absent).
+    #[arg(long, num_args = 1..)]
+    pub model: Vec<String>,
+    /// Presets to time with random weights when no --model is given.
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Preset::Small])]
+    pub preset: Vec<Preset>,
+    /// Tokenizer folder for --preset models (the bench itself feeds random token ids).
+    #[arg(long, default_value = "../shared/data/gpt2-tokenizer")]
+    pub tokenizer: std::path::PathBuf,
+    /// Untimed runs before timing.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+struct Timing {
+    median: f64,
+    min: f64,
+}
+
+fn time(
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Timing> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut ts = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        f()?;
+        ts.push(t.elapsed().as_secs_f64());
+    }
+    Ok(Timing {
+        median: median(&mut ts),
+        min: ts.iter().copied().fold(f64::INFINITY, f64::min),
+    })
+}
+
+fn median(ts: &mut [f64]) -> f64 {
+    ts.sort_by(f64::total_cmp);
+    ts[ts.len() / 2]
+}
+
+fn random_ids(
+    rng: &mut ChaCha8Rng,
+    b: usize,
+    t: usize,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let ids: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..50256)).collect();
+    Tensor::from_vec(ids, (b, t), dev)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench_model(
+    name: &str,
+    loaded: &LoadedModel,
+    args: &BenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let dev = Device::Cpu;
+    let cfg = &loaded.config;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+
+    // Train step: forward + cross-entropy + backward + AdamW, dropout on.
+    let (net, varmap) = loaded.build_trainable()?;
+    let vars: Vec<(String, Var)> = {
+        let map = varmap.data().lock().expect("varmap lock");
+        parameter_shapes(cfg)
+            .into_iter()
+            .map(|(n, _)| (n.clone(), map[&n].clone()))
+            .collect()
+    };
+    let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
+    let ids = random_ids(&mut rng, 8, 64, &dev)?;
+    let labels: Vec<u32> = (0..8)
+        .map(|_| rng.random_range(0..cfg.num_labels() as u32))
+        .collect();
+    let labels = Tensor::new(labels, &dev)?;
+    let mut phases: [Vec<f64>; 3] = Default::default();
+    let mut drop_rng = ChaCha8Rng::seed_from_u64(1);
+    let train = time(args.warmup, args.iters, || {
+        let t0 = Instant::now();
+        let logits = net.forward(&ids, None, &mut Mode::Train(&mut drop_rng))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+        loss.to_scalar::<f32>()?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let grads: Vec<Tensor> = vars
+            .iter()
+            .map(|(_, v)| {
+                grads
+                    .get(v.as_tensor())
+                    .cloned()
+                    .map_or_else(|| v.zeros_like(), Ok)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let t2 = Instant::now();
+        opt.step(&grads, 5e-5, 1.0)?;
+        let t3 = Instant::now();
+        for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+            p.push(d.as_secs_f64());
+        }
+        Ok(())
+    })?;
+    let phase: Vec<f64> = phases
+        .iter_mut()
+        .map(|p| median(&mut p[args.warmup..]))
+        .collect();
+
+    // Forward only, eval mode, 32 × 64.
+    let infer = loaded.build()?;
+    let ids32 = random_ids(&mut rng, 32, 64, &dev)?;
+    let fwd = time(args.warmup, args.iters, || {
+        infer
+            .forward(&ids32, None, &mut Mode::Eval)?
+            .to_vec2::<f32>()?;
+        Ok(())
+    })?;
+
+    println!(
+        "{name}: L={} E={} | train step 8x64 {:.1} ms (min {:.1}; fwd {:.1} / bwd {:.1} / adamw {:.1}) {:.0} tok/s | fwd 32x64 {:.1} ms (min {:.1}) {:.0} tok/s",
+        cfg.n_layer, cfg.n_embd,
+        train.median * 1e3, train.min * 1e3, phase[0] * 1e3, phase[1] * 1e3, phase[2] * 1e3,
+        512.0 / train.median, fwd.median * 1e3, fwd.min * 1e3, 2048.0 / fwd.median,
+    );
+    Ok(json!({
+        "model": name, "n_layer": cfg.n_layer, "n_embd": cfg.n_embd,
+        "train_step": {"batch": 8, "seq": 64, "median_s": train.median, "min_s": train.min,
+            "tokens_per_s": 512.0 / train.median,
+            "phase_median_s": {"forward": phase[0], "backward": phase[1], "optimizer": phase[2]}},
+        "forward": {"batch": 32, "seq": 64, "median_s": fwd.median, "min_s": fwd.min,
+            "tokens_per_s": 2048.0 / fwd.median},
+    }))
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    if args.model.is_empty() {
+        for preset in &args.preset {
+            let mut config = preset.config();
+            config.labels = crate::model::default_labels(3);
+            let files = crate::data::TokenizerFiles::in_dir(&args.tokenizer)?;
+            let tokenizer = crate::data::TextTokenizer::load(&files)?;
+            let loaded = LoadedModel {
+                weights: random_weights(&config, 0, &Device::Cpu)?,
+                config,
+                tokenizer,
+                layout: crate::model::WeightLayout::Classifier,
+                new_head: true,
+            };
+            results.push(bench_model(
+                &format!("{preset:?}").to_lowercase(),
+                &loaded,
+                &args,
+            )?);
+        }
+    } else {
+        for m in &args.model {
+            let source: ModelSource = m.parse()?;
+            let opts = LoadOptions {
+                labels: Some(crate::model::default_labels(3)),
+                ..LoadOptions::default()
+            };
+            let loaded = load(&source, &opts).with_context(|| format!("loading {m}"))?;
+            results.push(bench_model(m, &loaded, &args)?);
+        }
+    }
+    let peak = peak_rss_mib();
+    println!(
+        "peak RSS: {:.0} MiB; threads: {}",
+        peak.unwrap_or(f64::NAN),
+        candle_core::utils::get_num_threads()
+    );
+    if let Some(out) = &args.out {
+        let json = json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": candle_core::utils::get_num_threads(),
+            "peak_rss_mib": peak, "models": results});
+        std::fs::write(out, serde_json::to_string_pretty(&json)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The training loop's promises: it learns, it resumes to the bit, it stops
+//! when asked, and it keeps checkpoints as configured.
+
+mod common;
+
+use std::path::Path;
+
+use common::write_tiny_model;
+use tuneserve::data::Example;
+use tuneserve::model::{load, LoadOptions, LoadedModel, ModelSource, WeightLayout};
+use tuneserve::train::{
+    self, list_checkpoints, Finish, Hyperparameters, Observer, StepLog, Strategy, TrainEvent,
+    TrainOutcome,
+};
+
+/// Three classes told apart by their words.
+fn synthetic(n: usize) -> Vec<Example> {
+    let words = [
+        ["awful", "terrible", "sad", "hate", "worst", "bad"],
+        ["table", "window", "paper", "chair", "street", "door"],
+        ["great", "lovely", "happy", "love", "best", "good"],
+    ];
+    (0..n)
+        .map(|i| {
+            let label = i % 3;
+            let w = &words[label];
+            Example {
+                text: format!(
+                    "{} {} day {}",
+                    w[i % 6],
+                    w[(i / 3 + 1) % 6],
+                    w[(i / 7 + 2) % 6]
+                ),
+                label,
+            }
+        })
+        .collect()
+}
+
+fn tiny(dir: &Path) -> LoadedModel {
+    write_tiny_model(dir, 21, WeightLayout::Classifier);
+    load(
+        &ModelSource::Dir(dir.to_path_buf()),
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+fn run(
+    model: &LoadedModel,
+    data: &[Example],
+    h: &Hyperparameters,
+    ckpt: &Path,
+    resume: Option<&Path>,
+    observer: &mut dyn Observer,
+) -> TrainOutcome {
+    train::run(
+        train::TrainSpec {
+            model,
+            train: data,
+            eval: Some(data),
+            hyperparameters: h,
+            checkpoint_dir: ckpt.to_path_buf(),
+            resume_from: resume.map(Path::to_path_buf),
+        },
+        observer,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_tiny_model_learns_a_separable_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(&tmp.path().join("m"));
+    let data = synthetic(48);
+    let h = Hyperparameters {
+        epochs: 8,
+        learning_rate: 2e-3,
+        batch_size: 8,
+        save_strategy: Strategy::No,
+        ..Hyperparameters::default()
+    };
+    let out = run(&model, &data, &h, &tmp.path().join("ckpt"), None, &mut ());
+    let evals = &out.history.evals;
+    assert_eq!(evals[0].step, 0, "a baseline evaluation comes first");
+    assert_eq!(evals.len(), 9, "baseline plus one per epoch");
+    let final_acc = out.final_metrics.as_ref().unwrap().accuracy;
+    assert!(
+        final_acc >= 0.95,
+        "accuracy after 48 steps: {final_acc} (baseline {})",
+        evals[0].metrics.accuracy
+    );
+    assert!(out.history.steps.last().unwrap().loss < out.history.steps[0].loss);
+}
+
+/// Stops the run after `after` optimizer steps.
+struct StopAfter {
+    after: usize,
+    seen: usize,
+}
+
+impl Observer for StopAfter {
+    fn on_event(&mut self, event: &TrainEvent) {
+        if let TrainEvent::Step(log) = event {
+            self.seen = log.step;
+        }
+    }
+    fn should_stop(&mut self) -> bool {
+        self.seen >= self.after
+    }
+}
+
+fn without_timing(logs: &[StepLog]) -> Vec<StepLog> {
+    logs.iter()
+        .cloned()
+        .map(|mut l| {
+            l.tokens_per_second = 0.0;
+            l
+        })
+        .collect()
+}
+
+#[test]
+fn resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(&tmp.path().join("m"));
+    let data = synthetic(30);
+    let h = Hyperparameters {
+        epochs: 2,
+        learning_rate: 1e-3,
+        batch_size: 4,
+        gradient_accumulation_steps: 2,
+        dropout: Some(0.1),
+        weight_decay: 0.01,
+        warmup_steps: 2,
+        save_strategy: Strategy::Steps,
+        save_steps: Some(3),
+        save_total_limit: 10,
+        logging_steps: 1,
+        ..Hyperparameters::default()
+    };
+    let straight = run(&model, &data, &h, &tmp.path().join("a"), None, &mut ());
+    assert_eq!(straight.finish, Finish::Completed);
+    assert_eq!(
+        straight.step, 8,
+        "8 micro-batches of 4, accumulated by 2: 4 steps an epoch"
+    );
+
+    let dir = tmp.path().join("b");
+    let stopped = run(
+        &model,
+        &data,
+        &h,
+        &dir,
+        None,
+        &mut StopAfter { after: 3, seen: 0 },
+    );
+    assert_eq!((stopped.finish, stopped.step), (Finish::Stopped, 3));
+    let (step, ckpt) = list_checkpoints(&dir).pop().unwrap();
+    assert_eq!(step, 3);
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "config.json",
+    ] {
+        assert!(
+            ckpt.join(file).is_file(),
+            "{file} missing from the checkpoint"
+        );
+    }
+    let resumed = run(&model, &data, &h, &dir, Some(&ckpt), &mut ());
+    assert_eq!(resumed.step, 8);
+
+    let mut worst = 0f32;
+    for (name, a) in &straight.weights {
+        let b = &resumed.weights[name];
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        worst = worst.max(d);
+    }
+    assert!(worst <= 1e-6, "final weights differ by {worst:e}");
+    assert_eq!(
+        without_timing(&straight.history.steps),
+        without_timing(&resumed.history.steps)
+    );
+    assert_eq!(straight.history.evals, resumed.history.evals);
+}
+
+#[test]
+fn save_total_limit_keeps_the_newest_and_the_best() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(&tmp.path().join("m"));
+    let data = synthetic(24);
+    let h = Hyperparameters {
+        epochs: 4,
+        learning_rate: 1e-3,
+        batch_size: 8,
+        save_total_limit: 2,
+        ..Hyperparameters::default()
+    };
+    let dir = tmp.path().join("ckpt");
+    let out = run(&model, &data, &h, &dir, None, &mut ());
+    let kept: Vec<usize> = list_checkpoints(&dir).into_iter().map(|(s, _)| s).collect();
+    assert!(kept.len() <= 3, "at most the limit plus the best: {kept:?}");
+    assert!(kept.contains(&12), "the newest is kept: {kept:?}");
+    if let Some(best) = &out.best_checkpoint {
+        assert!(best.is_dir(), "the best checkpoint is kept");
+    }
+}
+
+#[test]
+fn early_stopping_stops_when_the_metric_stalls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(&tmp.path().join("m"));
+    let data = synthetic(12);
+    let h = Hyperparameters {
+        epochs: 50,
+        learning_rate: 1e-9,
+        batch_size: 12,
+        early_stopping_patience: Some(2),
+        save_strategy: Strategy::No,
+        ..Hyperparameters::default()
+    };
+    let out = run(&model, &data, &h, &tmp.path().join("c"), None, &mut ());
+    assert_eq!(out.finish, Finish::EarlyStopped);
+    assert!(out.step < 50, "stopped at step {}", out.step);
+}
