@@ -265,6 +265,34 @@ async fn dataset_uploads_report_row_errors_by_line() {
     assert_eq!(ds["name"], "tiny");
     let (_, list) = app.get("/datasets").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    let got = app
+        .post(
+            "/datasets/import",
+            &json!({"repo": "not a repo", "split": "train"}),
+        )
+        .await;
+    assert_eq!(
+        (got.0, &got.1["error"]["param"]),
+        (422, &json!("repo")),
+        "{}",
+        got.1
+    );
+    let got = app
+        .post("/datasets/import", &json!({"repo": "a/b", "split": "../x"}))
+        .await;
+    assert_eq!(
+        (got.0, &got.1["error"]["param"]),
+        (422, &json!("split")),
+        "{}",
+        got.1
+    );
+    // No Hub from the test machine (or no such repo): a clear 502.
+    let repo = "tuneserve-tests/no-such-dataset-0000";
+    let got = app
+        .post("/datasets/import", &json!({"repo": repo, "split": "train"}))
+        .await;
+    assert_error(&got, 502, "bad_gateway", repo);
     app.stop().await;
 }
 

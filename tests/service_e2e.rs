@@ -204,3 +204,27 @@ async fn a_job_that_cannot_train_fails_at_once_with_its_reason() {
     assert_eq!(failed["data"][0]["id"], id.as_str());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_a_running_job_back_to_the_queue() {
+    let app = spawn_app().await;
+    let dataset = app.upload_tiny_dataset().await;
+    let long =
+        json!({"epochs": 1000, "batch_size": 4, "save_strategy": "no", "eval_strategy": "no"});
+    let id = app.submit(&dataset, long).await;
+    app.wait_job(&id, 60, |j| j["progress"]["step"].as_i64() > Some(1))
+        .await;
+    let dir = app.stop().await;
+
+    let store = tuneserve::store::Store::open(&dir.path().join("data/tuneserve.db"))
+        .await
+        .unwrap();
+    let job = store.get_job(&id).await.unwrap();
+    assert_eq!(job.status, tuneserve::store::JobStatus::Queued);
+    assert_eq!(job.lease_owner, None);
+    let events = store.list_events(&id, 0, 1000).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "interrupted"),
+        "{events:#?}"
+    );
+}

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// Too much work already waiting (429).
     #[error("{0}")]
     Overloaded(String),
+    /// An upstream service (the Hugging Face Hub) failed or is out of reach (502).
+    #[error("{0}")]
+    BadGateway(String),
     /// Not ready to answer (503).
     #[error("{0}")]
     Unavailable(String),
@@ -93,6 +96,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }

@@ -32,10 +32,17 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds `model` under its id and makes it `latest`.
+    /// Adds `model` under its id and makes it `latest`. The previous `latest`
+    /// leaves the registry (its weights are freed when its last request ends;
+    /// asking for it by id loads it again).
     pub fn promote(&self, model: Arc<ServedModel>) {
         self.insert(model.clone());
-        self.latest.store(Some(model));
+        if let Some(old) = self.latest.swap(Some(model)) {
+            let mut by_id = self.by_id.write().unwrap_or_else(|e| e.into_inner());
+            if by_id.get(&old.id).is_some_and(|m| Arc::ptr_eq(m, &old)) {
+                by_id.remove(&old.id);
+            }
+        }
     }
 
     /// Adds `model` under its id without changing `latest`.

@@ -195,10 +195,12 @@ impl TestApp {
             .await
     }
 
-    /// Stops the server and waits for it.
-    pub async fn stop(self) {
+    /// Stops the server (as SIGTERM would) and waits for it; hands back the
+    /// data folder for a look behind.
+    pub async fn stop(self) -> TempDir {
         self.shutdown.cancel();
         let _ = self.server.await;
+        self.dir
     }
 }
 

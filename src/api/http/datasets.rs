@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{new_id, timestamp};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
-use crate::data::{Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
+use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
 use crate::store::{DatasetRow, NewDataset};
 
 /// A stored dataset.
@@ -117,41 +117,95 @@ pub async fn upload(
             }
         })?;
     let format = format_of(&params, &headers, &bytes)?;
+    // Parsing is CPU work: off the runtime's workers.
+    let parsed = tokio::task::spawn_blocking(move || {
+        Parsed::from_bytes(&bytes, format, &ParseOptions::default()).map_err(dataset_error)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let row = store(&state, parsed, format, params.name).await?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// Writes the normalised copy (JSONL) and records the dataset.
+async fn store(
+    state: &AppState,
+    parsed: Parsed,
+    format: DatasetFormat,
+    name: Option<String>,
+) -> Result<Dataset, ApiError> {
     let id = new_id("ds");
     let path = state
         .config
         .data_dir
         .join("datasets")
         .join(format!("{id}.jsonl"));
-    let file = path.clone();
-    // Parsing and writing are CPU and disk work: off the runtime's workers.
-    let parsed = tokio::task::spawn_blocking(move || -> Result<Parsed, ApiError> {
-        let parsed =
-            Parsed::from_bytes(&bytes, format, &ParseOptions::default()).map_err(dataset_error)?;
-        write_atomically(&file, &parsed.to_jsonl())
-            .map_err(|e| ApiError::Internal(format!("{}: {e}", file.display())))?;
-        Ok(parsed)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
     let label_counts: BTreeMap<String, i64> = parsed
         .named_label_counts()
         .into_iter()
         .map(|(name, n)| (name.to_string(), n as i64))
         .collect();
+    let rows = parsed.examples.len() as i64;
+    let file = path.clone();
+    let jsonl = parsed.to_jsonl();
+    tokio::task::spawn_blocking(move || write_atomically(&file, &jsonl))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?;
     let row = state
         .store
         .insert_dataset(NewDataset {
             id,
-            name: params.name,
+            name,
             format: format.as_str().into(),
-            rows: parsed.examples.len() as i64,
+            rows,
             labels: parsed.labels,
             label_counts,
             path: path.display().to_string(),
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok(row.into())
+}
+
+/// A Hub dataset split to import.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// Dataset repository (`owner/name[@revision]`), e.g. `mteb/tweet_sentiment_extraction`.
+    pub repo: String,
+    /// The split (`train`, `test`, …).
+    pub split: String,
+    /// A name to remember it by.
+    pub name: Option<String>,
+}
+
+/// Imports a dataset split from the Hugging Face Hub (JSONL or CSV files).
+#[utoipa::path(post, path = "/datasets/import", tag = "datasets", request_body = ImportRequest,
+    responses(
+        (status = 201, description = "Stored", body = Dataset),
+        (status = 422, description = "Bad repo or split name, or invalid rows", body = ErrorBody),
+        (status = 502, description = "The Hub failed or is out of reach", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn import(
+    State(state): State<AppState>,
+    Json(req): Json<ImportRequest>,
+) -> Result<(StatusCode, Json<Dataset>), ApiError> {
+    let (repo, split) = (req.repo.clone(), req.split.clone());
+    let parsed = tokio::task::spawn_blocking(move || {
+        load_hub_split(&repo, &split, &ParseOptions::default())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        DatasetError::BadRepo(_) => ApiError::invalid("repo", e.to_string()),
+        DatasetError::BadSplit(_) => ApiError::invalid("split", e.to_string()),
+        DatasetError::Hub { .. } => ApiError::BadGateway(e.to_string()),
+        other => dataset_error(other),
+    })?;
+    let name = req.name.or(Some(format!("{}:{}", req.repo, req.split)));
+    let row = store(&state, parsed, DatasetFormat::Jsonl, name).await?;
+    Ok((StatusCode::CREATED, Json(row)))
 }
 
 /// 422 naming the body; row errors (line, field, message) in `details`.

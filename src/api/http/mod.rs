@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod datasets;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod models;
@@ -59,10 +60,11 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(datasets::upload, datasets::list))
         .routes(routes!(datasets::get))
+        .routes(routes!(datasets::import))
         .routes(routes!(jobs::create, jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::metrics))
-        .routes(routes!(jobs::events))
+        .routes(routes!(events::events))
         .routes(routes!(jobs::checkpoints))
         .routes(routes!(jobs::cancel))
         .routes(routes!(models::list))
