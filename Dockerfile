@@ -8,14 +8,15 @@
 #         --build-arg RUNTIME=nvidia/cuda:12.4.1-runtime-ubuntu22.04 -t tuneserve:cuda .
 #       (then run with --gpus all and TUNESERVE_DEVICES=cuda:0; the CUDA builder
 #       image needs a Rust toolchain: see the rustup line below)
-ARG BUILDER=rust:1.88-slim-bookworm
+# Dependencies (zip via candle, uuid) need Rust >= 1.89, above Cargo.toml's rust-version.
+ARG BUILDER=rust:1-slim-bookworm
 ARG RUNTIME=debian:bookworm-slim
 
 FROM ${BUILDER} AS build
 ARG FEATURES=""
 RUN if ! command -v cargo >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends curl ca-certificates build-essential && \
-      curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.88; \
+      curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable; \
     fi
 ENV PATH=/root/.cargo/bin:/usr/local/cargo/bin:$PATH
 WORKDIR /src

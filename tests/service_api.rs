@@ -61,6 +61,10 @@ async fn health_metrics_and_unknown_resources() {
     let (status, openapi) = app.get("/openapi.json").await;
     assert_eq!(status, 200);
     assert!(openapi["paths"]["/jobs"].is_object());
+
+    // A database that does not answer makes the service unhealthy.
+    app.store.close().await;
+    assert_error(&app.get("/health").await, 503, "unavailable", "database");
     app.stop().await;
 }
 

@@ -128,6 +128,12 @@ impl Application {
             !config.devices.is_empty(),
             "--devices: give at least one device"
         );
+        anyhow::ensure!(
+            !config.heartbeat.is_zero() && config.heartbeat < config.lease,
+            "the heartbeat ({:?}) must be shorter than the lease ({:?})",
+            config.heartbeat,
+            config.lease
+        );
         let devices = config
             .devices
             .iter()

@@ -13,7 +13,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -110,7 +110,10 @@ pub fn router(state: AppState) -> Router {
                     .unwrap_or("-");
                 tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
             },
-        ))
+        )
+        // One line per request; a 500's cause is logged once, by `ApiError`.
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+        .on_failure(()))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
