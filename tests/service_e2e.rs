@@ -184,6 +184,23 @@ async fn preloaded_model_answers_before_any_job() {
     let (status, health) = app.get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["latest_model"], source.as_str());
+
+    // A fine-tuned model takes over as `latest`; the preloaded one still answers by name.
+    let dataset = app.upload_tiny_dataset().await;
+    let id = app.submit(&dataset, quick_hyperparameters()).await;
+    let job = app.wait_status(&id, "succeeded", 180).await;
+    let (_, answer) = app
+        .post("/classify", &json!({"inputs": "hello there"}))
+        .await;
+    assert_eq!(answer["model"], job["model"]);
+    let (status, answer) = app
+        .post(
+            "/classify",
+            &json!({"inputs": "hello there", "model": source}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model"], source.as_str());
     app.stop().await;
 }
 

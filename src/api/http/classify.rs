@@ -135,6 +135,14 @@ async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>,
     }
     let row = match state.store.get_model(id).await {
         Ok(row) => row,
+        // The `--model` one, no longer `latest`: load it again from its source.
+        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => {
+            let model = load_blocking(id.to_string(), id.to_string(), state.device.clone())
+                .await
+                .map_err(ApiError::Internal)?;
+            state.registry.insert(model.clone());
+            return Ok(model);
+        }
         Err(StoreError::NotFound { .. }) => {
             return Err(ApiError::NotFound {
                 what: "model",
