@@ -210,3 +210,59 @@ async fn fifty_concurrent_uploads_and_submissions_lose_nothing() {
     let (_, next) = app.get(&format!("/jobs?limit=100&after={after}")).await;
     assert_eq!(next["data"].as_array().unwrap().len(), 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes() {
+    let app = support::spawn_app().await;
+    let dataset = app.upload_tiny_dataset().await;
+    let hyper = json!({"epochs": 30, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
+                       "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});
+    let id = app.submit(&dataset, hyper).await;
+    app.wait_job(&id, 60, |j| j["progress"]["step"].as_i64() > Some(10))
+        .await;
+    // Backdate the lease behind the worker's back: the rescuer requeues the job,
+    // the old attempt's heartbeat fails, it stops, and attempt 2 resumes.
+    // (The live worker renews its lease every 200 ms, so backdate until the
+    // rescue wins the race, as it would against a stalled worker.)
+    loop {
+        expire_lease(&app.store, &id).await;
+        let rescued = app.store.rescue_expired().await.unwrap();
+        if rescued.iter().any(|r| r.job_id == id) {
+            break;
+        }
+    }
+    let job = app.wait_job(&id, 180, support::is_terminal).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    assert_eq!(job["attempt"], 2, "{job:#}");
+    let (_, metrics) = app.get(&format!("/jobs/{id}/metrics")).await;
+    let steps: Vec<i64> = metrics["train"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=180).collect::<Vec<i64>>(), "each step once");
+    let (_, models) = app.get("/models").await;
+    assert_eq!(models["data"].as_array().unwrap().len(), 1);
+    let (_, events) = app.get(&format!("/jobs/{id}/events")).await;
+    let kinds: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "started").count(),
+        2,
+        "{kinds:?}"
+    );
+    let resumed = events["data"].as_array().unwrap().iter().any(|e| {
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("resuming from checkpoint")
+    });
+    assert!(resumed, "{events:#}");
+    assert_eq!(kinds.iter().filter(|k| **k == "succeeded").count(), 1);
+    app.stop().await;
+}
