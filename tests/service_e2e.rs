@@ -245,3 +245,40 @@ async fn shutdown_hands_a_running_job_back_to_the_queue() {
         "{events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_a_running_job_until_it_ends() {
+    use futures::StreamExt;
+    let app = spawn_app().await;
+    let dataset = app.upload_tiny_dataset().await;
+    let long = json!({"epochs": 1000, "batch_size": 4, "logging_steps": 1,
+                      "save_strategy": "no", "eval_strategy": "no"});
+    let id = app.submit(&dataset, long).await;
+    let resp = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/events")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    let mut cancelled = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while let Some(chunk) = stream.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if !cancelled && seen.matches("event: step").count() >= 3 {
+            let (status, _) = app.post(&format!("/jobs/{id}/cancel"), &Value::Null).await;
+            assert_eq!(status, 200);
+            cancelled = true;
+        }
+        assert!(std::time::Instant::now() < deadline, "stream did not end");
+    }
+    // The stream ended by itself once the job was cancelled.
+    assert!(cancelled, "{seen}");
+    assert!(seen.contains("event: started"), "{seen}");
+    assert!(seen.contains("event: cancelled"), "{seen}");
+    assert!(seen.contains("\"kind\":\"step\""), "{seen}");
+    app.stop().await;
+}
