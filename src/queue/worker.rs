@@ -408,8 +408,11 @@ async fn settle_error(
 fn finished(result: Result<bool, StoreError>, status: JobStatus) {
     match result {
         Ok(true) => {
-            metrics::counter!("tuneserve_jobs_finished_total", "status" => status.as_str())
-                .increment(1);
+            // Attempts that end in a requeue are not counted: the job is not finished.
+            if status.is_terminal() {
+                metrics::counter!("tuneserve_jobs_finished_total", "status" => status.as_str())
+                    .increment(1);
+            }
         }
         Ok(false) => tracing::debug!("outcome fenced off (lease lost)"),
         Err(e) => tracing::error!("recording the outcome failed: {e}"),
