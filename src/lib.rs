@@ -17,4 +17,5 @@ pub mod data;
 pub mod hub;
 pub mod infer;
 pub mod model;
+mod simd;
 pub mod train;
