@@ -22,5 +22,6 @@ pub mod hub;
 pub mod infer;
 pub mod model;
 pub mod queue;
+mod simd;
 pub mod store;
 pub mod train;

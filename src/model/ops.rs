@@ -12,6 +12,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use crate::simd::vectorized;
+
 /// Elements handed to one rayon task at least: below this, handing work to
 /// another thread costs more than the work (a 64-token batch runs on one thread).
 const TASK_ELEMS: usize = 1 << 15;
@@ -85,33 +87,6 @@ fn fast_exp(x: f32) -> f32 {
 #[inline(always)]
 fn fast_tanh(u: f32) -> f32 {
     1.0 - 2.0 / (fast_exp(2.0 * u) + 1.0)
-}
-
-/// Runs `f` compiled for the widest vector unit this CPU has (AVX-512, AVX2+FMA,
-/// or the baseline), chosen at run time.
-#[inline(always)]
-fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
 }
 
 /// `gelu_new`: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
