@@ -267,8 +267,26 @@ async fn dataset_uploads_report_row_errors_by_line() {
     assert_eq!(ds["labels"], json!(["neg", "pos"]));
     assert_eq!(ds["format"], "csv");
     assert_eq!(ds["name"], "tiny");
+    // A multipart form (`curl -F file=@tiny.csv`): the format comes from the file name.
+    let form = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"tiny.csv\"\r\n\
+                Content-Type: application/octet-stream\r\n\r\ntext,label\nhi,pos\nho,neg\n\r\n--XyZ--\r\n";
+    let (status, ds) = app
+        .post_raw("/datasets", "multipart/form-data; boundary=XyZ", form)
+        .await;
+    assert_eq!(status, 201, "{ds}");
+    assert_eq!(
+        (ds["format"].as_str(), ds["rows"].as_i64()),
+        (Some("csv"), Some(2))
+    );
+    let empty_form =
+        "--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--XyZ--\r\n";
+    let got = app
+        .post_raw("/datasets", "multipart/form-data; boundary=XyZ", empty_form)
+        .await;
+    assert_eq!(got.1["error"]["param"], "file", "{}", got.1);
+
     let (_, list) = app.get("/datasets").await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
 
     let got = app
         .post(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -65,9 +65,12 @@ pub struct UploadParams {
     pub name: Option<String>,
 }
 
+/// `?format=`, else the file name's extension (multipart), else the content
+/// type, else the content itself.
 fn format_of(
     params: &UploadParams,
-    headers: &HeaderMap,
+    content_type: &str,
+    file_name: Option<&str>,
     body: &[u8],
 ) -> Result<DatasetFormat, ApiError> {
     if let Some(f) = &params.format {
@@ -75,10 +78,10 @@ fn format_of(
             .parse()
             .map_err(|e: DatasetError| ApiError::invalid("format", e.to_string()));
     }
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    if let Some(f) = file_name.and_then(|n| DatasetFormat::from_extension(std::path::Path::new(n)))
+    {
+        return Ok(f);
+    }
     if content_type.starts_with("text/csv") {
         return Ok(DatasetFormat::Csv);
     }
@@ -91,10 +94,38 @@ fn format_of(
     Ok(DatasetFormat::sniff(body))
 }
 
+/// The `file` part (or the first part with a file name) of a multipart form:
+/// its bytes, file name and content type.
+async fn multipart_file(
+    content_type: &str,
+    body: Bytes,
+) -> Result<(Bytes, Option<String>, String), ApiError> {
+    let bad = |e: multer::Error| ApiError::BadRequest(format!("malformed multipart body: {e}"));
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        if field.name() == Some("file") || field.file_name().is_some() {
+            let name = field.file_name().map(str::to_string);
+            let part_type = field
+                .content_type()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let data = field.bytes().await.map_err(bad)?;
+            return Ok((data, name, part_type));
+        }
+    }
+    Err(ApiError::invalid(
+        "file",
+        "the multipart form has no `file` part",
+    ))
+}
+
 /// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"]}` per line) or
-/// CSV with `text` and `label` columns, as the raw body.
+/// CSV with `text` and `label` columns, as the raw body or as the `file` part
+/// of a `multipart/form-data` form (`curl -F file=@train.jsonl`).
 #[utoipa::path(post, path = "/datasets", tag = "datasets", params(UploadParams),
-    request_body(content = String, description = "JSONL or CSV rows", content_type = "application/x-ndjson"),
+    request_body(content = String, description = "JSONL or CSV rows (raw, or the `file` part of a multipart form)", content_type = "application/x-ndjson"),
     responses(
         (status = 201, description = "Stored", body = Dataset),
         (status = 413, description = "Larger than --max-dataset-bytes", body = ErrorBody),
@@ -116,7 +147,17 @@ pub async fn upload(
                 ApiError::BadRequest(format!("cannot read the body: {e}"))
             }
         })?;
-    let format = format_of(&params, &headers, &bytes)?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (bytes, file_name, content_type) = if content_type.starts_with("multipart/form-data") {
+        multipart_file(&content_type, bytes).await?
+    } else {
+        (bytes, None, content_type)
+    };
+    let format = format_of(&params, &content_type, file_name.as_deref(), &bytes)?;
     // Parsing is CPU work: off the runtime's workers.
     let parsed = tokio::task::spawn_blocking(move || {
         Parsed::from_bytes(&bytes, format, &ParseOptions::default()).map_err(dataset_error)
