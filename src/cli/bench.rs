@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::model::{
     load, parameter_shapes, random_weights, LoadOptions, LoadedModel, Mode, ModelSource, Preset,
 };
-use crate::train::{AdamConfig, AdamW};
+use crate::train::{step_gradients, AdamConfig, AdamW, MicroBatch};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -106,6 +106,7 @@ fn bench_model(
     };
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
     let ids = random_ids(&mut rng, 8, 64, &dev)?;
+    let mask = ids.ones_like()?;
     let labels: Vec<u32> = (0..8)
         .map(|_| rng.random_range(0..cfg.num_labels() as u32))
         .collect();
@@ -113,26 +114,20 @@ fn bench_model(
     let mut phases: [Vec<f64>; 3] = Default::default();
     let mut drop_rng = ChaCha8Rng::seed_from_u64(1);
     let train = time(args.warmup, args.iters, || {
-        let t0 = Instant::now();
-        let logits = net.forward(&ids, None, &mut Mode::Train(&mut drop_rng))?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-        loss.to_scalar::<f32>()?;
-        let t1 = Instant::now();
-        let grads = loss.backward()?;
-        let grads: Vec<Tensor> = vars
-            .iter()
-            .map(|(_, v)| {
-                grads
-                    .get(v.as_tensor())
-                    .cloned()
-                    .map_or_else(|| v.zeros_like(), Ok)
-            })
-            .collect::<candle_core::Result<_>>()?;
-        let t2 = Instant::now();
+        let batch = [MicroBatch {
+            ids: ids.clone(),
+            mask: mask.clone(),
+            labels: labels.clone(),
+        }];
+        let (grads, _loss, timing) = step_gradients(&net, &vars, &batch, &mut drop_rng)?;
+        let t = Instant::now();
         opt.step(&grads, 5e-5, 1.0)?;
-        let t3 = Instant::now();
-        for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
-            p.push(d.as_secs_f64());
+        let optimizer_s = t.elapsed().as_secs_f64();
+        for (p, d) in phases
+            .iter_mut()
+            .zip([timing.forward_s, timing.backward_s, optimizer_s])
+        {
+            p.push(d);
         }
         Ok(())
     })?;

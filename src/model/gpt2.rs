@@ -11,7 +11,7 @@
 //! (`transformer.h.0.attn.c_attn.weight`, …, `score.weight`); [`parameter_shapes`]
 //! lists them all, and every other part of the crate goes through it.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -270,6 +270,40 @@ impl Gpt2ForSequenceClassification {
         attention_mask: Option<&Tensor>,
         mode: &mut Mode,
     ) -> candle_core::Result<Tensor> {
+        let tokens = self.wte.embedding(&input_ids.flatten_all()?)?;
+        self.forward_from_tokens(input_ids, tokens, attention_mask, mode)
+    }
+
+    /// A training forward pass whose token embeddings `[batch·seq, n_embd]` are a
+    /// leaf variable of their own, cut from `wte.weight`.
+    ///
+    /// The leaf's gradient is all the embedding matrix needs: scattered onto its
+    /// rows once per optimizer step (see [`embedding_gradient`]), it replaces the
+    /// dense `vocab × n_embd` gradient candle's autograd would build, zero and
+    /// accumulate for every micro-batch — most of a short batch's step.
+    pub fn forward_train(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        rng: &mut ChaCha8Rng,
+    ) -> candle_core::Result<(Tensor, Var)> {
+        let tokens = Var::from_tensor(&self.wte.detach().embedding(&input_ids.flatten_all()?)?)?;
+        let logits = self.forward_from_tokens(
+            input_ids,
+            tokens.as_tensor().clone(),
+            attention_mask,
+            &mut Mode::Train(rng),
+        )?;
+        Ok((logits, tokens))
+    }
+
+    fn forward_from_tokens(
+        &self,
+        input_ids: &Tensor,
+        tokens: Tensor,
+        attention_mask: Option<&Tensor>,
+        mode: &mut Mode,
+    ) -> candle_core::Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         if t > self.config.n_positions {
             candle_core::bail!(
@@ -280,7 +314,6 @@ impl Gpt2ForSequenceClassification {
         let ids = input_ids.to_vec2::<u32>()?;
         let dev = self.device();
         let positions = Tensor::arange(0u32, t as u32, dev)?;
-        let tokens = self.wte.embedding(&input_ids.flatten_all()?)?;
         let pos = self.wpe.embedding(&positions)?.repeat((b, 1))?;
         let mut x = dropout(&(tokens + pos)?, self.config.embd_pdrop, mode)?;
         let mask = additive_mask(b, t, attention_mask, dev)?.to_dtype(x.dtype())?;
@@ -297,6 +330,24 @@ impl Gpt2ForSequenceClassification {
         let pooled = self.ln_f.forward(&x.index_select(&rows, 0)?)?;
         pooled.matmul(&self.score.t()?)
     }
+}
+
+/// The gradient of `wte.weight` (`[vocab, n_embd]`) from the token ids of a step's
+/// micro-batches and the gradients of their [`Gpt2ForSequenceClassification::forward_train`]
+/// leaves: each row's gradient added onto its token's row.
+pub fn embedding_gradient(
+    wte: &Tensor,
+    ids: &[Tensor],
+    row_grads: &[Tensor],
+) -> candle_core::Result<Tensor> {
+    let ids = Tensor::cat(
+        &ids.iter()
+            .map(|t| t.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?,
+        0,
+    )?;
+    let grads = Tensor::cat(row_grads, 0)?;
+    wte.zeros_like()?.index_add(&ids, &grads, 0)
 }
 
 /// The position each row is classified at (see the module docs).

@@ -12,7 +12,9 @@ mod save;
 use std::path::{Path, PathBuf};
 
 pub use config::{default_labels, Activation, Gpt2Config};
-pub use gpt2::{parameter_shapes, pool_indices, Gpt2ForSequenceClassification, Mode};
+pub use gpt2::{
+    embedding_gradient, parameter_shapes, pool_indices, Gpt2ForSequenceClassification, Mode,
+};
 pub use init::{init_score_head, random_weights, Preset};
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
 pub use save::{save, write_dir_atomically, write_model_files};

@@ -14,6 +14,7 @@ mod checkpoint;
 mod hyperparams;
 mod metrics;
 mod optim;
+mod step;
 mod trainer;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use checkpoint::{list_checkpoints, TrainerState};
 pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
 pub use metrics::EvalMetrics;
 pub use optim::{clip_scale, global_norm, learning_rate, takes_weight_decay, AdamConfig, AdamW};
+pub use step::{step_gradients, MicroBatch, StepTiming};
 pub use trainer::{run, TrainSpec};
 
 /// Training failures.

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, TrainerState};
 use super::optim::{clip_scale, global_norm, learning_rate, AdamConfig, AdamW};
+use super::step::{step_gradients, MicroBatch};
 use super::{
     BestMetric, EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter,
     Observer, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
@@ -294,35 +295,21 @@ pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome,
 
         let mut rng = ChaCha8Rng::seed_from_u64(h.seed);
         rng.set_stream(1 << 32 | step as u64);
-        let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
-        let mut step_loss = 0f64;
         step_tokens = 0u64;
-        for rows in micro {
-            let (enc, labels) = encode(&train, rows, &tok, h);
-            step_tokens += enc.real_tokens() as u64;
-            let (ids, mask) = enc.to_tensors(net.device())?;
-            let labels = Tensor::new(labels, net.device())?;
-            let logits = net.forward(&ids, Some(&mask), &mut Mode::Train(&mut rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            step_loss += f64::from(loss.to_scalar::<f32>()?) / micro.len() as f64;
-            let store = (loss / micro.len() as f64)?.backward()?;
-            for ((_, var), acc) in vars.iter().zip(grads.iter_mut()) {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    *acc = Some(match acc.take() {
-                        Some(a) => (a + g)?,
-                        None => g.clone(),
-                    });
-                }
-            }
-        }
+        let batches = micro
+            .iter()
+            .map(|rows| {
+                let (enc, labels) = encode(&train, rows, &tok, h);
+                step_tokens += enc.real_tokens() as u64;
+                let (ids, mask) = enc.to_tensors(net.device())?;
+                let labels = Tensor::new(labels, net.device())?;
+                Ok(MicroBatch { ids, mask, labels })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let (grads, step_loss, _timing) = step_gradients(&net, &vars, &batches, &mut rng)?;
         if !step_loss.is_finite() {
             return Err(TrainError::NonFiniteLoss { step });
         }
-        let grads: Vec<Tensor> = grads
-            .into_iter()
-            .zip(&vars)
-            .map(|(g, (_, v))| g.map_or_else(|| v.zeros_like(), Ok))
-            .collect::<candle_core::Result<_>>()?;
         let grad_norm = global_norm(&grads)?;
         let lr = learning_rate(
             h.lr_scheduler,
