@@ -36,6 +36,10 @@ pub(crate) struct Plan {
     pub checkpoint_dir: PathBuf,
     /// `data/models/{model_id}`.
     pub model_dir: PathBuf,
+    /// The newest checkpoint the store recorded (a fenced write) that is still on
+    /// disk. Never the newest folder on disk: a worker that lost its lease may
+    /// have written one whose metrics the store refused.
+    pub resume_from: Option<PathBuf>,
     /// Where to train.
     pub device: Device,
 }
@@ -139,12 +143,13 @@ fn execute(
             _ => Failure::permanent(message),
         }
     })?;
-    let resume_from = train::list_checkpoints(&plan.checkpoint_dir)
-        .pop()
-        .map(|(step, path)| {
-            let _ = tx.send(Msg::Note(format!("resuming from checkpoint step-{step}")));
-            path
-        });
+    let resume_from = plan.resume_from.clone();
+    if let Some(path) = &resume_from {
+        let _ = tx.send(Msg::Note(format!(
+            "resuming from checkpoint {}",
+            path.display()
+        )));
+    }
     let spec = TrainSpec {
         model: &base,
         train: &train_examples,

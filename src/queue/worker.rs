@@ -145,8 +145,18 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, St
         Some(suffix) => format!("model-{suffix}-{}", &short[..12]),
         None => format!("model-{}", &short[..12]),
     };
+    let resume_from = shared
+        .store
+        .list_checkpoints(&job.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .rev()
+        .map(|c| std::path::PathBuf::from(c.path))
+        .find(|p| p.join("trainer_state.json").is_file());
     let data_dir = &shared.config.data_dir;
     Ok(Plan {
+        resume_from,
         model_dir: data_dir.join("models").join(&model_id),
         model_id,
         base_model: job.base_model.clone(),
