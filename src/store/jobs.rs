@@ -351,27 +351,23 @@ impl Store {
 
     /// Records progress; `false` when the fence no longer holds.
     pub async fn update_progress(&self, fence: &Fence, p: &Progress) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE jobs SET step = ?, total_steps = COALESCE(?, total_steps),
                  epoch = COALESCE(?, epoch), tokens = ?,
                  tokens_per_second = COALESCE(?, tokens_per_second), updated_at = ?
              WHERE {FENCED}"
-        ))
-        .bind(p.step)
-        .bind(p.total_steps)
-        .bind(p.epoch)
-        .bind(p.tokens)
-        .bind(p.tokens_per_second)
-        .bind(now_ms())
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        );
+        self.fenced_write(
+            sqlx::query(&sql)
+                .bind(p.step)
+                .bind(p.total_steps)
+                .bind(p.epoch)
+                .bind(p.tokens)
+                .bind(p.tokens_per_second)
+                .bind(now_ms()),
+            fence,
+        )
+        .await
     }
 
     /// Ends the attempt with `status` (cancelled, or failed/queued after an
@@ -382,27 +378,23 @@ impl Store {
         status: JobStatus,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
         let now = now_ms();
-        let done = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE jobs SET status = ?, error = COALESCE(?, error), lease_owner = NULL,
                  lease_expires_at = NULL, updated_at = ?,
                  finished_at = CASE WHEN ? IN ('failed', 'cancelled') THEN ? ELSE NULL END
              WHERE {FENCED}"
-        ))
-        .bind(status.as_str())
-        .bind(error)
-        .bind(now)
-        .bind(status.as_str())
-        .bind(now)
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        );
+        self.fenced_write(
+            sqlx::query(&sql)
+                .bind(status.as_str())
+                .bind(error)
+                .bind(now)
+                .bind(status.as_str())
+                .bind(now),
+            fence,
+        )
+        .await
     }
 
     /// Cancels a job: a queued one at once, a running one by raising its flag

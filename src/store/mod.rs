@@ -99,6 +99,26 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Runs `query`, whose SQL ends with the `FENCED` condition, with the fence's
+    /// three values bound last, in its own `BEGIN IMMEDIATE` transaction; `true`
+    /// when it changed exactly one row, i.e. the fence held.
+    async fn fenced_write<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        fence: &'q Fence,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = query
+            .bind(&fence.job_id)
+            .bind(fence.attempt)
+            .bind(&fence.owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
     /// Closes every connection (waits for those in use).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -146,29 +146,25 @@ impl Store {
         loss: Option<f64>,
         data: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO metrics (job_id, split, step, epoch, loss, data, attempt, created_at)
              SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE {FENCED})
              ON CONFLICT (job_id, split, step) DO UPDATE SET epoch = excluded.epoch,
                  loss = excluded.loss, data = excluded.data, attempt = excluded.attempt"
-        ))
-        .bind(&fence.job_id)
-        .bind(split.as_str())
-        .bind(step)
-        .bind(epoch)
-        .bind(loss)
-        .bind(serde_json::to_string(data)?)
-        .bind(fence.attempt)
-        .bind(now_ms())
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        );
+        self.fenced_write(
+            sqlx::query(&sql)
+                .bind(&fence.job_id)
+                .bind(split.as_str())
+                .bind(step)
+                .bind(epoch)
+                .bind(loss)
+                .bind(serde_json::to_string(data)?)
+                .bind(fence.attempt)
+                .bind(now_ms()),
+            fence,
+        )
+        .await
     }
 
     /// A job's metrics by split then step.
@@ -266,47 +262,34 @@ impl Store {
         path: &str,
         metrics: Option<&serde_json::Value>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
         let metrics = metrics.map(serde_json::to_string).transpose()?;
-        let done = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO checkpoints (job_id, step, path, metrics, attempt, created_at)
              SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE {FENCED})
              ON CONFLICT (job_id, step) DO UPDATE SET path = excluded.path,
                  metrics = excluded.metrics, attempt = excluded.attempt"
-        ))
-        .bind(&fence.job_id)
-        .bind(step)
-        .bind(path)
-        .bind(metrics)
-        .bind(fence.attempt)
-        .bind(now_ms())
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        );
+        self.fenced_write(
+            sqlx::query(&sql)
+                .bind(&fence.job_id)
+                .bind(step)
+                .bind(path)
+                .bind(metrics)
+                .bind(fence.attempt)
+                .bind(now_ms()),
+            fence,
+        )
+        .await
     }
 
     /// Forgets a checkpoint deleted under `save_total_limit`.
     pub async fn remove_checkpoint(&self, fence: &Fence, step: i64) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(&format!(
+        let sql = format!(
             "DELETE FROM checkpoints WHERE job_id = ? AND step = ?
                AND EXISTS (SELECT 1 FROM jobs WHERE {FENCED})"
-        ))
-        .bind(&fence.job_id)
-        .bind(step)
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        );
+        self.fenced_write(sqlx::query(&sql).bind(&fence.job_id).bind(step), fence)
+            .await
     }
 
     /// A job's kept checkpoints by step.
