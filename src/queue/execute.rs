@@ -14,7 +14,8 @@ use crate::data::{Dataset, DatasetFormat, ParseOptions};
 use crate::infer::{Classifier, ServedModel};
 use crate::model::{self, LoadOptions, LoadedModel, ModelError, ModelSource, WeightLayout};
 use crate::train::{
-    self, EvalMetrics, Finish, Hyperparameters, Observer, TrainError, TrainEvent, TrainSpec,
+    self, EvalMetrics, Finish, History, Hyperparameters, Observer, TrainError, TrainEvent,
+    TrainSpec,
 };
 
 /// Everything the thread needs, owned.
@@ -36,10 +37,6 @@ pub(crate) struct Plan {
     pub checkpoint_dir: PathBuf,
     /// `data/models/{model_id}`.
     pub model_dir: PathBuf,
-    /// The newest checkpoint the store recorded (a fenced write) that is still on
-    /// disk. Never the newest folder on disk: a worker that lost its lease may
-    /// have written one whose metrics the store refused.
-    pub resume_from: Option<PathBuf>,
     /// Where to train.
     pub device: Device,
 }
@@ -49,6 +46,10 @@ pub(crate) struct Plan {
 pub(crate) enum Msg {
     /// A trainer event.
     Event(TrainEvent),
+    /// The logged steps and evaluations of the checkpoint a run resumes from, to
+    /// record again: a worker that lost its lease may have written that
+    /// checkpoint after the store stopped taking its metrics.
+    Backfill(History),
     /// A note for the job log.
     Note(String),
     /// The end of the run.
@@ -143,13 +144,15 @@ fn execute(
             _ => Failure::permanent(message),
         }
     })?;
-    let resume_from = plan.resume_from.clone();
-    if let Some(path) = &resume_from {
-        let _ = tx.send(Msg::Note(format!(
-            "resuming from checkpoint {}",
-            path.display()
-        )));
-    }
+    let resume_from = train::list_checkpoints(&plan.checkpoint_dir)
+        .pop()
+        .map(|(step, path)| {
+            let _ = tx.send(Msg::Note(format!("resuming from checkpoint step-{step}")));
+            if let Ok(state) = train::read_trainer_state(&path) {
+                let _ = tx.send(Msg::Backfill(state.history));
+            }
+            path
+        });
     let spec = TrainSpec {
         model: &base,
         train: &train_examples,

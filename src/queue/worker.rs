@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::execute::{self, Executed, Failure, Msg, Plan};
 use super::Shared;
 use crate::store::{Fence, JobRow, JobStatus, NewEvent, NewModel, Progress, Split, StoreError};
-use crate::train::{Finish, Hyperparameters, TrainEvent};
+use crate::train::{Finish, History, Hyperparameters, TrainEvent};
 
 /// Why the worker asked the trainer to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
             msg = rx.recv() => match msg {
                 Some(Msg::Event(event)) => recorder.record(&event).await,
                 Some(Msg::Note(note)) => recorder.event(info("note", note, None)).await,
+                Some(Msg::Backfill(history)) => recorder.backfill(&history).await,
                 Some(Msg::Done(result)) => break result,
                 None => break Err(Failure {
                     message: "the training thread panicked".into(),
@@ -145,18 +146,8 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, St
         Some(suffix) => format!("model-{suffix}-{}", &short[..12]),
         None => format!("model-{}", &short[..12]),
     };
-    let resume_from = shared
-        .store
-        .list_checkpoints(&job.id)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .rev()
-        .map(|c| std::path::PathBuf::from(c.path))
-        .find(|p| p.join("trainer_state.json").is_file());
     let data_dir = &shared.config.data_dir;
     Ok(Plan {
-        resume_from,
         model_dir: data_dir.join("models").join(&model_id),
         model_id,
         base_model: job.base_model.clone(),
@@ -201,6 +192,36 @@ impl<'a> Recorder<'a> {
             Ok(true) => {}
             Ok(false) => tracing::debug!(job = %self.fence.job_id, "write fenced off (lease lost)"),
             Err(e) => tracing::warn!(job = %self.fence.job_id, "recording progress failed: {e}"),
+        }
+    }
+
+    /// Records the metrics of a resumed checkpoint's history again (upserts, so
+    /// steps already recorded stay once).
+    async fn backfill(&mut self, history: &History) {
+        let store = &self.shared.store;
+        for log in &history.steps {
+            let data = serde_json::to_value(log).unwrap_or_default();
+            let m = store.record_metric(
+                self.fence,
+                Split::Train,
+                log.step as i64,
+                log.epoch,
+                Some(log.loss),
+                &data,
+            );
+            self.log(m.await);
+        }
+        for log in &history.evals {
+            let data = serde_json::to_value(&log.metrics).unwrap_or_default();
+            let m = store.record_metric(
+                self.fence,
+                Split::Eval,
+                log.step as i64,
+                log.epoch,
+                Some(log.metrics.loss),
+                &data,
+            );
+            self.log(m.await);
         }
     }
 

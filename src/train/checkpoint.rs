@@ -69,7 +69,7 @@ pub(crate) fn write(
 }
 
 /// Reads `trainer_state.json` of a checkpoint folder.
-pub(crate) fn read_state(dir: &Path) -> Result<TrainerState, TrainError> {
+pub fn read_trainer_state(dir: &Path) -> Result<TrainerState, TrainError> {
     let path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ckpt_err(&path, e))?;
     serde_json::from_str(&text).map_err(|e| ckpt_err(&path, e))

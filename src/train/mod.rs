@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use checkpoint::{list_checkpoints, TrainerState};
+pub use checkpoint::{list_checkpoints, read_trainer_state, TrainerState};
 pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
 pub use metrics::EvalMetrics;
 pub use optim::{clip_scale, global_norm, learning_rate, takes_weight_decay, AdamConfig, AdamW};

@@ -237,7 +237,7 @@ pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome,
         history: History::default(),
     };
     if let Some(dir) = &spec.resume_from {
-        state = checkpoint::read_state(dir)?;
+        state = checkpoint::read_trainer_state(dir)?;
         if &state.hyperparameters != h {
             return Err(TrainError::Checkpoint(format!(
                 "{}: written with other hyperparameters; resume needs the same",
