@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Bounded loopback load test of POST /classify: 100 sequential requests on an
+# idle server, then wrk with 32 connections for 15 s. Loopback only.
+#
+#   scripts/load_classify.sh MODEL_DIR [PORT]
+#
+# Needs a release build and wrk (Debian package `wrk`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${1:?usage: scripts/load_classify.sh MODEL_DIR [PORT]}
+PORT=${2:-8090}
+DATA=$(mktemp -d)
+trap 'kill $SP 2>/dev/null; rm -rf "$DATA" "$LUA"' EXIT
+LUA=$(mktemp --suffix .lua)
+cat > "$LUA" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"inputs": "what a great game tonight, loving every minute of it"}'
+LUA
+target/release/tuneserve serve --port "$PORT" --data-dir "$DATA" --model "$MODEL" > "$DATA/serve.log" 2>&1 &
+SP=$!
+for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/health" > /dev/null && break; sleep 0.2; done
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:$PORT/classify" -H 'content-type: application/json' \
+    -d '{"inputs": "what a great game tonight, loving every minute of it"}'
+done | sort -n | awk '{a[NR]=$1} END {printf "idle, sequential: p50 %.1f ms, p99 %.1f ms\n", a[int(NR*0.5)]*1000, a[int(NR*0.99)]*1000}'
+wrk -t2 -c32 -d15s --latency -s "$LUA" "http://127.0.0.1:$PORT/classify"
