@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor};
     serde::Serialize,
     serde::Deserialize,
     clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]

@@ -6,7 +6,18 @@ use serde::{Deserialize, Serialize};
 use crate::data::Padding;
 
 /// How the learning rate moves after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum LrScheduler {
@@ -20,7 +31,18 @@ pub enum LrScheduler {
 }
 
 /// When to evaluate or save.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum Strategy {
@@ -34,7 +56,18 @@ pub enum Strategy {
 }
 
 /// The metric that picks the best checkpoint and drives early stopping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum BestMetric {
@@ -50,7 +83,7 @@ pub enum BestMetric {
 /// Every knob of a fine-tuning run. Unknown fields are rejected when parsed.
 ///
 /// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), with the same defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hyperparameters {
     /// Passes over the training set.

@@ -24,7 +24,6 @@ pub struct CreateJob {
     /// Evaluation dataset id (its labels must be the training set's).
     pub eval_dataset: Option<String>,
     /// Hyperparameters (DESIGN §3); unknown fields are refused.
-    #[schema(value_type = Option<Object>)]
     pub hyperparameters: Option<Hyperparameters>,
     /// Up to 40 of `[a-z0-9-]`, added to the model's id.
     pub suffix: Option<String>,
@@ -72,7 +71,7 @@ pub struct Job {
     /// Evaluation dataset id.
     pub eval_dataset: Option<String>,
     /// Every hyperparameter, defaults filled in.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Hyperparameters)]
     pub hyperparameters: serde_json::Value,
     /// Model id suffix.
     pub suffix: Option<String>,
