@@ -1,11 +1,8 @@
 //! The attention's `softmax(scores + mask)` in one pass, and its backward.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 
-use super::{f32_slice, for_chunks, fused};
-use candle_core::DType;
-
-use super::fast_exp;
+use super::{f32_slice, fast_exp, for_chunks, fused};
 
 /// `softmax(scores + mask)` over the last dimension, for attention: `scores` is
 /// `[b, h, t, t]`, `mask` an additive `[b, 1, t, t]` (no gradient). One pass
