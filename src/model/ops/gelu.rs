@@ -2,8 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::fast_tanh;
-use super::{f32_slice, for_chunks, fused};
+use super::{f32_slice, fast_tanh, for_chunks, fused};
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_K: f32 = 0.044_715;
