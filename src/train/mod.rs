@@ -10,6 +10,7 @@
 //! replays exactly what an uninterrupted run would have done (for a given number
 //! of threads).
 
+mod batches;
 mod checkpoint;
 mod hyperparams;
 mod metrics;

@@ -1,0 +1,137 @@
+//! The data side of a run: tokenizing once, seeded subsets and epoch orders,
+//! padded micro-batches, and evaluation over a prepared set.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{EvalMetrics, Hyperparameters, TrainError};
+use crate::data::{shuffled_indices, Encoded, Example, TextTokenizer};
+use crate::model::{Gpt2ForSequenceClassification, Mode};
+
+/// Examples prepared once: token ids (truncated) and labels.
+pub(super) struct Tokenized {
+    pub(super) ids: Vec<Vec<u32>>,
+    pub(super) labels: Vec<u32>,
+}
+
+pub(super) fn tokenize(
+    tok: &TextTokenizer,
+    examples: &[&Example],
+    n_labels: usize,
+) -> Result<Tokenized, TrainError> {
+    if let Some(e) = examples.iter().find(|e| e.label >= n_labels) {
+        return Err(TrainError::Data(format!(
+            "label id {} is outside the model's {n_labels} labels",
+            e.label
+        )));
+    }
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let ids = tok.encode_many(&texts)?;
+    if let Some(i) = ids.iter().position(Vec::is_empty) {
+        return Err(TrainError::Data(format!(
+            "example {i} has no tokens (empty text)"
+        )));
+    }
+    Ok(Tokenized {
+        ids,
+        labels: examples.iter().map(|e| e.label as u32).collect(),
+    })
+}
+
+/// A seeded permutation of `0..n` (the same for the same `(seed, stream)`).
+fn permutation(n: usize, seed: u64, stream: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// `examples` or a seeded subset of `n` of them.
+pub(super) fn subset(examples: &[Example], n: Option<usize>, seed: u64) -> Vec<&Example> {
+    match n {
+        Some(n) if n < examples.len() => shuffled_indices(examples.len(), seed)
+            .into_iter()
+            .take(n)
+            .map(|i| &examples[i])
+            .collect(),
+        _ => examples.iter().collect(),
+    }
+}
+
+/// The micro-batches of one epoch, as indices into the training set.
+pub(super) fn epoch_batches(
+    data: &Tokenized,
+    h: &Hyperparameters,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let n = data.ids.len();
+    let mut order: Vec<usize> = if h.shuffle {
+        permutation(n, h.seed, 1 + epoch as u64)
+    } else {
+        (0..n).collect()
+    };
+    if h.group_by_length {
+        // Hugging Face's LengthGroupedSampler: sort within mega-batches of 50 batches.
+        for mega in order.chunks_mut(50 * h.batch_size) {
+            mega.sort_by_key(|&i| std::cmp::Reverse(data.ids[i].len()));
+        }
+    }
+    order.chunks(h.batch_size).map(<[usize]>::to_vec).collect()
+}
+
+pub(super) fn encode(
+    data: &Tokenized,
+    rows: &[usize],
+    tok: &TextTokenizer,
+    h: &Hyperparameters,
+) -> (Encoded, Vec<u32>) {
+    let seqs: Vec<&[u32]> = rows.iter().map(|&i| data.ids[i].as_slice()).collect();
+    let labels = rows.iter().map(|&i| data.labels[i]).collect();
+    (
+        Encoded::pad(&seqs, tok.pad_id(), h.padding, tok.max_length()),
+        labels,
+    )
+}
+
+pub(super) fn evaluate(
+    model: &Gpt2ForSequenceClassification,
+    data: &Tokenized,
+    tok: &TextTokenizer,
+    h: &Hyperparameters,
+) -> Result<EvalMetrics, TrainError> {
+    let mut order: Vec<usize> = (0..data.ids.len()).collect();
+    order.sort_by_key(|&i| data.ids[i].len());
+    let (mut actual, mut predicted, mut loss_sum) = (Vec::new(), Vec::new(), 0f64);
+    for rows in order.chunks(h.batch_size.max(32)) {
+        let (enc, labels) = encode(data, rows, tok, h);
+        let (ids, mask) = enc.to_tensors(model.device())?;
+        let logits = model
+            .forward(&ids, Some(&mask), &mut Mode::Eval)?
+            .to_vec2::<f32>()?;
+        for (row, &label) in logits.iter().zip(&labels) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = f64::from(max)
+                + row
+                    .iter()
+                    .map(|&l| f64::from(l - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            loss_sum += lse - f64::from(row[label as usize]);
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
+            actual.push(label as usize);
+            predicted.push(best);
+        }
+    }
+    Ok(EvalMetrics::compute(
+        &actual,
+        &predicted,
+        model.config().num_labels(),
+        loss_sum,
+    ))
+}
