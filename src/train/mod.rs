@@ -12,9 +12,11 @@
 
 mod batches;
 mod checkpoint;
+mod clip;
 mod hyperparams;
 mod metrics;
 mod optim;
+mod schedule;
 mod step;
 mod trainer;
 
@@ -23,9 +25,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{list_checkpoints, read_trainer_state, TrainerState};
+pub use clip::{clip_scale, global_norm};
 pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
 pub use metrics::EvalMetrics;
-pub use optim::{clip_scale, global_norm, learning_rate, takes_weight_decay, AdamConfig, AdamW};
+pub use optim::{takes_weight_decay, AdamConfig, AdamW};
+pub use schedule::learning_rate;
 pub use step::{step_gradients, MicroBatch, StepTiming};
 pub use trainer::{run, TrainSpec};
 

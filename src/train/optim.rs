@@ -1,11 +1,6 @@
-//! AdamW with PyTorch's semantics, learning-rate schedules and gradient clipping.
-//!
-//! * AdamW: β1 0.9, β2 0.999, ε 1e-8, bias correction, decoupled weight decay
-//!   (`p ← p·(1 − lr·wd)` before the Adam step) on the parameters given decay.
-//! * Schedules as Hugging Face's `get_scheduler`: the learning rate of optimizer
-//!   step `s` (1-based) is `lr · λ(s − 1)`, so step 1 of a warmup runs at 0.
-//! * Clipping as `torch.nn.utils.clip_grad_norm_`: the pre-clip global L2 norm is
-//!   returned, gradients are scaled by `min(1, max / (norm + 1e-6))`.
+//! AdamW with PyTorch's semantics: β1 0.9, β2 0.999, ε 1e-8, bias correction,
+//! decoupled weight decay (`p ← p·(1 − lr·wd)` before the Adam step) on the
+//! parameters given decay. Schedules are in `schedule.rs`, clipping in `clip.rs`.
 //!
 //! The optimizer state (first and second moments, step count) is plain tensors
 //! so it can be saved and loaded as safetensors, which candle-nn's `AdamW`
@@ -16,7 +11,6 @@ use std::path::Path;
 
 use candle_core::{Tensor, Var};
 
-use super::hyperparams::LrScheduler;
 use super::TrainError;
 use crate::simd::vectorized;
 
@@ -84,7 +78,8 @@ impl Slot {
     }
 }
 
-fn host_f32(t: &Tensor) -> bool {
+/// Whether `t` is an f32 tensor in host memory (the fused paths' condition).
+pub(super) fn host_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32
 }
 
@@ -306,103 +301,9 @@ impl AdamW {
     }
 }
 
-/// The learning rate of optimizer step `step` (1-based) out of `total`.
-pub fn learning_rate(
-    kind: LrScheduler,
-    peak: f64,
-    warmup: usize,
-    total: usize,
-    step: usize,
-) -> f64 {
-    let current = step.saturating_sub(1) as f64;
-    let (warmup, total) = (warmup as f64, total as f64);
-    if current < warmup {
-        return peak * current / warmup.max(1.0);
-    }
-    let progress = (current - warmup) / (total - warmup).max(1.0);
-    let factor = match kind {
-        LrScheduler::Constant => 1.0,
-        LrScheduler::Linear => ((total - current) / (total - warmup).max(1.0)).max(0.0),
-        LrScheduler::Cosine => (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0),
-    };
-    peak * factor
-}
-
-/// Global L2 norm of `grads` (computed in f64, in parallel on the CPU).
-pub fn global_norm(grads: &[Tensor]) -> candle_core::Result<f64> {
-    let mut sum_sq = 0f64;
-    for g in grads {
-        sum_sq += if host_f32(g) {
-            use rayon::prelude::*;
-            let g = g.contiguous()?;
-            let (storage, layout) = g.storage_and_layout();
-            let candle_core::Storage::Cpu(cpu) = &*storage else {
-                unreachable!("checked to be on the CPU")
-            };
-            let (a, b) = layout.contiguous_offsets().expect("made contiguous");
-            let data = &cpu.as_slice::<f32>()?[a..b];
-            if data.len() <= 1 << 15 {
-                sum_of_squares(data)
-            } else {
-                data.par_chunks(1 << 15).map(sum_of_squares).sum()
-            }
-        } else {
-            f64::from(
-                g.sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_scalar::<f32>()?,
-            )
-        };
-    }
-    Ok(sum_sq.sqrt())
-}
-
-/// `Σ x²`: 16 f32 lanes over blocks of 1024 (so it vectorises), blocks summed in f64.
-fn sum_of_squares(data: &[f32]) -> f64 {
-    vectorized(|| {
-        data.chunks(1024)
-            .map(|block| {
-                let mut lanes = [0f32; 16];
-                let mut rows = block.chunks_exact(16);
-                for row in &mut rows {
-                    for (lane, &x) in lanes.iter_mut().zip(row) {
-                        *lane += x * x;
-                    }
-                }
-                let tail: f32 = rows.remainder().iter().map(|x| x * x).sum();
-                lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + f64::from(tail)
-            })
-            .sum()
-    })
-}
-
-/// The factor `torch.nn.utils.clip_grad_norm_` scales gradients by:
-/// `min(1, max_norm / (norm + 1e-6))`, or 1 when `max_norm` is 0 (off).
-pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
-    if max_norm > 0.0 {
-        (max_norm / (norm + 1e-6)).min(1.0)
-    } else {
-        1.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn linear_warmup_matches_hf() {
-        let lr = |s| learning_rate(LrScheduler::Linear, 1e-3, 3, 24, s);
-        assert_eq!(lr(1), 0.0);
-        assert!((lr(2) - 1e-3 / 3.0).abs() < 1e-12);
-        assert!((lr(4) - 1e-3).abs() < 1e-12);
-        assert!((lr(24) - 1e-3 / 21.0).abs() < 1e-12);
-        let cos = |s| learning_rate(LrScheduler::Cosine, 1.0, 0, 10, s);
-        assert_eq!(cos(1), 1.0);
-        assert!((cos(6) - 0.5).abs() < 1e-12);
-        assert_eq!(learning_rate(LrScheduler::Constant, 0.1, 2, 10, 9), 0.1);
-    }
 
     #[test]
     fn decay_skips_biases_and_layer_norms() {

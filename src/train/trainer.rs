@@ -9,7 +9,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::batches::{encode, epoch_batches, evaluate, subset, tokenize};
 use super::checkpoint::{self, TrainerState};
-use super::optim::{clip_scale, global_norm, learning_rate, AdamConfig, AdamW};
+use super::clip::{clip_scale, global_norm};
+use super::optim::{AdamConfig, AdamW};
+use super::schedule::learning_rate;
 use super::step::{step_gradients, MicroBatch};
 use super::{
     BestMetric, EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter,
