@@ -1,4 +1,5 @@
-//! Run-time choice of vector instructions for the crate's hand-written CPU loops.
+//! The crate's hand-written CPU loops: when they apply, and run-time choice of
+//! vector instructions for them.
 
 /// Runs `f` compiled for the widest vector unit this CPU has (AVX-512, AVX2+FMA,
 /// or the baseline), chosen at run time.
@@ -25,4 +26,10 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     f()
+}
+
+/// Whether `t` is an f32 tensor in host memory: the condition for the crate's
+/// hand-written CPU paths (other devices and dtypes take candle's ops).
+pub(crate) fn host_f32(t: &candle_core::Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
 }

@@ -8,7 +8,8 @@ mod tokenizer;
 
 pub use batch::{Encoded, Padding};
 pub use dataset::{
-    fetch_hub_split, load_hub_split, shuffled_indices, split_candidates, Dataset, DatasetError,
-    DatasetFormat, Example, ParseOptions, RowError, DEFAULT_MAX_ERRORS,
+    fetch_hub_split, load_hub_split, shuffled_indices, shuffled_indices_in_stream,
+    split_candidates, Dataset, DatasetError, DatasetFormat, Example, ParseOptions, RowError,
+    DEFAULT_MAX_ERRORS,
 };
 pub use tokenizer::{TextTokenizer, TokenizerError, TokenizerFiles};

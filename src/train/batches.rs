@@ -1,12 +1,8 @@
 //! The data side of a run: tokenizing once, seeded subsets and epoch orders,
 //! padded micro-batches, and evaluation over a prepared set.
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
 use super::{EvalMetrics, Hyperparameters, TrainError};
-use crate::data::{shuffled_indices, Encoded, Example, TextTokenizer};
+use crate::data::{shuffled_indices, shuffled_indices_in_stream, Encoded, Example, TextTokenizer};
 use crate::model::{Gpt2ForSequenceClassification, Mode};
 
 /// Examples prepared once: token ids (truncated) and labels.
@@ -39,15 +35,6 @@ pub(super) fn tokenize(
     })
 }
 
-/// A seeded permutation of `0..n` (the same for the same `(seed, stream)`).
-fn permutation(n: usize, seed: u64, stream: u64) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
-    order
-}
-
 /// `examples` or a seeded subset of `n` of them.
 pub(super) fn subset(examples: &[Example], n: Option<usize>, seed: u64) -> Vec<&Example> {
     match n {
@@ -68,7 +55,7 @@ pub(super) fn epoch_batches(
 ) -> Vec<Vec<usize>> {
     let n = data.ids.len();
     let mut order: Vec<usize> = if h.shuffle {
-        permutation(n, h.seed, 1 + epoch as u64)
+        shuffled_indices_in_stream(n, h.seed, 1 + epoch as u64)
     } else {
         (0..n).collect()
     };

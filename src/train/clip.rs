@@ -4,8 +4,7 @@
 
 use candle_core::Tensor;
 
-use super::optim::host_f32;
-use crate::simd::vectorized;
+use crate::simd::{host_f32, vectorized};
 
 /// Global L2 norm of `grads` (computed in f64, in parallel on the CPU).
 pub fn global_norm(grads: &[Tensor]) -> candle_core::Result<f64> {

@@ -12,7 +12,7 @@ use std::path::Path;
 use candle_core::{Tensor, Var};
 
 use super::TrainError;
-use crate::simd::vectorized;
+use crate::simd::{host_f32, vectorized};
 
 /// Adam's decay rates and epsilon.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,11 +76,6 @@ impl Slot {
         };
         Ok(())
     }
-}
-
-/// Whether `t` is an f32 tensor in host memory (the fused paths' condition).
-pub(super) fn host_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
 }
 
 /// The per-step constants of the fused update.

@@ -32,7 +32,7 @@ use std::path::Path;
 pub use error::{DatasetError, RowError, DEFAULT_MAX_ERRORS};
 pub use format::DatasetFormat;
 pub use hub::{fetch_hub_split, load_hub_split, split_candidates};
-pub use sample::shuffled_indices;
+pub use sample::{shuffled_indices, shuffled_indices_in_stream};
 
 use raw::ParseState;
 

@@ -15,8 +15,16 @@ use super::Dataset;
 
 /// A permutation of `0..len` determined by `seed`.
 pub fn shuffled_indices(len: usize, seed: u64) -> Vec<usize> {
+    shuffled_indices_in_stream(len, seed, 0)
+}
+
+/// A permutation of `0..len` determined by `seed` and `stream`: independent
+/// orders from one seed (stream 0 is [`shuffled_indices`]).
+pub fn shuffled_indices_in_stream(len: usize, seed: u64, stream: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
     let mut indices: Vec<usize> = (0..len).collect();
-    indices.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    indices.shuffle(&mut rng);
     indices
 }
 

@@ -2,14 +2,15 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{f32_slice, fast_tanh, for_chunks, fused};
+use super::{f32_slice, fast_tanh, for_chunks};
+use crate::simd::host_f32;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_K: f32 = 0.044_715;
 
 /// `gelu_new`: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    if fused(x) {
+    if host_f32(x) {
         x.contiguous()?.apply_op1(GeluTanh)
     } else {
         x.gelu()

@@ -2,11 +2,12 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
-use super::{f32_slice, for_chunks, fused};
+use super::{f32_slice, for_chunks};
+use crate::simd::host_f32;
 
 /// LayerNorm over the last dimension with affine `weight` and `bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
-    if fused(x) {
+    if host_f32(x) {
         let ln = LayerNormOp { eps: eps as f32 };
         return x
             .contiguous()?

@@ -11,7 +11,7 @@ mod gelu;
 mod layer_norm;
 mod softmax;
 
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+use candle_core::{CpuStorage, Layout, Result};
 use rayon::prelude::*;
 
 use crate::simd::vectorized;
@@ -55,10 +55,6 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{op}: the input must be contiguous"),
     }
-}
-
-fn fused(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 /// `eˣ` to about 2e-7 relative error, in plain arithmetic the compiler vectorizes

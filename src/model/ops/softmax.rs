@@ -2,13 +2,14 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 
-use super::{f32_slice, fast_exp, for_chunks, fused};
+use super::{f32_slice, fast_exp, for_chunks};
+use crate::simd::host_f32;
 
 /// `softmax(scores + mask)` over the last dimension, for attention: `scores` is
 /// `[b, h, t, t]`, `mask` an additive `[b, 1, t, t]` (no gradient). One pass
 /// instead of a broadcast add and a softmax.
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if fused(scores) && mask.dtype() == DType::F32 {
+    if host_f32(scores) && mask.dtype() == DType::F32 {
         let heads = scores.dim(1)?;
         scores
             .contiguous()?
