@@ -36,6 +36,9 @@ import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 ts = [json.load(open(f"{out}/tuneserve-{r}.json")) for r in range(1, rounds + 1)]
 pt = [json.load(open(f"{out}/pytorch-{r}.json")) for r in range(1, rounds + 1)]
+mt = statistics.median(r["matmul_fp32_gflops"] for r in ts)
+mp = statistics.median(r["matmul_fp32"]["gflops"] for r in pt)
+print(f"matmul 2048^3 fp32 (the gemm kernel alone): tuneserve {mt:.1f} GFLOP/s, pytorch {mp:.1f} GFLOP/s, ratio {mt/mp:.2f}x")
 print(f"{'model':<28} {'work':<14} {'tuneserve':>12} {'pytorch':>12} {'ratio':>7}")
 for i, m in enumerate(ts[0]["models"]):
     for work in ("train_step", "forward"):

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bounded loopback load test of POST /classify: 100 sequential requests on an
-# idle server, then wrk with 32 connections for 15 s. Loopback only.
+# idle server, then wrk with 32 connections for 15 s. Loopback only. First
+# `tuneserve bench --text` times the same text without the server (one bare
+# forward pass, and a batch of 32), the yardsticks the server is compared to.
 #
 #   scripts/load_classify.sh MODEL_DIR [PORT]
 #
@@ -17,6 +19,8 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"inputs": "what a great game tonight, loving every minute of it"}'
 LUA
+TEXT="what a great game tonight, loving every minute of it"
+target/release/tuneserve bench --model "$MODEL" --text "$TEXT" --iters 10 | grep 'text of'
 target/release/tuneserve serve --port "$PORT" --data-dir "$DATA" --model "$MODEL" > "$DATA/serve.log" 2>&1 &
 SP=$!
 for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/health" > /dev/null && break; sleep 0.2; done

@@ -11,7 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::model::{
-    load, parameter_shapes, random_weights, LoadOptions, LoadedModel, Mode, ModelSource, Preset,
+    load, parameter_shapes, random_weights, Gpt2ForSequenceClassification, LoadOptions,
+    LoadedModel, Mode, ModelSource, Preset,
 };
 use crate::train::{step_gradients, AdamConfig, AdamW, MicroBatch};
 
@@ -33,6 +34,10 @@ pub struct BenchArgs {
     /// Timed runs (the median is reported).
     #[arg(long, default_value_t = 10)]
     pub iters: usize,
+    /// Also time this text as `/classify` would run it: one bare forward pass of
+    /// it alone, and of a batch of 32 copies (the server's throughput ceiling).
+    #[arg(long)]
+    pub text: Option<String>,
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -152,6 +157,10 @@ fn bench_model(
         train.median * 1e3, train.min * 1e3, phase[0] * 1e3, phase[1] * 1e3, phase[2] * 1e3,
         512.0 / train.median, fwd.median * 1e3, fwd.min * 1e3, 2048.0 / fwd.median,
     );
+    let text = match &args.text {
+        Some(text) => Some(bench_text(&infer, loaded, text, args)?),
+        None => None,
+    };
     Ok(json!({
         "model": name, "n_layer": cfg.n_layer, "n_embd": cfg.n_embd,
         "train_step": {"batch": 8, "seq": 64, "median_s": train.median, "min_s": train.min,
@@ -159,11 +168,57 @@ fn bench_model(
             "phase_median_s": {"forward": phase[0], "backward": phase[1], "optimizer": phase[2]}},
         "forward": {"batch": 32, "seq": 64, "median_s": fwd.median, "min_s": fwd.min,
             "tokens_per_s": 2048.0 / fwd.median},
+        "text": text,
     }))
+}
+
+/// `--text`: one bare forward of the text, and of 32 copies in one batch.
+fn bench_text(
+    net: &Gpt2ForSequenceClassification,
+    loaded: &LoadedModel,
+    text: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let ids = loaded.tokenizer.encode(text)?;
+    let tokens = ids.len();
+    let one = Tensor::from_vec(ids, (1, tokens), &Device::Cpu)?;
+    let batch = one.repeat((32, 1))?;
+    let forward = |ids: &Tensor| -> anyhow::Result<()> {
+        net.forward(ids, None, &mut Mode::Eval)?.to_vec2::<f32>()?;
+        Ok(())
+    };
+    let single = time(args.warmup, args.iters.max(30), || forward(&one))?;
+    let batched = time(args.warmup, args.iters, || forward(&batch))?;
+    println!(
+        "  text of {tokens} tokens: bare forward {:.2} ms (median), batch of 32 {:.1} ms = {:.0} texts/s",
+        single.median * 1e3,
+        batched.median * 1e3,
+        32.0 / batched.median
+    );
+    Ok(json!({"tokens": tokens, "single_median_s": single.median,
+        "batch32_median_s": batched.median, "texts_per_s": 32.0 / batched.median}))
+}
+
+/// fp32 matmul 2048³ in GFLOP/s (median), as `hf_bench.py` probes the machine:
+/// the speed of the gemm kernel every layer rests on.
+fn matmul_gflops(args: &BenchArgs) -> anyhow::Result<f64> {
+    const N: usize = 2048;
+    let a = Tensor::randn(0f32, 1.0, (N, N), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (N, N), &Device::Cpu)?;
+    let t = time(args.warmup, args.iters, || {
+        a.matmul(&b)?;
+        Ok(())
+    })?;
+    Ok(2.0 * (N as f64).powi(3) / t.median / 1e9)
 }
 
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let matmul = matmul_gflops(&args)?;
+    println!(
+        "matmul 2048^3 fp32: {matmul:.1} GFLOP/s median, {} threads",
+        candle_core::utils::get_num_threads()
+    );
     let mut results = Vec::new();
     if args.model.is_empty() {
         for preset in &args.preset {
@@ -203,7 +258,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     if let Some(out) = &args.out {
         let json = json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": candle_core::utils::get_num_threads(),
-            "peak_rss_mib": peak, "models": results});
+            "matmul_fp32_gflops": matmul, "peak_rss_mib": peak, "models": results});
         std::fs::write(out, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())

@@ -40,7 +40,7 @@ pub enum Command {
 
 /// Parses the command line, runs it, and maps errors to a message and exit code 1.
 pub fn main() -> ExitCode {
-    single_threaded_elementwise_ops();
+    fix_thread_counts();
     let cli = Cli::parse();
     init_tracing(&cli.log);
     keep_freed_memory();
@@ -60,15 +60,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs candle's element-wise ops on the calling thread unless the user set
-/// `CANDLE_NUM_THREADS`: its second, busy-waiting pool fights the matmul pool for
-/// the same cores, and on short batches the hand-offs cost more than the work
-/// (measured: 50 training steps of the `small` preset, batch 8 of tweets,
-/// 14.1–17.0 s with the pool, 7.3–7.8 s without).
-fn single_threaded_elementwise_ops() {
+/// Fixes candle's thread counts once, before any thread of ours exists (so no
+/// one reads the environment meanwhile):
+///
+/// * element-wise ops run on the calling thread unless the user set
+///   `CANDLE_NUM_THREADS`: its second, busy-waiting pool fights the matmul pool
+///   for the same cores, and on short batches the hand-offs cost more than the
+///   work (measured: 50 training steps of the `small` preset, batch 8 of tweets,
+///   14.1–17.0 s with the pool, 7.3–7.8 s without);
+/// * `RAYON_NUM_THREADS` gets candle's default (the physical cores) unless set:
+///   without it candle counts the cores again for every matmul by reading and
+///   parsing `/proc/cpuinfo` (measured: 4% of the batch-1 recipe's CPU time, most
+///   of it in the kernel).
+fn fix_thread_counts() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // Before any thread of ours exists, so no one reads the environment meanwhile.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
     }
 }
 

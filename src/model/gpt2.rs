@@ -108,7 +108,7 @@ impl Conv1D {
 impl Module for Conv1D {
     /// `x` is `[rows, in]`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+        ops::linear(x, &self.weight, &self.bias)
     }
 }
 
@@ -335,6 +335,10 @@ impl Gpt2ForSequenceClassification {
 /// The gradient of `wte.weight` (`[vocab, n_embd]`) from the token ids of a step's
 /// micro-batches and the gradients of their [`Gpt2ForSequenceClassification::forward_train`]
 /// leaves: each row's gradient added onto its token's row.
+///
+/// On the host the rows are added straight into one fresh buffer; candle's
+/// `zeros_like().index_add(..)` would fill a dense buffer with zeros and then
+/// copy it whole before adding (the embedding is most of a small model).
 pub fn embedding_gradient(
     wte: &Tensor,
     ids: &[Tensor],
@@ -347,7 +351,19 @@ pub fn embedding_gradient(
         0,
     )?;
     let grads = Tensor::cat(row_grads, 0)?;
-    wte.zeros_like()?.index_add(&ids, &grads, 0)
+    if !crate::simd::host_f32(wte) {
+        return wte.zeros_like()?.index_add(&ids, &grads, 0);
+    }
+    let (vocab, e) = wte.dims2()?;
+    let mut out = vec![0f32; vocab * e];
+    let rows = grads.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    for (id, g) in ids.to_vec1::<u32>()?.into_iter().zip(rows.chunks_exact(e)) {
+        let Some(dst) = out.get_mut(id as usize * e..(id as usize + 1) * e) else {
+            candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
+        };
+        dst.iter_mut().zip(g).for_each(|(d, s)| *d += s);
+    }
+    Tensor::from_vec(out, (vocab, e), wte.device())
 }
 
 /// The position each row is classified at (see the module docs).

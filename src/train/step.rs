@@ -27,12 +27,41 @@ pub struct StepTiming {
     pub backward_s: f64,
 }
 
+/// Padded tokens whose activations one backward pass may keep: consecutive
+/// micro-batches up to this size share one backward pass, so each parameter's
+/// gradient is allocated and accumulated once per group instead of once per
+/// micro-batch (for the recipe's batches of one short text, that bookkeeping
+/// costs as much as the arithmetic). Larger micro-batches go alone, keeping peak
+/// memory that of one micro-batch.
+const TOKENS_PER_BACKWARD: usize = 1024;
+
+/// Consecutive runs of `micro` within [`TOKENS_PER_BACKWARD`] (at least one each).
+fn backward_groups(micro: &[MicroBatch]) -> Vec<&[MicroBatch]> {
+    let mut groups = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (i, mb) in micro.iter().enumerate() {
+        let t = mb.ids.elem_count();
+        if i > start && tokens + t > TOKENS_PER_BACKWARD {
+            groups.push(&micro[start..i]);
+            (start, tokens) = (i, 0);
+        }
+        tokens += t;
+    }
+    if start < micro.len() {
+        groups.push(&micro[start..]);
+    }
+    groups
+}
+
 /// The gradients of the mean loss over `micro` for each of `vars` (in order;
 /// zeros for a variable the loss does not reach), that mean loss, and where the
 /// time went.
 ///
-/// `wte.weight` gets its gradient from the token-embedding leaves of
-/// [`Gpt2ForSequenceClassification::forward_train`], scattered once.
+/// Forward passes run in the micro-batches' order (dropout draws from `rng`
+/// exactly as one pass after another would); see [`TOKENS_PER_BACKWARD`] for how
+/// they share backward passes. `wte.weight` gets its gradient from the
+/// token-embedding leaves of [`Gpt2ForSequenceClassification::forward_train`],
+/// scattered once.
 pub fn step_gradients(
     net: &Gpt2ForSequenceClassification,
     vars: &[(String, Var)],
@@ -44,14 +73,25 @@ pub fn step_gradients(
     let (mut ids, mut row_grads) = (Vec::new(), Vec::new());
     let mut loss_sum = 0f64;
     let mut timing = StepTiming::default();
-    for mb in micro {
+    for group in backward_groups(micro) {
         let start = Instant::now();
-        let (logits, tokens) = net.forward_train(&mb.ids, Some(&mb.mask), rng)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
-        loss_sum += f64::from(loss.to_scalar::<f32>()?);
+        let mut objective: Option<Tensor> = None;
+        let mut leaves = Vec::with_capacity(group.len());
+        for mb in group {
+            let (logits, tokens) = net.forward_train(&mb.ids, Some(&mb.mask), rng)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?);
+            let share = (loss / n)?;
+            objective = Some(match objective {
+                Some(o) => (o + share)?,
+                None => share,
+            });
+            leaves.push((&mb.ids, tokens));
+        }
+        let Some(objective) = objective else { continue };
         let forward_done = Instant::now();
         timing.forward_s += (forward_done - start).as_secs_f64();
-        let store = (loss / n)?.backward()?;
+        let store = objective.backward()?;
         for ((_, var), acc) in vars.iter().zip(grads.iter_mut()) {
             if let Some(g) = store.get(var.as_tensor()) {
                 *acc = Some(match acc.take() {
@@ -60,9 +100,11 @@ pub fn step_gradients(
                 });
             }
         }
-        if let Some(g) = store.get(tokens.as_tensor()) {
-            ids.push(mb.ids.clone());
-            row_grads.push(g.clone());
+        for (mb_ids, tokens) in leaves {
+            if let Some(g) = store.get(tokens.as_tensor()) {
+                ids.push(mb_ids.clone());
+                row_grads.push(g.clone());
+            }
         }
         timing.backward_s += forward_done.elapsed().as_secs_f64();
     }
@@ -80,4 +122,34 @@ pub fn step_gradients(
         .collect::<candle_core::Result<_>>()?;
     timing.backward_s += scatter_start.elapsed().as_secs_f64();
     Ok((grads, loss_sum / n, timing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn micro(t: usize) -> MicroBatch {
+        let ids = Tensor::zeros((1, t), candle_core::DType::U32, &Device::Cpu).unwrap();
+        MicroBatch {
+            mask: ids.ones_like().unwrap(),
+            labels: Tensor::zeros(1, candle_core::DType::U32, &Device::Cpu).unwrap(),
+            ids,
+        }
+    }
+
+    #[test]
+    fn groups_fill_the_token_budget_in_order() {
+        let sizes = |ts: &[usize]| {
+            let mbs: Vec<_> = ts.iter().map(|&t| micro(t)).collect();
+            backward_groups(&mbs)
+                .iter()
+                .map(|g| g.iter().map(|m| m.ids.elem_count()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(&[30, 40, 50, 60]), vec![vec![30, 40, 50, 60]]);
+        assert_eq!(sizes(&[600, 500, 400]), vec![vec![600], vec![500, 400]]);
+        assert_eq!(sizes(&[2048, 10]), vec![vec![2048], vec![10]]);
+        assert!(sizes(&[]).is_empty());
+    }
 }

@@ -1,5 +1,5 @@
-//! Fused CPU kernels with their backward passes: GELU (tanh), LayerNorm and
-//! the attention's masked softmax.
+//! Fused CPU kernels with their backward passes: GELU (tanh), LayerNorm, the
+//! attention's masked softmax and the Conv1D layer (matmul plus bias).
 //!
 //! candle composes these from many small ops (each allocating a tensor and
 //! recording a backward node), and candle-nn's fused versions have no backward.
@@ -9,6 +9,7 @@
 
 mod gelu;
 mod layer_norm;
+mod linear;
 mod softmax;
 
 use candle_core::{CpuStorage, Layout, Result};
@@ -18,6 +19,7 @@ use crate::simd::vectorized;
 
 pub use gelu::gelu_tanh;
 pub use layer_norm::layer_norm;
+pub use linear::linear;
 pub use softmax::masked_softmax;
 
 /// Elements handed to one rayon task at least: below this, handing work to

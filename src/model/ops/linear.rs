@@ -1,0 +1,244 @@
+//! Hugging Face's Conv1D, `y = x·W + b` with `W` stored `[in, out]`, as one op.
+//!
+//! Forward: the output starts as the bias, and one gemm call adds `x·W` onto it
+//! (candle would zero a buffer, multiply into it, then add the bias into a
+//! second one). Backward: one gemm call each for `dx = dy·Wᵀ` and `dW = xᵀ·dy`
+//! reading the operands through transposed strides, and one column sum for
+//! `db`, all into one buffer (candle's bias gradient is a separate reduction,
+//! and the matmul's output gradient is first copied by the bias add's backward).
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::f32_slice;
+use crate::simd::{host_f32, vectorized};
+
+/// `x·w + b` for `x` `[rows, in]`, `w` `[in, out]`, `b` `[out]`.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if host_f32(x) && x.rank() == 2 {
+        x.contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+    } else {
+        x.matmul(w)?.broadcast_add(b)
+    }
+}
+
+/// A row-major or transposed view of a matrix: element `(i, j)` is at
+/// `data[i·row_stride + j·col_stride]`.
+struct View<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    /// Whether every element of an `m × n` view lies inside `data`.
+    fn covers(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || (m - 1) * self.row_stride + (n - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` (`dst` row-major); adds onto `dst` when
+/// `accumulate`, overwrites it otherwise. Multi-threaded on rayon's pool.
+fn gemm_into(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+) {
+    assert!(dst.len() == m * n && lhs.covers(m, k) && rhs.covers(k, n));
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above keeps every strided access of the three matrices
+    // inside its slice; `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+fn dims(x: &Layout, w: &Layout, op: &str) -> Result<(usize, usize, usize)> {
+    match (x.dims(), w.dims()) {
+        (&[rows, n_in], &[w_in, n_out]) if n_in == w_in => Ok((rows, n_in, n_out)),
+        (a, b) => candle_core::bail!("{op}: shapes {a:?} and {b:?} do not multiply"),
+    }
+}
+
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, n_in, n_out) = dims(l1, l2, self.name())?;
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let b = f32_slice(s3, l3, self.name())?;
+        if b.len() != n_out {
+            candle_core::bail!("linear: bias of {} for {n_out} outputs", b.len());
+        }
+        let mut y: Vec<f32> = b.repeat(rows);
+        let (x, w) = (View::rows(x, n_in), View::rows(w, n_out));
+        gemm_into(&mut y, (rows, n_out, n_in), x, w, true);
+        Ok((CpuStorage::F32(y), Shape::from((rows, n_out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, n_in) = x.dims2()?;
+        let n_out = w.dim(1)?;
+        // dx, dW and db packed one after another in one flat buffer.
+        let packed = x.apply_op3(w, &dy.contiguous()?, LinearBackward)?;
+        let dx = packed.narrow(0, 0, rows * n_in)?.reshape((rows, n_in))?;
+        let dw = packed
+            .narrow(0, rows * n_in, n_in * n_out)?
+            .reshape((n_in, n_out))?;
+        let db = packed.narrow(0, (rows + n_out) * n_in, n_out)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `(x, w, dy)` → `[dx | dW | db]` flattened.
+struct LinearBackward;
+
+impl CustomOp3 for LinearBackward {
+    fn name(&self) -> &'static str {
+        "linear-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, n_in, n_out) = dims(l1, l2, self.name())?;
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let dy = f32_slice(s3, l3, self.name())?;
+        let len = rows * n_in + n_in * n_out + n_out;
+        let mut out = vec![0f32; len];
+        let (dx, rest) = out.split_at_mut(rows * n_in);
+        let (dw, db) = rest.split_at_mut(n_in * n_out);
+        let dy_rows = || View::rows(dy, n_out);
+        gemm_into(
+            dx,
+            (rows, n_in, n_out),
+            dy_rows(),
+            View::transposed(w, n_out),
+            false,
+        );
+        gemm_into(
+            dw,
+            (n_in, n_out, rows),
+            View::transposed(x, n_in),
+            dy_rows(),
+            false,
+        );
+        vectorized(|| {
+            for row in dy.chunks_exact(n_out) {
+                db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::super::testing::close;
+    use super::*;
+
+    #[test]
+    fn linear_matches_matmul_plus_bias_with_all_gradients() {
+        let dev = Device::Cpu;
+        let var = |shape: &[usize]| {
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap()
+        };
+        let (x, w, b) = (var(&[7, 40]), var(&[40, 24]), var(&[24]));
+        let dy = Tensor::randn(0f32, 1.0, (7, 24), &dev).unwrap();
+        let fused = linear(&x, &w, &b).unwrap();
+        let composed = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
+        close(&fused, &composed, 1e-5);
+        let grads = |y: Tensor| (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (grads(fused), grads(composed));
+        for v in [&x, &w, &b] {
+            let (a, b) = (ga.get(v).unwrap(), gb.get(v).unwrap());
+            assert_eq!(a.dims(), b.dims());
+            close(a, b, 1e-4);
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_an_error() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((3, 5), candle_core::DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((4, 2), candle_core::DType::F32, &dev).unwrap();
+        let b = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
+        assert!(linear(&x, &w, &b).is_err());
+    }
+}
