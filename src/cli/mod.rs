@@ -86,13 +86,16 @@ fn fix_thread_counts() {
 /// back to the kernel: candle frees and reallocates tensors of the same sizes
 /// every step, and fresh pages cost a page fault and zeroing each time (measured:
 /// a 10.9 s GPT-2 training step went to 6.2 s; see shared/notes/candle-cpu.md).
+/// Trimming is off altogether (-1), not just above 2 GiB: a `gpt2`-sized step
+/// frees more than that at once, and trimming it made some runs fault 1.4 GB of
+/// pages back in every step (train step 8×64: 6.4–9.3 s instead of 3.0 s).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tunables; called before any threads
     // of ours allocate.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
         // One arena: worker threads' arenas are trimmed on their own terms.
         libc::mallopt(libc::M_ARENA_MAX, 1);
