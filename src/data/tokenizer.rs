@@ -145,28 +145,38 @@ impl TextTokenizer {
 
     /// Token ids of many texts (in parallel), each truncated, unpadded.
     pub fn encode_many(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
+        let mut rows = self.encode_untruncated(texts)?;
+        for row in &mut rows {
+            row.truncate(self.max_length);
+        }
+        Ok(rows)
+    }
+
+    /// Token ids of many texts (in parallel), whole: for checking lengths
+    /// before truncating them oneself.
+    pub fn encode_untruncated(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
         let encodings = self
             .raw
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        Ok(encodings
-            .iter()
-            .map(|e| {
-                let ids = e.get_ids();
-                ids[..ids.len().min(self.max_length)].to_vec()
-            })
-            .collect())
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
     /// Tokenizes `texts` into one padded batch. A text with no tokens is an error.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Encoded, TokenizerError> {
         let rows = self.encode_many(texts)?;
-        if let Some(index) = rows.iter().position(Vec::is_empty) {
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        self.pad(&rows)
+    }
+
+    /// Pads token ids (each at most `max_length` long) into one batch with this
+    /// tokenizer's settings. A row with no tokens is an error.
+    pub fn pad(&self, rows: &[&[u32]]) -> Result<Encoded, TokenizerError> {
+        if let Some(index) = rows.iter().position(|r| r.is_empty()) {
             return Err(TokenizerError::EmptyText { index });
         }
-        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
         Ok(Encoded::pad(
-            &rows,
+            rows,
             self.pad_id,
             self.padding,
             self.max_length,

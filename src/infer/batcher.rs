@@ -10,7 +10,6 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{InferError, Prediction, ServedModel};
-use crate::data::Padding;
 
 /// Why a request was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -112,24 +111,25 @@ fn serve(mut rx: mpsc::Receiver<Request>, max_batch_size: usize) {
 
 fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
     let started = Instant::now();
+    // Each request tokenized once: the ids serve the length check and the batch.
     let mut ready = Vec::new();
+    let mut all: Vec<Vec<u32>> = Vec::new();
     for req in group {
-        match check_length(model, &req) {
-            Ok(()) => ready.push(req),
+        match token_ids(model, &req) {
+            Ok(ids) => {
+                all.extend(ids);
+                ready.push(req);
+            }
             Err(e) => {
                 let _ = req.reply.send(Err(e));
             }
         }
     }
-    let all: Vec<&str> = ready
-        .iter()
-        .flat_map(|r| r.texts.iter().map(String::as_str))
-        .collect();
     if all.is_empty() {
         return;
     }
     metrics::histogram!("tuneserve_inference_batch_size").record(all.len() as f64);
-    match model.classifier.classify_all(&all, max_batch_size) {
+    match model.classifier.classify_all_ids(&all, max_batch_size) {
         Ok(mut predictions) => {
             for req in ready {
                 let rest = predictions.split_off(req.texts.len());
@@ -139,11 +139,13 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
         }
         Err(_) if ready.len() > 1 => {
             // One request's bad input must not fail the others: retry one by one.
+            let mut rows = all.as_slice();
             for req in ready {
-                let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+                let (mine, rest) = rows.split_at(req.texts.len());
+                rows = rest;
                 let answer = model
                     .classifier
-                    .classify_all(&texts, max_batch_size)
+                    .classify_all_ids(mine, max_batch_size)
                     .map_err(SubmitError::from);
                 let _ = req.reply.send(answer);
             }
@@ -157,21 +159,24 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
     metrics::histogram!("tuneserve_inference_seconds").record(started.elapsed().as_secs_f64());
 }
 
-fn check_length(model: &ServedModel, req: &Request) -> Result<(), SubmitError> {
-    if req.truncate {
-        return Ok(());
-    }
+/// The request's texts as token ids cut to the model's length; with truncation
+/// off, the first text over that length is the request's error instead.
+fn token_ids(model: &ServedModel, req: &Request) -> Result<Vec<Vec<u32>>, SubmitError> {
     let tok = model.classifier.tokenizer();
     let max = tok.max_length();
-    let untruncated = tok.with_settings(tok.pad_id(), usize::MAX, Padding::Longest);
     let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
-    let lengths = untruncated.encode_many(&texts).map_err(InferError::from)?;
-    match lengths.iter().position(|ids| ids.len() > max) {
-        Some(index) => Err(SubmitError::TooLong {
-            index,
-            tokens: lengths[index].len(),
-            max,
-        }),
-        None => Ok(()),
+    let mut rows = tok.encode_untruncated(&texts).map_err(InferError::from)?;
+    if !req.truncate {
+        if let Some(index) = rows.iter().position(|ids| ids.len() > max) {
+            return Err(SubmitError::TooLong {
+                index,
+                tokens: rows[index].len(),
+                max,
+            });
+        }
     }
+    for ids in &mut rows {
+        ids.truncate(max);
+    }
+    Ok(rows)
 }

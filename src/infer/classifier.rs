@@ -72,16 +72,9 @@ impl Classifier {
 
     /// Classifies `texts` as one padded batch (one prediction per text, in order).
     pub fn classify(&self, texts: &[&str]) -> Result<Vec<Prediction>, InferError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let encoded = self.tokenizer.encode_batch(texts)?;
-        let (ids, mask) = encoded.to_tensors(self.device())?;
-        let logits = self
-            .model
-            .forward(&ids, Some(&mask), &mut Mode::Eval)?
-            .to_vec2::<f32>()?;
-        Ok(logits.into_iter().map(|row| self.prediction(row)).collect())
+        let rows = self.tokenizer.encode_many(texts)?;
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        self.classify_rows(&rows)
     }
 
     /// Classifies many texts in batches of `batch_size`, grouping texts of
@@ -91,21 +84,27 @@ impl Classifier {
         texts: &[&str],
         batch_size: usize,
     ) -> Result<Vec<Prediction>, InferError> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        let lengths: Vec<usize> = self
-            .tokenizer
-            .encode_many(texts)?
-            .iter()
-            .map(Vec::len)
-            .collect();
-        if let Some(index) = lengths.iter().position(|&l| l == 0) {
+        let rows = self.tokenizer.encode_many(texts)?;
+        self.classify_all_ids(&rows, batch_size)
+    }
+
+    /// [`Classifier::classify_all`] for texts already tokenized by
+    /// [`Classifier::tokenizer`] (each at most its `max_length` long), so a caller
+    /// that needed the ids anyway (to check lengths) tokenizes only once.
+    pub fn classify_all_ids(
+        &self,
+        rows: &[Vec<u32>],
+        batch_size: usize,
+    ) -> Result<Vec<Prediction>, InferError> {
+        if let Some(index) = rows.iter().position(Vec::is_empty) {
             return Err(TokenizerError::EmptyText { index }.into());
         }
-        order.sort_by_key(|&i| lengths[i]);
-        let mut out: Vec<Option<Prediction>> = vec![None; texts.len()];
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i].len());
+        let mut out: Vec<Option<Prediction>> = vec![None; rows.len()];
         for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, p) in chunk.iter().zip(self.classify(&batch)?) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+            for (&i, p) in chunk.iter().zip(self.classify_rows(&batch)?) {
                 out[i] = Some(p);
             }
         }
@@ -113,6 +112,19 @@ impl Classifier {
             .into_iter()
             .map(|p| p.expect("every text classified"))
             .collect())
+    }
+
+    /// One padded batch of token ids through the network.
+    fn classify_rows(&self, rows: &[&[u32]]) -> Result<Vec<Prediction>, InferError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, mask) = self.tokenizer.pad(rows)?.to_tensors(self.device())?;
+        let logits = self
+            .model
+            .forward(&ids, Some(&mask), &mut Mode::Eval)?
+            .to_vec2::<f32>()?;
+        Ok(logits.into_iter().map(|row| self.prediction(row)).collect())
     }
 
     fn prediction(&self, logits: Vec<f32>) -> Prediction {

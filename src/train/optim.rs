@@ -6,6 +6,7 @@
 //! so it can be saved and loaded as safetensors, which candle-nn's `AdamW`
 //! cannot do.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -55,16 +56,6 @@ struct Slot {
 }
 
 impl Slot {
-    fn moment_tensors(&self) -> candle_core::Result<(Tensor, Tensor)> {
-        match &self.moments {
-            Moments::Host { m, v } => Ok((
-                Tensor::from_slice(m, self.var.shape(), self.var.device())?,
-                Tensor::from_slice(v, self.var.shape(), self.var.device())?,
-            )),
-            Moments::Device { m, v } => Ok((m.clone(), v.clone())),
-        }
-    }
-
     fn set_moments(&mut self, m: Tensor, v: Tensor) -> candle_core::Result<()> {
         self.moments = if host_f32(self.var.as_tensor()) {
             Moments::Host {
@@ -251,16 +242,31 @@ impl AdamW {
         Ok(())
     }
 
-    /// Writes the moments and step count as safetensors.
+    /// Writes the moments and step count as safetensors, streaming host
+    /// moments straight from their buffers (copying them first doubled the
+    /// optimizer's memory at every checkpoint).
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        let mut tensors: Vec<(String, MomentView)> = Vec::with_capacity(2 * self.slots.len());
         for s in &self.slots {
-            let (m, v) = s.moment_tensors()?;
-            tensors.insert(format!("m.{}", s.name), m);
-            tensors.insert(format!("v.{}", s.name), v);
+            let shape = s.var.dims().to_vec();
+            let (m, v) = match &s.moments {
+                Moments::Host { m, v } => {
+                    (Cow::Borrowed(m.as_slice()), Cow::Borrowed(v.as_slice()))
+                }
+                Moments::Device { m, v } => (
+                    Cow::Owned(m.flatten_all()?.to_vec1()?),
+                    Cow::Owned(v.flatten_all()?.to_vec1()?),
+                ),
+            };
+            let view = |data| MomentView {
+                data,
+                shape: shape.clone(),
+            };
+            tensors.push((format!("m.{}", s.name), view(m)));
+            tensors.push((format!("v.{}", s.name), view(v)));
         }
         let meta = HashMap::from([("step".to_string(), self.step.to_string())]);
-        safetensors::serialize_to_file(&tensors, Some(meta), path)
+        safetensors::serialize_to_file(tensors, Some(meta), path)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
     }
 
@@ -293,6 +299,34 @@ impl AdamW {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+/// An f32 moment as a safetensors tensor, borrowed where it lives on the host.
+struct MomentView<'a> {
+    data: Cow<'a, [f32]>,
+    shape: Vec<usize>,
+}
+
+impl safetensors::View for MomentView<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            Cow::Borrowed(bytemuck::cast_slice(&self.data))
+        } else {
+            Cow::Owned(self.data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
     }
 }
 

@@ -307,10 +307,15 @@ fn record_eval(
     observer.on_event(&TrainEvent::Eval(log));
 }
 
+/// The parameters as plain tensors sharing the variables' storage (no copy: a
+/// `gpt2` copy is 500 MB at every checkpoint). Valid as a snapshot only until
+/// the next optimizer step writes the variables in place, so callers use it
+/// before that (a checkpoint) or after the last step (the outcome).
 fn current_weights(vars: &[(String, Var)]) -> candle_core::Result<crate::model::Weights> {
-    vars.iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
-        .collect()
+    Ok(vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+        .collect())
 }
 
 /// Deletes the oldest checkpoints beyond `limit`, never the best one.
