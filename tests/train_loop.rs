@@ -56,7 +56,7 @@ fn run(
 ) -> TrainOutcome {
     train::run(
         train::TrainSpec {
-            model,
+            model: model.clone(),
             train: data,
             eval: Some(data),
             hyperparameters: h,

@@ -58,7 +58,7 @@ fn losses_grad_norms_and_learning_rates_match_pytorch() {
     let tmp = tempfile::tempdir().unwrap();
     let outcome = train::run(
         train::TrainSpec {
-            model: &model,
+            model: model.clone(),
             train: &data,
             eval: None,
             hyperparameters: &h,

@@ -149,10 +149,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bar,
         labels: train_set.labels.clone(),
     };
+    let (config, tokenizer) = (model.config.clone(), model.tokenizer.clone());
     let started = Instant::now();
     let outcome = train::run(
         train::TrainSpec {
-            model: &model,
+            model,
             train: &train_set.examples,
             eval: eval_set.as_ref().map(|d| d.examples.as_slice()),
             hyperparameters: h,
@@ -166,9 +167,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
     let model_dir = args.out.join("model");
     save(
-        &model.config,
+        &config,
         &outcome.weights,
-        &model.tokenizer,
+        &tokenizer,
         WeightLayout::Classifier,
         &model_dir,
     )?;

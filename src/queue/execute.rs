@@ -153,8 +153,9 @@ fn execute(
             }
             path
         });
+    let (config, tokenizer) = (base.config.clone(), base.tokenizer.clone());
     let spec = TrainSpec {
-        model: &base,
+        model: base,
         train: &train_examples,
         eval: eval_examples.as_deref(),
         hyperparameters: &plan.hyperparameters,
@@ -177,9 +178,9 @@ fn execute(
         });
     }
     let trained = LoadedModel {
-        config: base.config.clone(),
+        config,
         weights: outcome.weights,
-        tokenizer: base.tokenizer.clone(),
+        tokenizer,
         layout: WeightLayout::Classifier,
         new_head: false,
     };

@@ -23,7 +23,10 @@ use crate::model::{parameter_shapes, LoadedModel};
 /// Everything a run needs.
 pub struct TrainSpec<'a> {
     /// The starting model; its `config.labels` must cover every example's label.
-    pub model: &'a LoadedModel,
+    /// Taken by value: once the trainable copy of its weights exists, these are
+    /// dropped, so a caller that hands over its only copy does not hold a second
+    /// model in memory for the whole run (500 MB for `gpt2`).
+    pub model: LoadedModel,
     /// Training examples (subset and shuffled by the hyperparameters).
     pub train: &'a [Example],
     /// Evaluation examples, if any.
@@ -49,7 +52,7 @@ fn score(m: &EvalMetrics, which: BestMetric) -> f64 {
 pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome, TrainError> {
     let h = spec.hyperparameters;
     h.validate()?;
-    let mut model = spec.model.clone();
+    let mut model = spec.model;
     let n_positions = model.config.n_positions;
     let max_length = h.max_length.unwrap_or(n_positions);
     if max_length > n_positions {
@@ -86,6 +89,7 @@ pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome,
     let total_steps = steps_per_epoch * h.epochs;
 
     let (net, varmap) = model.build_trainable()?;
+    drop(std::mem::take(&mut model.weights));
     let vars: Vec<(String, Var)> = {
         let map = varmap.data().lock().expect("varmap lock");
         parameter_shapes(&model.config)
