@@ -125,3 +125,44 @@ fn help_documents_every_flag() {
         }
     }
 }
+
+#[test]
+fn bench_reports_the_matmul_probe_phases_and_a_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    let status = tuneserve()
+        .args(["init-model", "--preset", "tiny", "--out"])
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(tokenizer_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out_json = tmp.path().join("bench.json");
+    let out = tuneserve()
+        .arg("bench")
+        .arg("--model")
+        .arg(&model)
+        .args(["--warmup", "0", "--iters", "1", "--text", "what a lovely day"])
+        .arg("--out")
+        .arg(&out_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("matmul 2048^3 fp32"), "{stdout}");
+    assert!(stdout.contains("text of 4 tokens"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    assert!(json["matmul_fp32_gflops"].as_f64().unwrap() > 0.0);
+    let m = &json["models"][0];
+    for phase in ["forward", "backward", "optimizer"] {
+        assert!(m["train_step"]["phase_median_s"][phase].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(m["text"]["tokens"], 4);
+    assert!(m["text"]["texts_per_s"].as_f64().unwrap() > 0.0);
+}
