@@ -143,7 +143,14 @@ fn bench_reports_the_matmul_probe_phases_and_a_text() {
         .arg("bench")
         .arg("--model")
         .arg(&model)
-        .args(["--warmup", "0", "--iters", "1", "--text", "what a lovely day"])
+        .args([
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--text",
+            "what a lovely day",
+        ])
         .arg("--out")
         .arg(&out_json)
         .output()
