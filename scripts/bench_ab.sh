@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# A/B speed comparison: tuneserve's `bench` against shared/reference/hf_bench.py
+# A/B speed comparison: tuneserve's `bench` against reference/hf_bench.py
 # (PyTorch + Transformers) on the same model folders, interleaved, same threads.
 #
 #   scripts/bench_ab.sh [PRESET ...]        (default: small gpt2)
 #
 # Needs a release build (cargo build --release) and the reference's Python
-# environment: PYTHON=/path/to/venv/bin/python (see shared/reference/README.md).
+# environment: PYTHON=/path/to/venv/bin/python (see reference/README.md).
 # Prints each run and the ratios tuneserve / PyTorch of the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-REF=${REF:-../shared/reference}
+REF=${REF:-reference}
 ROUNDS=${ROUNDS:-2}
 THREADS=${THREADS:-2}
 BIN=target/release/tuneserve
@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 dirs=()
 for p in "${presets[@]}"; do
   d="$OUT/models/$p"
-  [ -f "$d/model.safetensors" ] || "$BIN" init-model --preset "$p" --tokenizer ../shared/data/gpt2-tokenizer --out "$d"
+  [ -f "$d/model.safetensors" ] || "$BIN" init-model --preset "$p" --tokenizer assets/gpt2-tokenizer --out "$d"
   dirs+=("$d")
 done
 export RAYON_NUM_THREADS=$THREADS CANDLE_NUM_THREADS=$THREADS

@@ -1,8 +1,6 @@
-//! Datasets: the real tweet-sentiment files, every validation error with its line,
+//! Datasets: the real tweet-sentiment files (the repository's sample), every validation error with its line,
 //! label maps, seeded shuffles and subsets, and Hub splits (offline, in a child
 //! process so no environment variable leaks into other tests).
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,9 +11,7 @@ use tuneserve::data::{
 };
 
 fn tweets(file: &str) -> PathBuf {
-    common::shared()
-        .join("data/tweet_sentiment_extraction")
-        .join(file)
+    crate::common::tweets_file(file)
 }
 
 fn parse(text: &str, format: DatasetFormat) -> Result<Dataset, DatasetError> {
@@ -57,10 +53,10 @@ const NAMES: [&str; 3] = ["negative", "neutral", "positive"];
 #[test]
 fn real_train_jsonl() {
     let ds = Dataset::from_path(&tweets("train.jsonl"), None, &ParseOptions::default()).unwrap();
-    assert_eq!(ds.len(), 27_480);
+    assert_eq!(ds.len(), 2_999);
     assert_eq!(ds.labels, NAMES);
-    assert_eq!(ds.label_counts(), [7_781, 11_117, 8_582]);
-    assert_eq!(ds.named_label_counts()[1], ("neutral", 11_117));
+    assert_eq!(ds.label_counts(), [855, 1_179, 965]);
+    assert_eq!(ds.named_label_counts()[1], ("neutral", 1_179));
     assert!(ds.dropped.is_empty());
     assert_eq!(ds.examples[0].text, " I`d have responded, if I were going");
     assert_eq!(ds.examples[0].label, 1);
@@ -84,9 +80,9 @@ fn real_train_csv_drops_its_one_empty_row_and_matches_the_jsonl() {
     };
     let from_csv = Dataset::from_path(&tweets("train.csv"), None, &opts).unwrap();
     assert_eq!(from_csv.dropped, [316], "textID fdb77c3752 is on line 316");
-    assert_eq!(from_csv.len(), 27_480);
+    assert_eq!(from_csv.len(), 2_999);
     assert_eq!(from_csv.labels, NAMES);
-    assert_eq!(from_csv.label_counts(), [7_781, 11_117, 8_582]);
+    assert_eq!(from_csv.label_counts(), [855, 1_179, 965]);
     let from_jsonl =
         Dataset::from_path(&tweets("train.jsonl"), None, &ParseOptions::default()).unwrap();
     assert_eq!(from_csv.examples, from_jsonl.examples);
@@ -614,7 +610,7 @@ fn run_child(name: &str, hf_home: &Path) -> String {
 #[test]
 fn hub_split_offline_with_an_empty_cache_is_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
-    let text = run_child("child_offline_empty_cache", home.path());
+    let text = run_child("data_dataset::child_offline_empty_cache", home.path());
     assert!(text.contains("HF_HUB_OFFLINE"), "{text}");
 }
 
@@ -653,7 +649,7 @@ fn hub_split_from_the_cache_tries_the_documented_files_in_order() {
     std::fs::write(snapshot.join("data/train.jsonl"), "not used").unwrap();
     std::fs::write(snapshot.join("data/test.jsonl"), rows).unwrap();
     std::fs::write(snapshot.join("validation.csv"), "text,label\na,x\nb,y\n").unwrap();
-    run_child("child_cached_splits", home.path());
+    run_child("data_dataset::child_cached_splits", home.path());
 }
 
 #[test]

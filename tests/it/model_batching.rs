@@ -1,9 +1,7 @@
 //! Padding never changes a text's logits: batched equals one-by-one.
 
-mod common;
-
+use crate::common::{gpt2_tokenizer, max_abs_diff, tiny_config, tweets};
 use candle_core::Device;
-use common::{gpt2_tokenizer, max_abs_diff, tiny_config, tweets};
 use tuneserve::data::Padding;
 use tuneserve::model::{random_weights, Gpt2ForSequenceClassification, Mode};
 

@@ -1,9 +1,7 @@
-//! Training parity with PyTorch + Hugging Face on the shared fixture: per-step
+//! Training parity with PyTorch + Hugging Face on the Hugging Face fixture: per-step
 //! losses, pre-clip gradient norms and learning rates, then the trained logits.
 
-mod common;
-
-use common::{fixture_dir, max_abs_diff, shared};
+use crate::common::{fixture_dir, max_abs_diff, tweets_file};
 use serde_json::Value;
 use tuneserve::data::Example;
 use tuneserve::infer::Classifier;
@@ -11,9 +9,7 @@ use tuneserve::model::{load, LoadOptions, ModelSource};
 use tuneserve::train::{self, Hyperparameters, LrScheduler, Strategy};
 
 fn first_rows(n: usize) -> Vec<Example> {
-    let text =
-        std::fs::read_to_string(shared().join("data/tweet_sentiment_extraction/train.jsonl"))
-            .unwrap();
+    let text = std::fs::read_to_string(tweets_file("train.jsonl")).unwrap();
     text.lines()
         .take(n)
         .map(|l| {

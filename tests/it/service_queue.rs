@@ -1,9 +1,6 @@
 //! The queue's guarantees against a real SQLite file: fencing of stale
 //! workers, lease rescue, attempts capped, and concurrent writers.
 
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 
 use serde_json::json;
@@ -169,13 +166,18 @@ async fn cancel_of_a_finished_job_conflicts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_uploads_and_submissions_lose_nothing() {
     // A long lease and a slow worker: submissions stay queued while we count.
-    let app = support::spawn_app_with(|c| c.poll = std::time::Duration::from_secs(3600)).await;
+    let app =
+        crate::support::spawn_app_with(|c| c.poll = std::time::Duration::from_secs(3600)).await;
     let app = std::sync::Arc::new(app);
     let uploads = (0..50).map(|_| {
         let app = app.clone();
         tokio::spawn(async move {
             let (status, body) = app
-                .post_raw("/datasets", "application/x-ndjson", support::tiny_dataset())
+                .post_raw(
+                    "/datasets",
+                    "application/x-ndjson",
+                    crate::support::tiny_dataset(),
+                )
                 .await;
             assert_eq!(status, 201, "{body}");
             body["id"].as_str().unwrap().to_string()
@@ -213,7 +215,7 @@ async fn fifty_concurrent_uploads_and_submissions_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes() {
-    let app = support::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let dataset = app.upload_tiny_dataset().await;
     let hyper = json!({"epochs": 30, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
                        "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});
@@ -231,7 +233,7 @@ async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes() {
             break;
         }
     }
-    let job = app.wait_job(&id, 180, support::is_terminal).await;
+    let job = app.wait_job(&id, 180, crate::support::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     assert_eq!(job["attempt"], 2, "{job:#}");
     let (_, metrics) = app.get(&format!("/jobs/{id}/metrics")).await;

@@ -1,9 +1,7 @@
 //! Gradients reach every parameter through one backward pass.
 
-mod common;
-
+use crate::common::{tweets, write_tiny_model};
 use candle_core::{Device, Tensor};
-use common::{tweets, write_tiny_model};
 use rand::SeedableRng;
 use tuneserve::model::{load, parameter_shapes, LoadOptions, Mode, ModelSource, WeightLayout};
 

@@ -1,10 +1,8 @@
 //! The command line as a user runs it: init-model, then classify.
 
-mod common;
-
 use std::process::Command;
 
-use common::tokenizer_dir;
+use crate::common::tokenizer_dir;
 
 fn tuneserve() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tuneserve"))
@@ -66,7 +64,7 @@ fn init_model_then_classify_prints_json_lines() {
 
 #[test]
 fn classify_rejects_empty_text_and_bad_input_lines() {
-    let fixture = common::fixture_dir();
+    let fixture = crate::common::fixture_dir();
     let out = tuneserve()
         .arg("classify")
         .arg("--model")

@@ -1,11 +1,9 @@
 //! `tuneserve train` as a user runs it: a JSONL file in, a model folder, metrics
 //! and checkpoints out; then `classify` uses the result.
 
-mod common;
-
 use std::process::Command;
 
-use common::write_tiny_model;
+use crate::common::write_tiny_model;
 use tuneserve::model::WeightLayout;
 
 fn tuneserve() -> Command {

@@ -1,11 +1,8 @@
 //! End to end through a real server: upload, fine-tune, watch, classify,
 //! switch models without a restart, cancel.
 
-mod common;
-mod support;
-
+use crate::support::{quick_hyperparameters, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
-use support::{quick_hyperparameters, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_train_watch_classify_and_switch_models() {
@@ -18,7 +15,7 @@ async fn upload_train_watch_classify_and_switch_models() {
     assert_eq!(ds["label_counts"]["neutral"], 8);
 
     let before = app.post("/classify", &json!({"inputs": "hello"})).await;
-    support::assert_error(&before, 503, "unavailable", "POST /jobs");
+    crate::support::assert_error(&before, 503, "unavailable", "POST /jobs");
 
     let job_id = app.submit(&dataset, quick_hyperparameters()).await;
     let job = app.wait_status(&job_id, "succeeded", 180).await;
@@ -165,7 +162,7 @@ async fn cancel_queued_and_running_jobs() {
     let again = app
         .post(&format!("/jobs/{running}/cancel"), &Value::Null)
         .await;
-    support::assert_error(&again, 409, "conflict", "already cancelled");
+    crate::support::assert_error(&again, 409, "conflict", "already cancelled");
     app.stop().await;
 }
 
@@ -173,7 +170,7 @@ async fn cancel_queued_and_running_jobs() {
 async fn preloaded_model_answers_before_any_job() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("m");
-    common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = spawn_app_with(|c| c.model = Some(source.clone())).await;
     let (status, answer) = app

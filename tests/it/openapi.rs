@@ -1,5 +1,5 @@
 //! The committed `openapi.yaml` must match what the code generates.
-//! Regenerate with `UPDATE_OPENAPI=1 cargo test --test openapi`.
+//! Regenerate with `UPDATE_OPENAPI=1 cargo test --release openapi`.
 
 use std::path::Path;
 
@@ -17,6 +17,6 @@ fn committed_openapi_yaml_is_up_to_date() {
     assert!(
         committed == generated,
         "openapi.yaml is out of date with the code: regenerate it with \
-         `UPDATE_OPENAPI=1 cargo test --test openapi` and commit the result"
+         `UPDATE_OPENAPI=1 cargo test --release openapi` and commit the result"
     );
 }

@@ -1,11 +1,9 @@
 //! Loading and export: both Hub layouts, round trips, and clear errors for
 //! broken folders.
 
-mod common;
-
 use std::path::Path;
 
-use common::{fixture_dir, max_abs_diff, tweets, write_tiny_model};
+use crate::common::{fixture_dir, max_abs_diff, tweets, write_tiny_model};
 use tuneserve::infer::Classifier;
 use tuneserve::model::{load, LoadOptions, LoadedModel, ModelError, ModelSource, WeightLayout};
 

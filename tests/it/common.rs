@@ -1,6 +1,5 @@
-//! Helpers shared by the integration tests: paths into `../shared`, tiny random
+//! Helpers shared by the integration tests: paths to the fixtures, tiny random
 //! GPT-2 models written to temporary folders, and comparisons.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -8,25 +7,25 @@ use candle_core::Device;
 use tuneserve::data::{TextTokenizer, TokenizerFiles};
 use tuneserve::model::{random_weights, save, Gpt2Config, Preset, WeightLayout};
 
-/// `../shared` beside the checkout (the CI clone has it there too).
-pub fn shared() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(
-        dir.is_dir(),
-        "{} is missing: tests need the shared fixtures beside the checkout",
-        dir.display()
-    );
-    dir
+/// A path inside the repository (fixtures live in `tests/fixtures/`, the GPT-2
+/// tokenizer in `assets/`).
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
 /// The parity fixture saved by Hugging Face.
 pub fn fixture_dir() -> PathBuf {
-    shared().join("fixtures/gpt2-tiny-parity")
+    repo_path("tests/fixtures/gpt2-tiny-parity")
 }
 
 /// The real GPT-2 tokenizer files.
 pub fn tokenizer_dir() -> PathBuf {
-    shared().join("data/gpt2-tokenizer")
+    repo_path("assets/gpt2-tokenizer")
+}
+
+/// A file of the tweet-sentiment sample (`train.jsonl`, `test.csv`, …).
+pub fn tweets_file(name: &str) -> PathBuf {
+    repo_path("tests/fixtures/tweets").join(name)
 }
 
 /// The real GPT-2 tokenizer.
@@ -49,11 +48,9 @@ pub fn write_tiny_model(dir: &Path, seed: u64, layout: WeightLayout) -> Gpt2Conf
     cfg
 }
 
-/// First `n` tweets of the shared train split (mixed lengths).
+/// First `n` tweets of the train sample (mixed lengths).
 pub fn tweets(n: usize) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(shared().join("data/tweet_sentiment_extraction/train.jsonl"))
-            .unwrap();
+    let text = std::fs::read_to_string(tweets_file("train.jsonl")).unwrap();
     text.lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]

@@ -1,7 +1,6 @@
 //! Helpers for the service tests: a real server on port 0 over a temporary
 //! data folder and real SQLite, a tiny random base model, a small dataset, and
 //! a JSON client.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,8 +1,6 @@
-//! The classifier reproduces Hugging Face's logits on the shared fixture.
+//! The classifier reproduces Hugging Face's logits on the Hugging Face fixture.
 
-mod common;
-
-use common::{fixture_dir, max_abs_diff};
+use crate::common::{fixture_dir, max_abs_diff};
 use serde_json::Value;
 use tuneserve::infer::Classifier;
 use tuneserve::model::{load, LoadOptions, ModelSource, WeightLayout};

@@ -1,11 +1,9 @@
 //! The training loop's promises: it learns, it resumes to the bit, it stops
 //! when asked, and it keeps checkpoints as configured.
 
-mod common;
-
 use std::path::Path;
 
-use common::write_tiny_model;
+use crate::common::write_tiny_model;
 use tuneserve::data::Example;
 use tuneserve::model::{load, LoadOptions, LoadedModel, ModelSource, WeightLayout};
 use tuneserve::train::{

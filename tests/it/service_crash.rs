@@ -2,9 +2,6 @@
 //! after a restart the lease expires, the job is queued again and resumes
 //! from its checkpoint as attempt 2, and its metrics have no duplicate steps.
 
-mod common;
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -53,14 +50,14 @@ async fn get(client: &reqwest::Client, url: String) -> Value {
 async fn a_killed_worker_is_resumed_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let base_model = dir.path().join("base");
-    common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
 
     let (mut first, base) = start(&data);
     let resp = client
         .post(format!("{base}/datasets?format=jsonl"))
-        .body(support::tiny_dataset())
+        .body(crate::support::tiny_dataset())
         .send()
         .await
         .unwrap();
@@ -100,7 +97,7 @@ async fn a_killed_worker_is_resumed_from_its_checkpoint() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let job = loop {
         let job = get(&client, format!("{base}/jobs/{id}")).await;
-        if support::is_terminal(&job) {
+        if crate::support::is_terminal(&job) {
             break job;
         }
         assert!(Instant::now() < deadline, "job did not finish: {job:#}");
