@@ -4,6 +4,7 @@
 
 mod batch;
 mod dataset;
+pub mod numpy_rng;
 mod tokenizer;
 
 pub use batch::{Encoded, Padding};
