@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use execute::load_served;
 
 use crate::infer::Registry;
-use crate::store::{NewEvent, Store};
+use crate::store::{Level, NewEvent, Store};
 
 /// How the queue runs.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ async fn rescue(shared: Arc<Shared>) {
         for r in rescued {
             tracing::warn!(job = %r.job_id, status = r.status.as_str(), "lease expired");
             let event = NewEvent {
-                level: "warning",
+                level: Level::Warning,
                 kind: "lease_expired",
                 message: format!(
                     "the worker's lease expired; job is now {}",

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::execute::{self, Executed, Failure, Msg, Plan};
 use super::Shared;
 use crate::store::{Fence, JobRow, JobStatus, NewEvent, NewModel, Progress, Split, StoreError};
-use crate::train::{Finish, History, Hyperparameters, TrainEvent};
+use crate::train::{Finish, History, TrainEvent};
 
 /// Why the worker asked the trainer to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,17 +22,10 @@ enum StopReason {
     LeaseLost,
 }
 
-fn info(
-    kind: &'static str,
-    message: impl Into<String>,
-    data: Option<serde_json::Value>,
-) -> NewEvent {
-    NewEvent {
-        level: "info",
-        kind,
-        message: message.into(),
-        data,
-    }
+use crate::store::NewEvent as Ev;
+
+fn info(kind: &'static str, message: impl Into<String>, data: Option<serde_json::Value>) -> Ev {
+    Ev::info(kind, message, data)
 }
 
 /// Runs one claimed attempt of `job` to its end.
@@ -122,8 +115,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
 }
 
 async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, String> {
-    let hyperparameters: Hyperparameters = serde_json::from_value(job.hyperparameters.clone())
-        .map_err(|e| format!("stored hyperparameters: {e}"))?;
+    let hyperparameters = job.hyperparameters.clone();
     let train = shared
         .store
         .get_dataset(&job.train_dataset)
@@ -421,7 +413,7 @@ async fn settle_error(
     };
     tracing::warn!(job = %job.id, attempt = job.attempt, "attempt failed: {message}");
     let event = NewEvent {
-        level: "error",
+        level: crate::store::Level::Error,
         kind: "error",
         message: format!("attempt {} failed: {message}", job.attempt),
         data: Some(json!({"next_status": status.as_str()})),

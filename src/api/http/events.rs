@@ -43,7 +43,7 @@ impl From<EventRow> for JobEvent {
         Self {
             id: e.seq,
             attempt: e.attempt,
-            level: e.level,
+            level: e.level.as_str().to_string(),
             kind: e.kind,
             message: e.message,
             data: e.data,
