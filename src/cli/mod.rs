@@ -111,17 +111,11 @@ fn init_tracing(filter: &str) {
         .init();
 }
 
-/// Parses `cpu` or `cuda:N` (the latter needs a build with `--features cuda`).
-pub fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        _ => {
-            let ordinal = spec
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| anyhow::anyhow!("device `{spec}`: expected `cpu` or `cuda:N`"))?;
-            candle_core::Device::new_cuda(ordinal)
-                .map_err(|e| anyhow::anyhow!("device `{spec}`: {e}"))
-        }
-    }
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB; `None` where
+/// the kernel does not say.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

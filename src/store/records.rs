@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use sqlx::types::Json;
+use sqlx::FromRow;
 
 use super::jobs::FENCED;
 use super::{now_ms, Fence, Store, StoreError};
@@ -194,23 +195,25 @@ impl Store {
         .await?)
     }
 
-    /// Appends to a job's log. With a fence, only while it holds; without
-    /// (client actions), unconditionally at the job's current attempt.
+    /// Appends to a job's log and returns the entry written. With a fence,
+    /// only while it holds (`None` when it no longer does); without (client
+    /// actions), at the job's current attempt (`None` when there is no such job).
     pub async fn add_event(
         &self,
         job_id: &str,
         fence: Option<&Fence>,
         event: NewEvent,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<EventRow>, StoreError> {
         const INSERT: &str =
             "INSERT INTO events (job_id, attempt, level, kind, message, data, created_at)";
+        const RETURNING: &str = "RETURNING seq, attempt, level, kind, message, data, created_at";
         let sql = match fence {
-            Some(_) => {
-                format!("{INSERT} SELECT id, attempt, $4, $5, $6, $7, $8 FROM jobs WHERE {FENCED}")
-            }
-            None => {
-                format!("{INSERT} SELECT id, attempt, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1")
-            }
+            Some(_) => format!(
+                "{INSERT} SELECT id, attempt, $4, $5, $6, $7, $8 FROM jobs WHERE {FENCED} {RETURNING}"
+            ),
+            None => format!(
+                "{INSERT} SELECT id, attempt, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1 {RETURNING}"
+            ),
         };
         let statement = match fence {
             Some(f) => f.bind(&sql),
@@ -222,7 +225,10 @@ impl Store {
             .bind(event.message)
             .bind(event.data.map(Json))
             .bind(now_ms());
-        self.fenced_write(statement).await
+        let mut tx = self.write().await?;
+        let row = statement.fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(row.map(|r| EventRow::from_row(&r)).transpose()?)
     }
 
     /// A job's log entries after `after_seq`, oldest first.

@@ -209,7 +209,7 @@ pub async fn create(
         })
         .await?;
     let event = NewEvent::info("created", "job queued", None);
-    state.store.add_event(&row.id, None, event).await?;
+    state.queue.log().write(&row.id, None, event).await?;
     state.queue.notify();
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
@@ -345,7 +345,8 @@ pub async fn metrics(
 pub struct Checkpoint {
     /// Its step.
     pub step: i64,
-    /// Its folder (a model in Hugging Face's classifier layout).
+    /// Its folder, relative to the server's data folder (a model in Hugging
+    /// Face's classifier layout).
     pub path: String,
     /// The evaluation at that step, if any.
     #[schema(value_type = Option<Object>)]
@@ -404,6 +405,6 @@ pub async fn cancel(
         _ => "cancel requested; the trainer stops at its next step",
     };
     let event = NewEvent::info("cancel_requested", message, None);
-    state.store.add_event(&id, None, event).await?;
+    state.queue.log().write(&id, None, event).await?;
     Ok(Json(row.into()))
 }

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::middleware::{require_api_key, track_metrics};
+use super::middleware::require_api_key;
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -121,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         ));
     protected
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .layer(axum::middleware::from_fn(track_metrics))
+        .layer(axum::middleware::from_fn(super::telemetry::track))
         .layer(DefaultBodyLimit::max(config.max_json_bytes))
         .layer(layers)
         .fallback(not_found)
