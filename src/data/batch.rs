@@ -10,11 +10,9 @@
     Default,
     serde::Serialize,
     serde::Deserialize,
-    clap::ValueEnum,
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Padding {
     /// Pad to the longest row of the batch (same maths, far less work).
     #[default]

@@ -6,20 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::Padding;
 
 /// How the learning rate moves after warmup.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum LrScheduler {
     /// Linear decay to 0 at the last step (the `Trainer`'s default).
     #[default]
@@ -31,20 +19,8 @@ pub enum LrScheduler {
 }
 
 /// When to evaluate or save.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Strategy {
     /// At the end of each epoch.
     #[default]
@@ -56,20 +32,8 @@ pub enum Strategy {
 }
 
 /// The metric that picks the best checkpoint and drives early stopping.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum BestMetric {
     /// Evaluation accuracy (higher is better).
     #[default]
@@ -82,84 +46,65 @@ pub enum BestMetric {
 
 /// Every knob of a fine-tuning run. Unknown fields are rejected when parsed.
 ///
-/// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), with the same defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
+/// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), made from
+/// this definition and these defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hyperparameters {
     /// Passes over the training set.
-    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Peak learning rate of AdamW.
-    #[arg(long, default_value_t = 5e-5)]
     pub learning_rate: f64,
     /// Examples per micro-batch.
-    #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Micro-batches averaged into one optimizer step.
-    #[arg(long, default_value_t = 1)]
     pub gradient_accumulation_steps: usize,
     /// Truncation length in tokens (default: the model's `n_positions`).
-    #[arg(long)]
     pub max_length: Option<usize>,
     /// `longest` (pad to the longest in a batch) or `max_length`.
-    #[arg(long, default_value = "longest")]
+    #[schema(inline)]
     pub padding: Padding,
     /// Optimizer steps of linear warmup from 0.
-    #[arg(long, default_value_t = 0)]
     pub warmup_steps: usize,
     /// Decoupled weight decay (never on biases or LayerNorm weights).
-    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clip the global gradient norm to this (0 turns clipping off).
-    #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
     /// Learning-rate schedule after warmup.
-    #[arg(long, default_value = "linear")]
+    #[schema(inline)]
     pub lr_scheduler: LrScheduler,
     /// Seeds shuffling, subsets, dropout and a new head.
-    #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Use only this many training examples (after shuffling).
-    #[arg(long)]
     pub train_subset: Option<usize>,
     /// Use only this many evaluation examples (after shuffling).
-    #[arg(long)]
     pub eval_subset: Option<usize>,
     /// Shuffle the training set each epoch.
-    #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
     pub shuffle: bool,
     /// Group training examples of similar length into the same batch.
-    #[arg(long, default_value = "false", action = clap::ArgAction::Set)]
     pub group_by_length: bool,
     /// When to evaluate.
-    #[arg(long, default_value = "epoch")]
+    #[schema(inline)]
     pub eval_strategy: Strategy,
     /// Evaluate every this many steps when `eval_strategy` is `steps`.
-    #[arg(long)]
     pub eval_steps: Option<usize>,
     /// When to save a checkpoint.
-    #[arg(long, default_value = "epoch")]
+    #[schema(inline)]
     pub save_strategy: Strategy,
     /// Save every this many steps when `save_strategy` is `steps`.
-    #[arg(long)]
     pub save_steps: Option<usize>,
     /// Checkpoints kept on disk (the best one is never deleted).
-    #[arg(long, default_value_t = 2)]
     pub save_total_limit: usize,
     /// Stop after this many evaluations without improvement (off when absent).
-    #[arg(long)]
     pub early_stopping_patience: Option<usize>,
     /// The metric for the best checkpoint and early stopping.
-    #[arg(long, default_value = "accuracy")]
+    #[schema(inline)]
     pub metric_for_best_model: BestMetric,
     /// Report the training loss every this many optimizer steps.
-    #[arg(long, default_value_t = 10)]
     pub logging_steps: usize,
     /// Overrides the config's attention, embedding and residual dropout.
-    #[arg(long)]
     pub dropout: Option<f32>,
     /// Attempts a job gets before it is marked failed (used by the service).
-    #[arg(long, default_value_t = 3)]
     pub max_attempts: usize,
 }
 
