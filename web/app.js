@@ -162,6 +162,8 @@ document.addEventListener('click', (ev) => {
   if (!a || a.target || a.hasAttribute('download')) return;
   const url = new URL(a.href, location.href);
   if (url.origin !== location.origin || !url.pathname.startsWith('/ui')) return;
+  // An anchor on this page (the skip link) is the browser's business.
+  if (url.hash && url.pathname === location.pathname && url.search === location.search) return;
   ev.preventDefault();
   navigate(url.pathname + url.search + url.hash);
 });

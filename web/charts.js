@@ -1,7 +1,8 @@
 // Line charts on the vendored uPlot: labelled axes, one or more series that
 // can grow (`set` again with more points), sized to their container, and a
 // text description for screen readers. The container's `data-points` holds
-// the number of points drawn (the browser tests read it).
+// the number of points drawn and `data-axes` the axis labels (drawn on the
+// canvas); the browser tests read them.
 
 import { h, num } from './ui.js';
 
@@ -9,6 +10,9 @@ export const PALETTE = ['#1f6fd1', '#d1501f', '#2a9d4b', '#8e44ad', '#c0392b', '
 
 // Room for the y tick labels: their longest text, plus the axis label.
 const yAxisSize = (u, values) => 30 + 7 * Math.max(3, ...(values || []).map((v) => String(v).length));
+
+// Steps are whole numbers: ticks never fall between two.
+const STEP_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
 
 const AXIS = { stroke: '#444', grid: { stroke: '#e6e6e6', width: 1 }, ticks: { stroke: '#ccc', width: 1 } };
 
@@ -22,7 +26,7 @@ export function lineChart(parent, { title, x, y, series, range, key }) {
   const empty = h('p', { class: 'chart-empty muted' }, 'No points yet');
   const figure = h(
     'figure',
-    { class: 'chart', role: 'img', 'aria-label': `${title}: no points yet`, dataset: { chart: key || '', points: 0 } },
+    { class: 'chart', role: 'img', 'aria-label': `${title}: no points yet`, dataset: { chart: key || '', points: 0, axes: `${x} | ${y}` } },
     h('figcaption', {}, title),
     plotBox,
     empty,
@@ -36,7 +40,7 @@ export function lineChart(parent, { title, x, y, series, range, key }) {
     cursor: { drag: { x: true, y: false }, points: { size: 6 } },
     scales: { x: { time: false }, y: range ? { range } : { auto: true } },
     axes: [
-      { ...AXIS, label: x, labelSize: 18, size: 34, values: (u, splits) => splits.map((v) => num(v, 3)) },
+      { ...AXIS, label: x, labelSize: 18, size: 34, incrs: x === 'step' ? STEP_INCRS : undefined, values: (u, splits) => splits.map((v) => num(v, 3)) },
       { ...AXIS, label: y, labelSize: 18, size: yAxisSize, values: (u, splits) => splits.map((v) => num(v, 3)) },
     ],
     series: [

@@ -102,8 +102,10 @@ export const link = (href, text, attrs) => h('a', { href, ...attrs }, text);
 
 /** An error box; with a dataset's row errors, a line-numbered table of them. */
 export function errorBox(err, { lines } = {}) {
-  const box = h('div', { class: 'error-box', role: 'alert' }, h('p', {}, h('strong', {}, 'Error: '), err.message));
   const rows = Array.isArray(err.details) ? err.details : null;
+  // With row errors the table says it all; keep the message's summary only.
+  const text = rows && rows.length ? err.message.split(': line ')[0] : err.message;
+  const box = h('div', { class: 'error-box', role: 'alert' }, h('p', {}, h('strong', {}, 'Error: '), text));
   if (rows && rows.length) {
     const table = h(
       'table',
@@ -190,8 +192,8 @@ export function confusionMatrix({ labels, confusion, precision, recall, caption 
   );
 }
 
-/** Horizontal bars, one per `[label, value]`, scaled to `max`; the highest is marked. */
-export function bars(items, { max, format = (v) => v, label = 'value' } = {}) {
+/** Horizontal bars, one per `[label, value]`, scaled to `max`; the highest is marked (unless `highlight` is false). */
+export function bars(items, { max, format = (v) => v, label = 'value', highlight = true } = {}) {
   const top = Math.max(...items.map(([, v]) => v));
   const scale = max ?? (top || 1);
   return h(
@@ -200,7 +202,7 @@ export function bars(items, { max, format = (v) => v, label = 'value' } = {}) {
     items.map(([name, v]) =>
       h(
         'li',
-        { class: v === top ? 'is-top' : '', dataset: { label: name, value: v } },
+        { class: highlight && v === top ? 'is-top' : '', dataset: { label: name, value: v } },
         h('span', { class: 'bar-label' }, name),
         h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill', style: { width: `${(100 * v) / scale}%` } })),
         h('span', { class: 'bar-value' }, format(v)),

@@ -34,7 +34,12 @@ export async function render(root, ctx) {
         'div',
         { class: 'pick-row' },
         box,
-        h('label', { for: `pick-${j.id}` }, h('code', {}, j.id), ' ', badge(j.status), ' ', h('span', { class: 'muted' }, j.base_model)),
+        h(
+          'label',
+          { for: `pick-${j.id}` },
+          h('code', {}, j.id),
+          h('span', { class: 'pick-meta' }, badge(j.status), ' ', h('span', { class: 'muted' }, j.base_model)),
+        ),
       );
     }),
   );

@@ -84,7 +84,7 @@ export async function render(root, ctx) {
         h('h2', { id: 'h-dist' }, 'Label distribution'),
         bars(
           names.map((l) => [l, d.label_counts[l] ?? 0]),
-          { format: (v) => `${v.toLocaleString('en-US')} (${((100 * v) / (d.rows || 1)).toFixed(1)}%)`, label: 'Rows per label' },
+          { format: (v) => `${v.toLocaleString('en-US')} (${((100 * v) / (d.rows || 1)).toFixed(1)}%)`, label: 'Rows per label', highlight: false },
         ),
       ),
     ),

@@ -12,7 +12,7 @@ const enc = encodeURIComponent;
 
 export async function render(root, ctx) {
   const { signal } = ctx;
-  const file = h('input', { type: 'file', id: 'dataset-file', name: 'file', accept: '.jsonl,.json,.ndjson,.csv,text/csv,application/x-ndjson' });
+  const file = h('input', { type: 'file', id: 'dataset-file', name: 'file', class: 'visually-hidden', accept: '.jsonl,.json,.ndjson,.csv,text/csv,application/x-ndjson' });
   const name = h('input', { type: 'text', id: 'dataset-name', name: 'name', placeholder: 'tweets-train', autocomplete: 'off' });
   const chosen = h('span', { class: 'muted', id: 'dataset-chosen' }, 'No file chosen');
   const result = h('div', { id: 'upload-result', 'aria-live': 'polite' });

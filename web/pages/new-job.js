@@ -224,7 +224,8 @@ export async function render(root, ctx) {
   const showError = (param, message) => {
     const f = fields.get(param);
     if (!f) return false;
-    fill(f.error, message);
+    // Next to the field, its name in front of the message says nothing new.
+    fill(f.error, message.startsWith(`${param}: `) ? message.slice(param.length + 2) : message);
     f.input.setAttribute('aria-invalid', 'true');
     f.wrap.classList.add('invalid');
     return f;
