@@ -2,7 +2,7 @@
 // every page can be linked, bookmarked and reloaded), asks for the API key
 // when the service answers 401, and ends a page's live updates when it is left.
 
-import { auth, get } from './api.js';
+import { auth, get, ApiError } from './api.js';
 import { h, fill, pageError } from './ui.js';
 import * as jobs from './pages/jobs.js';
 import * as job from './pages/job.js';
@@ -34,7 +34,7 @@ let locked = true;
 export function navigate(url, { replace = false } = {}) {
   if (replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
-  render();
+  render({ moveFocus: !replace });
 }
 
 function leave() {
@@ -50,7 +50,7 @@ function leave() {
   current = null;
 }
 
-async function render() {
+async function render({ moveFocus = false } = {}) {
   leave();
   if (locked) return;
   let path = location.pathname;
@@ -66,7 +66,7 @@ async function render() {
   const controller = new AbortController();
   const page = { controller, cleanups: [] };
   current = page;
-  fill(main);
+  fill(main, h('p', { class: 'muted' }, 'Loading…'));
   if (!route) {
     document.title = 'Not found · tuneserve';
     fill(main, h('h1', {}, 'Page not found'), h('p', {}, 'No dashboard page at ', h('code', {}, path), '. ', h('a', { href: '/ui/jobs' }, 'Go to the jobs'), '.'));
@@ -90,14 +90,15 @@ async function render() {
   } catch (e) {
     if (controller.signal.aborted || e.name === 'AbortError') return;
     if (e.status === 401) return; // the login prompt is showing
-    console.error(e);
+    if (!(e instanceof ApiError)) console.error(e); // a bug, not an answer of the API
     if (current === page) pageError(main, e);
   }
-  if (current === page && !controller.signal.aborted) {
-    const heading = main.querySelector('h1');
-    if (heading && document.activeElement === document.body) {
-      heading.setAttribute('tabindex', '-1');
-    }
+  // After a link, focus goes to the new page's heading, as a page load would
+  // put a screen reader or keyboard user at its start.
+  const heading = main.querySelector('h1');
+  if (moveFocus && current === page && heading && !main.contains(document.activeElement)) {
+    heading.setAttribute('tabindex', '-1');
+    heading.focus();
   }
 }
 
@@ -125,7 +126,7 @@ function showLogin(message) {
     fill(status);
     try {
       await get('/jobs?limit=1');
-      unlock();
+      unlock({ moveFocus: true });
     } catch (e) {
       if (e.status !== 401) fill(status, e.message);
     }
@@ -134,11 +135,11 @@ function showLogin(message) {
   input.focus();
 }
 
-function unlock() {
+function unlock({ moveFocus }) {
   locked = false;
   document.body.classList.remove('locked');
   signOut.hidden = !auth.key;
-  render();
+  render({ moveFocus });
 }
 
 auth.onRequired = () => {
@@ -167,13 +168,13 @@ document.addEventListener('click', (ev) => {
   ev.preventDefault();
   navigate(url.pathname + url.search + url.hash);
 });
-window.addEventListener('popstate', render);
+window.addEventListener('popstate', () => render({ moveFocus: true }));
 
 // Does the API want a key? The first call tells.
 (async () => {
   try {
     await get('/jobs?limit=1');
-    unlock();
+    unlock({ moveFocus: false });
   } catch (e) {
     if (e.status === 401) return; // onRequired showed the prompt
     locked = false;

@@ -97,6 +97,12 @@ export function progress(job) {
   return h('span', { class: 'progress' }, bar, h('span', { class: 'progress-text' }, text));
 }
 
+/** A base model for a narrow column: a long folder path as `…/last-folder`, whole on hover. */
+export function modelName(source) {
+  const short = source.length > 28 && source.includes('/') ? `…/${source.replace(/\/+$/, '').split('/').pop()}` : source;
+  return h('code', { class: 'truncate', title: source }, short);
+}
+
 /** A link inside the dashboard. */
 export const link = (href, text, attrs) => h('a', { href, ...attrs }, text);
 
@@ -136,7 +142,8 @@ const clip = (s, n) => (s.length > n ? `${s.slice(0, n)}…` : s);
 
 /** Shows an error in place of a page's content. */
 export function pageError(root, err) {
-  fill(root, errorBox(err));
+  const heading = err.status === 404 ? 'Not found' : 'This page could not be loaded';
+  fill(root, h('h1', {}, heading), errorBox(err), h('p', {}, h('a', { href: '/ui/jobs' }, 'Back to the jobs')));
 }
 
 /**

@@ -4,7 +4,7 @@
 
 import { get, listAll } from '../api.js';
 import { lineChart, alignSeries, PALETTE } from '../charts.js';
-import { h, fill, badge, link, table, metric, num, TERMINAL } from '../ui.js';
+import { h, fill, badge, link, table, metric, num, modelName, TERMINAL } from '../ui.js';
 
 export const title = 'Compare';
 
@@ -38,7 +38,7 @@ export async function render(root, ctx) {
           'label',
           { for: `pick-${j.id}` },
           h('code', {}, j.id),
-          h('span', { class: 'pick-meta' }, badge(j.status), ' ', h('span', { class: 'muted' }, j.base_model)),
+          h('span', { class: 'pick-meta' }, badge(j.status), ' ', modelName(j.base_model)),
         ),
       );
     }),
@@ -110,7 +110,7 @@ export async function render(root, ctx) {
           return [
             h('span', {}, h('span', { class: 'swatch', style: { background: series[i].color }, 'aria-hidden': 'true' }), link(`/ui/jobs/${enc(d.job.id)}`, d.job.id)),
             badge(d.job.status),
-            h('code', {}, d.job.base_model),
+            modelName(d.job.base_model),
             `${d.job.progress.step}${d.job.progress.total_steps ? ` / ${d.job.progress.total_steps}` : ''}`,
             metric(last.accuracy),
             metric(last.macro_f1),

@@ -81,27 +81,50 @@ export async function render(root, ctx) {
 
   // --- the parts, each redrawn from the API ---------------------------------
 
+  // Progress moves with every step; the facts and buttons only when the job's
+  // state does, so links and buttons are not replaced under the user's focus.
+  const progressBox = h('div', { class: 'job-progress' });
+  const factsBox = h('div');
+  append(summary, progressBox, factsBox);
+  let factsKey = null;
+  let actionsKey = null;
+
   const drawJob = () => {
     fill(statusBadge, badge(job.status));
     const p = job.progress || {};
     fill(
-      summary,
-      facts([
-        ['Progress', progress(job)],
-        ['Base model', h('code', {}, job.base_model)],
-        ['Training data', datasetLink(job.train_dataset, names)],
-        ['Evaluation data', job.eval_dataset ? datasetLink(job.eval_dataset, names) : 'none'],
-        ['Model', job.model ? link(`/ui/models/${enc(job.model)}`, job.model) : null],
-        ['Epoch', p.epoch !== null && p.epoch !== undefined ? num(p.epoch, 3) : null],
-        ['Throughput', p.tokens_per_second ? `${num(Math.round(p.tokens_per_second))} tokens/s` : null],
-        ['Attempt', `${job.attempt} of ${job.max_attempts}`],
-        ['Created', ago(job.created_at)],
-        ['Started', job.started_at ? ago(job.started_at) : null],
-        ['Finished', job.finished_at ? ago(job.finished_at) : null],
-        ['Took', job.started_at && job.finished_at ? duration((new Date(job.finished_at) - new Date(job.started_at)) / 1000) : null],
-      ]),
-      job.error ? errorBox({ message: job.error }) : null,
+      progressBox,
+      progress(job),
+      p.epoch !== null && p.epoch !== undefined ? h('span', { class: 'muted' }, ` · epoch ${num(p.epoch, 3)}`) : null,
+      p.tokens_per_second ? h('span', { class: 'muted' }, ` · ${num(Math.round(p.tokens_per_second))} tokens/s`) : null,
     );
+    const fk = JSON.stringify([job.status, job.model, job.attempt, job.started_at, job.finished_at, job.error]);
+    if (fk !== factsKey) {
+      factsKey = fk;
+      fill(
+        factsBox,
+        facts([
+          ['Base model', h('code', {}, job.base_model)],
+          ['Training data', datasetLink(job.train_dataset, names)],
+          ['Evaluation data', job.eval_dataset ? datasetLink(job.eval_dataset, names) : 'none'],
+          ['Model', job.model ? link(`/ui/models/${enc(job.model)}`, job.model) : null],
+          ['Attempt', `${job.attempt} of ${job.max_attempts}`],
+          ['Created', ago(job.created_at)],
+          ['Started', job.started_at ? ago(job.started_at) : null],
+          ['Finished', job.finished_at ? ago(job.finished_at) : null],
+          ['Took', job.started_at && job.finished_at ? duration((new Date(job.finished_at) - new Date(job.started_at)) / 1000) : null],
+        ]),
+        job.error ? errorBox({ message: job.error }) : null,
+      );
+    }
+    const ak = JSON.stringify([job.status, job.cancel_requested]);
+    if (ak !== actionsKey) {
+      actionsKey = ak;
+      drawActions();
+    }
+  };
+
+  const drawActions = () => {
     fill(actions);
     if (!TERMINAL.has(job.status)) {
       const cancel = h('button', { type: 'button', id: 'cancel-job', class: 'danger', disabled: job.cancel_requested }, job.cancel_requested ? 'Cancelling…' : 'Cancel job');

@@ -3,7 +3,7 @@
 // compare their curves.
 
 import { listAll } from '../api.js';
-import { h, fill, badge, progress, ago, link, datasetLink } from '../ui.js';
+import { h, fill, badge, progress, ago, link, datasetLink, modelName } from '../ui.js';
 
 export const title = 'Jobs';
 
@@ -73,19 +73,23 @@ export async function render(root, ctx) {
         compareBtn.textContent = selected.size >= 2 ? `Compare ${selected.size} jobs` : 'Compare selected';
       });
       const cells = Array.from({ length: 6 }, () => h('td'));
+      fill(cells[0], link(`/ui/jobs/${encodeURIComponent(job.id)}`, job.id), job.suffix ? h('span', { class: 'muted' }, ` ${job.suffix}`) : null);
+      fill(cells[3], modelName(job.base_model));
       const tr = h('tr', { dataset: { job: job.id } }, h('td', { class: 'pick' }, box), cells);
-      row = { tr, cells, key: '' };
+      row = { tr, cells, state: '', data: '' };
       rows.set(job.id, row);
     }
-    // Redraw only what changed, so focus and checkboxes stay put.
-    const key = JSON.stringify([job.status, job.progress, job.model, names.get(job.train_dataset), names.get(job.eval_dataset)]);
-    if (row.key !== key) {
-      row.key = key;
-      const [idCell, statusCell, progressCell, baseCell, dataCell] = row.cells;
-      fill(idCell, link(`/ui/jobs/${encodeURIComponent(job.id)}`, job.id), job.suffix ? h('span', { class: 'muted' }, ` ${job.suffix}`) : null);
+    // Redraw only what changed, so links and checkboxes keep the focus.
+    const [, statusCell, progressCell, , dataCell] = row.cells;
+    const state = JSON.stringify([job.status, job.progress]);
+    if (row.state !== state) {
+      row.state = state;
       fill(statusCell, badge(job.status));
       fill(progressCell, progress(job));
-      fill(baseCell, h('span', { class: 'truncate', title: job.base_model }, job.base_model));
+    }
+    const data = JSON.stringify([names.get(job.train_dataset), names.get(job.eval_dataset)]);
+    if (row.data !== data) {
+      row.data = data;
       fill(dataCell, datasetLink(job.train_dataset, names), ' / ', job.eval_dataset ? datasetLink(job.eval_dataset, names) : '—');
     }
     fill(row.cells[5], ago(job.created_at));
@@ -97,9 +101,12 @@ export async function render(root, ctx) {
     if (list.some((j) => j.train_dataset && !names.has(j.train_dataset))) await refreshNames();
     list.reverse(); // the API lists in submission order; newest first here
     const trs = list.map(rowFor);
-    const order = trs.map((tr) => tr.dataset.job).join();
-    const now = [...tbody.children].map((tr) => tr.dataset.job).join();
-    if (order !== now) tbody.replaceChildren(...trs);
+    // Insert new rows in place; rows already there are never moved (that would drop the focus).
+    const keep = new Set(trs);
+    for (const tr of [...tbody.children]) if (!keep.has(tr)) tr.remove();
+    trs.forEach((tr, i) => {
+      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+    });
     if (!list.length) {
       tbody.replaceChildren(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, status ? `No ${status} jobs.` : 'No jobs yet. ', status ? null : link('/ui/new', 'Submit one'))));
     }

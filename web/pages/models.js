@@ -2,7 +2,7 @@
 // box that classifies a text with any of them (or with `latest`).
 
 import { listAll, get } from '../api.js';
-import { h, fill, link, ago, metric, num, table } from '../ui.js';
+import { h, fill, link, ago, metric, num, table, modelName } from '../ui.js';
 import { tryIt } from '../tryit.js';
 
 export const title = 'Models';
@@ -30,7 +30,7 @@ export async function render(root, ctx) {
           models.map((m) => [
             h('span', {}, link(`/ui/models/${enc(m.id)}`, m.id), m.latest ? h('span', { class: 'tag' }, 'latest') : null),
             link(`/ui/jobs/${enc(m.job)}`, m.job),
-            h('code', { class: 'truncate', title: m.base_model }, m.base_model),
+            modelName(m.base_model),
             m.labels.join(', '),
             metric(m.metrics?.accuracy),
             metric(m.metrics?.macro_f1),

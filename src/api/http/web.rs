@@ -200,7 +200,9 @@ mod tests {
         let (status, headers, body) = call("/ui/jobs/job-123", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[CONTENT_TYPE], "text/html; charset=utf-8");
-        assert!(String::from_utf8(body).unwrap().contains("/ui/assets/app.js"));
+        assert!(String::from_utf8(body)
+            .unwrap()
+            .contains("/ui/assets/app.js"));
         assert!(headers[CONTENT_SECURITY_POLICY]
             .to_str()
             .unwrap()
@@ -215,7 +217,10 @@ mod tests {
         assert_eq!(headers[CACHE_CONTROL], "no-cache");
         let (_, headers, _) = call("/ui/assets/vendor/uplot-1.6.32/uPlot.min.css", None).await;
         assert_eq!(headers[CONTENT_TYPE], "text/css; charset=utf-8");
-        assert!(headers[CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+        assert!(headers[CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
 
         let (status, _, body) = call("/ui/assets/nope.js", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
