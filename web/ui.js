@@ -97,11 +97,14 @@ export function progress(job) {
   return h('span', { class: 'progress' }, bar, h('span', { class: 'progress-text' }, text));
 }
 
-/** A base model for a narrow column: a long folder path as `…/last-folder`, whole on hover. */
-export function modelName(source) {
-  const short = source.length > 28 && source.includes('/') ? `…/${source.replace(/\/+$/, '').split('/').pop()}` : source;
-  return h('code', { class: 'truncate', title: source }, short);
+/** A base model's folder path as `…/last-folder` (Hub ids and short paths unchanged). */
+export function shortModel(source) {
+  const path = source.startsWith('/') || source.split('/').length > 2;
+  return path && source.length > 20 ? `…/${source.replace(/\/+$/, '').split('/').pop()}` : source;
 }
+
+/** A base model for a narrow column: short, whole on hover. */
+export const modelName = (source) => h('code', { class: 'truncate', title: source }, shortModel(source));
 
 /** A link inside the dashboard. */
 export const link = (href, text, attrs) => h('a', { href, ...attrs }, text);

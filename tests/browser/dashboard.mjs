@@ -208,6 +208,7 @@ await step('a bad hyperparameter is refused and its error shows next to its fiel
   assert((await page.evaluate(() => document.activeElement.id)) === 'f-hyperparameters-learning_rate', 'focus moved to the field');
   assert(page.url().includes('/ui/new'), 'still on the form');
   assert((await page.locator('.field-error:not(:empty)').count()) === 1, 'only that field has an error');
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'new-job');
 });
 

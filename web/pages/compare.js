@@ -4,7 +4,7 @@
 
 import { get, listAll } from '../api.js';
 import { lineChart, alignSeries, PALETTE } from '../charts.js';
-import { h, fill, badge, link, table, metric, num, modelName, TERMINAL } from '../ui.js';
+import { h, fill, badge, link, table, metric, num, modelName, shortModel, TERMINAL } from '../ui.js';
 
 export const title = 'Compare';
 
@@ -38,7 +38,7 @@ export async function render(root, ctx) {
           'label',
           { for: `pick-${j.id}` },
           h('code', {}, j.id),
-          h('span', { class: 'pick-meta' }, badge(j.status), ' ', modelName(j.base_model)),
+          h('span', { class: 'pick-meta' }, badge(j.status), ' ', h('span', { class: 'muted', title: j.base_model }, shortModel(j.base_model))),
         ),
       );
     }),

@@ -72,7 +72,7 @@ export async function render(root, ctx) {
         compareBtn.disabled = selected.size < 2;
         compareBtn.textContent = selected.size >= 2 ? `Compare ${selected.size} jobs` : 'Compare selected';
       });
-      const cells = Array.from({ length: 6 }, () => h('td'));
+      const cells = Array.from({ length: 6 }, (_, i) => h('td', { class: i === 4 ? 'nowrap' : null }));
       fill(cells[0], link(`/ui/jobs/${encodeURIComponent(job.id)}`, job.id), job.suffix ? h('span', { class: 'muted' }, ` ${job.suffix}`) : null);
       fill(cells[3], modelName(job.base_model));
       const tr = h('tr', { dataset: { job: job.id } }, h('td', { class: 'pick' }, box), cells);
