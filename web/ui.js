@@ -85,9 +85,11 @@ export function progress(job) {
   const done = job.status === 'succeeded';
   const max = total || 1;
   const value = done ? max : Math.min(p.step || 0, max);
+  // Indeterminate (animated) only while running before the plan is known.
+  const unknown = !total && job.status === 'running';
   const bar = h('progress', {
     max,
-    value: total || done ? value : null,
+    value: unknown ? null : value,
     'aria-label': `${job.id} progress`,
   });
   let text = total ? `${p.step} / ${total} steps` : job.status === 'queued' ? 'waiting' : `${p.step || 0} steps`;

@@ -22,7 +22,7 @@ export async function render(root, ctx) {
     h(
       'p',
       { class: 'muted' },
-      latest ? [h('code', {}, 'POST /classify'), ' answers with ', h('code', {}, latest), ' unless a request names another model.'] : 'No model is served yet: one is as soon as a job succeeds.',
+      latest ? [h('code', {}, 'POST /classify'), ' answers with ', h('code', {}, latest), ' unless a request names another model.'] : 'No model is served yet; the first job to succeed will be.',
     ),
     models.length
       ? table(
