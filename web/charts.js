@@ -55,37 +55,25 @@ export function lineChart(parent, { title, x, y, series, range, key }) {
       })),
     ],
   };
-  let plot = null;
-  let pending = [[], ...series.map(() => [])];
-  const draw = () => {
-    if (!window.uPlot) return;
-    if (!plot) plot = new window.uPlot(opts, pending, plotBox);
-    else plot.setData(pending);
-  };
-  // The vendored script is deferred: draw once it has run.
-  if (window.uPlot) draw();
-  else window.addEventListener('DOMContentLoaded', draw, { once: true });
-  const resize = new ResizeObserver(() => {
-    if (plot) plot.setSize({ width: width(), height: 210 });
-  });
+  // index.html loads the vendored script (deferred) before the app's modules run.
+  const plot = new window.uPlot(opts, [[], ...series.map(() => [])], plotBox);
+  const resize = new ResizeObserver(() => plot.setSize({ width: width(), height: 210 }));
   resize.observe(plotBox);
   return {
     set(xs, ...ys) {
-      pending = [xs, ...ys];
+      plot.setData([xs, ...ys]);
       const n = xs.length;
       figure.dataset.points = n;
       empty.hidden = n > 0;
-      figure.classList.toggle('has-points', n > 0);
       const last = ys.map((col, i) => `${series[i].label} ${num(col[n - 1])}`).join(', ');
       figure.setAttribute(
         'aria-label',
         n ? `${title}: ${n} points, ${x} ${num(xs[0])} to ${num(xs[n - 1])}; last: ${last}` : `${title}: no points yet`,
       );
-      draw();
     },
     destroy() {
       resize.disconnect();
-      if (plot) plot.destroy();
+      plot.destroy();
       figure.remove();
     },
   };
