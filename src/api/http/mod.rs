@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         ));
     protected
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(web::router())
         .layer(axum::middleware::from_fn(super::telemetry::track))
         .layer(DefaultBodyLimit::max(config.max_json_bytes))
         .layer(layers)
