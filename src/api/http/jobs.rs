@@ -23,7 +23,8 @@ pub struct CreateJob {
     pub train_dataset: String,
     /// Evaluation dataset id (its labels must be the training set's).
     pub eval_dataset: Option<String>,
-    /// Hyperparameters (DESIGN §3); unknown fields are refused.
+    /// Hyperparameters; each omitted one takes its default, unknown ones are
+    /// refused (422 naming the field).
     pub hyperparameters: Option<Hyperparameters>,
     /// Up to 40 of `[a-z0-9-]`, added to the model's id.
     pub suffix: Option<String>,
