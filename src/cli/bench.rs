@@ -1,5 +1,5 @@
 //! `tuneserve bench`: speed of the classifier on this machine, on the same
-//! shapes as `shared/reference/hf_bench.py` (train step 8×64 with dropout on,
+//! shapes as `reference/hf_bench.py` (train step 8×64 with dropout on,
 //! forward 32×64 in eval mode), as medians after warm-up runs.
 
 use std::time::Instant;
@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::peak_rss_mib;
-use crate::data::{Encoded, Padding};
+use crate::data::{Encoded, Padding, TextTokenizer, TokenizerFiles};
 use crate::model::{
     load, parameter_shapes, random_weights, BatchInput, Gpt2ForSequenceClassification, LoadOptions,
     LoadedModel, Mode, ModelSource, Preset,
@@ -27,9 +27,10 @@ pub struct BenchArgs {
     /// Presets to time with random weights when no --model is given.
     #[arg(long, value_enum, num_args = 1.., default_values_t = [Preset::Small])]
     pub preset: Vec<Preset>,
-    /// Tokenizer folder for --preset models (the bench itself feeds random token ids).
-    #[arg(long, default_value = "../shared/data/gpt2-tokenizer")]
-    pub tokenizer: std::path::PathBuf,
+    /// Tokenizer folder for --preset models (default: GPT-2's, built in; the
+    /// bench itself feeds random token ids).
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
     /// Untimed runs before timing.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -223,8 +224,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         for preset in &args.preset {
             let mut config = preset.config();
             config.labels = crate::model::default_labels(3);
-            let files = crate::data::TokenizerFiles::in_dir(&args.tokenizer)?;
-            let tokenizer = crate::data::TextTokenizer::load(&files)?;
+            let tokenizer = match &args.tokenizer {
+                Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
+                None => TextTokenizer::gpt2()?,
+            };
             let loaded = LoadedModel {
                 weights: random_weights(&config, 0, &Device::Cpu)?,
                 config,

@@ -56,9 +56,7 @@ impl<'a> View<'a> {
 
 /// Multiply-adds below which a product runs on the calling thread: waking an
 /// idle pool thread costs tens of microseconds, more than it saves here, and a
-/// short text on an idle server pays it for every layer (one 11-token text
-/// through the `small` preset: 6.5 ms of inference on the server against 3.5 ms
-/// for the same forward pass in a hot loop).
+/// short text on an idle server pays it for every layer.
 const PARALLEL_MACS: usize = 1 << 22;
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` (`dst` row-major); adds onto `dst` when
