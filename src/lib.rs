@@ -15,6 +15,8 @@
 //! * [`queue`] — the jobs table as a queue: claims, leases, workers on their own threads.
 //! * [`data_dir`] — the layout of the service's data folder.
 //! * `atomic` — files and folders written all-or-nothing.
+//! * [`simd`] — when the hand-written CPU kernels run, and [`simd::composed_ops`]
+//!   to check the GPU's code path on a CPU.
 //! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
 
 pub mod api;
@@ -26,6 +28,6 @@ pub(crate) mod hub;
 pub mod infer;
 pub mod model;
 pub(crate) mod queue;
-mod simd;
+pub mod simd;
 pub mod store;
 pub mod train;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use candle_core::Device;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// One training worker per device (`cpu`, `cuda:N`).
     pub devices: Vec<String>,
+    /// Where `/classify` runs (`cpu`, `cuda:N`).
+    pub infer_device: String,
     /// A model (folder or Hub id) to serve before any job succeeds.
     pub model: Option<String>,
     /// Bearer token required on every route but `/health`, `/metrics` and the docs.
@@ -75,6 +78,7 @@ impl ServeConfig {
             port: 8080,
             data_dir: data_dir.into(),
             devices: vec!["cpu".into()],
+            infer_device: "cpu".into(),
             model: None,
             api_key: None,
             max_batch_size: 32,
@@ -88,6 +92,41 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
         }
+    }
+}
+
+/// A device the service uses, opened once: a training device that also
+/// runs inference is one device (one CUDA stream), so a model trained there is
+/// served without a copy.
+#[derive(Debug, Clone)]
+pub struct ServiceDevice {
+    /// As named on the command line.
+    pub name: String,
+    /// The device.
+    pub device: Device,
+    /// Whether a training worker runs on it.
+    pub training: bool,
+    /// Whether `/classify` runs on it.
+    pub inference: bool,
+}
+
+impl ServiceDevice {
+    /// Opens `--devices` and `--infer-device`, each name once.
+    fn open(config: &ServeConfig) -> anyhow::Result<Vec<Self>> {
+        let mut out: Vec<Self> = Vec::new();
+        let names = config.devices.iter().chain([&config.infer_device]);
+        for name in names {
+            if out.iter().any(|d| &d.name == name) {
+                continue;
+            }
+            out.push(Self {
+                name: name.clone(),
+                device: parse_device(name).map_err(anyhow::Error::msg)?,
+                training: config.devices.contains(name),
+                inference: *name == config.infer_device,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -108,6 +147,8 @@ pub struct AppState {
     pub batcher: Batcher,
     /// The data folder's layout.
     pub data_dir: DataDir,
+    /// The training devices and the inference device, each once.
+    pub devices: Arc<Vec<ServiceDevice>>,
     /// The configuration.
     pub config: Arc<ServeConfig>,
     /// Cancelled on shutdown (ends event streams).
@@ -149,13 +190,18 @@ impl Application {
         }
         telemetry::install();
         let store = Store::open(&data_dir.database()).await?;
-        let devices = config
+        let service_devices = ServiceDevice::open(&config)?;
+        let device = |name: &str| {
+            let found = service_devices.iter().find(|d| d.name == name);
+            found.expect("every named device is opened").device.clone()
+        };
+        let devices: Vec<_> = config
             .devices
             .iter()
-            .map(|d| Ok((d.clone(), parse_device(d).map_err(anyhow::Error::msg)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|d| (d.clone(), device(d)))
+            .collect();
         let registry = Arc::new(Registry::new(
-            devices[0].1.clone(),
+            device(&config.infer_device),
             config.max_loaded_models,
         ));
         preload(&config, &store, &data_dir, &registry).await?;
@@ -184,6 +230,7 @@ impl Application {
             registry,
             batcher,
             data_dir,
+            devices: Arc::new(service_devices),
             config: Arc::new(config),
             shutdown: shutdown.clone(),
         };

@@ -1,6 +1,7 @@
 //! `tuneserve bench`: speed of the classifier on this machine, on the same
 //! shapes as `reference/hf_bench.py` (train step 8×64 with dropout on,
-//! forward 32×64 in eval mode), as medians after warm-up runs.
+//! forward 32×64 in eval mode, both settable), as medians after warm-up runs,
+//! on the CPU or a GPU (every timed run waits for the device), in fp32 or bf16.
 
 use std::time::Instant;
 
@@ -13,8 +14,8 @@ use serde_json::json;
 use super::peak_rss_mib;
 use crate::data::{Encoded, Padding, TextTokenizer, TokenizerFiles};
 use crate::model::{
-    load, parameter_shapes, random_weights, BatchInput, Gpt2ForSequenceClassification, LoadOptions,
-    LoadedModel, Mode, ModelSource, Preset,
+    load, parameter_shapes, parse_device, random_weights, BatchInput,
+    Gpt2ForSequenceClassification, LoadOptions, LoadedModel, Mode, ModelSource, Precision, Preset,
 };
 use crate::train::{step_gradients, AdamConfig, AdamW, MicroBatch};
 
@@ -44,6 +45,29 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu", env = "TUNESERVE_DEVICE")]
+    pub device: String,
+    /// Arithmetic of the timed passes (bf16: autocast, f32 weights and AdamW).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// BATCHxSEQ of the train step.
+    #[arg(long, default_value = "8x64", value_parser = parse_shape)]
+    pub train_shape: (usize, usize),
+    /// BATCHxSEQ of the forward pass.
+    #[arg(long, default_value = "32x64", value_parser = parse_shape)]
+    pub forward_shape: (usize, usize),
+}
+
+/// `8x64` → `(8, 64)`.
+fn parse_shape(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(b, t)| Some((b.parse().ok()?, t.parse().ok()?)));
+    match parsed {
+        Some((b, t)) if b > 0 && t > 0 => Ok((b, t)),
+        _ => Err(format!("`{text}`: expected BATCHxSEQ, such as 8x64")),
+    }
 }
 
 struct Timing {
@@ -100,12 +124,15 @@ fn bench_model(
     loaded: &LoadedModel,
     args: &BenchArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    let dev = Device::Cpu;
+    let dev = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let loaded = &loaded.clone().to_device(&dev)?;
     let cfg = &loaded.config;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let ((b, t), (fb, ft)) = (args.train_shape, args.forward_shape);
 
     // Train step: forward + cross-entropy + backward + AdamW, dropout on.
     let (net, varmap) = loaded.build_trainable()?;
+    let net = net.with_precision(args.precision);
     let vars: Vec<(String, Var)> = {
         let map = varmap.data().lock().expect("varmap lock");
         parameter_shapes(cfg)
@@ -114,8 +141,8 @@ fn bench_model(
             .collect()
     };
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
-    let input = random_batch(&mut rng, 8, 64, &dev)?;
-    let labels: Vec<u32> = (0..8)
+    let input = random_batch(&mut rng, b, t, &dev)?;
+    let labels: Vec<u32> = (0..b)
         .map(|_| rng.random_range(0..cfg.num_labels() as u32))
         .collect();
     let labels = Tensor::new(labels, &dev)?;
@@ -129,6 +156,7 @@ fn bench_model(
         let (grads, _loss, timing) = step_gradients(&net, &vars, &batch, &mut drop_rng)?;
         let t = Instant::now();
         opt.step(&grads, 5e-5, 1.0)?;
+        dev.synchronize()?;
         let optimizer_s = t.elapsed().as_secs_f64();
         for (p, d) in phases
             .iter_mut()
@@ -143,19 +171,20 @@ fn bench_model(
         .map(|p| median(&mut p[args.warmup..]))
         .collect();
 
-    // Forward only, eval mode, 32 × 64.
-    let infer = loaded.build()?;
-    let input32 = random_batch(&mut rng, 32, 64, &dev)?;
+    // Forward only, eval mode.
+    let infer = loaded.build()?.with_precision(args.precision);
+    let input32 = random_batch(&mut rng, fb, ft, &dev)?;
     let fwd = time(args.warmup, args.iters, || {
         infer.forward(&input32, &mut Mode::Eval)?.to_vec2::<f32>()?;
         Ok(())
     })?;
 
+    let (train_tokens, fwd_tokens) = ((b * t) as f64, (fb * ft) as f64);
     println!(
-        "{name}: L={} E={} | train step 8x64 {:.1} ms (min {:.1}; fwd {:.1} / bwd {:.1} / adamw {:.1}) {:.0} tok/s | fwd 32x64 {:.1} ms (min {:.1}) {:.0} tok/s",
-        cfg.n_layer, cfg.n_embd,
+        "{name}: L={} E={} {} {} | train step {b}x{t} {:.1} ms (min {:.1}; fwd {:.1} / bwd {:.1} / adamw {:.1}) {:.0} tok/s | fwd {fb}x{ft} {:.1} ms (min {:.1}) {:.0} tok/s",
+        cfg.n_layer, cfg.n_embd, args.device, args.precision.as_str(),
         train.median * 1e3, train.min * 1e3, phase[0] * 1e3, phase[1] * 1e3, phase[2] * 1e3,
-        512.0 / train.median, fwd.median * 1e3, fwd.min * 1e3, 2048.0 / fwd.median,
+        train_tokens / train.median, fwd.median * 1e3, fwd.min * 1e3, fwd_tokens / fwd.median,
     );
     let text = match &args.text {
         Some(text) => Some(bench_text(&infer, loaded, text, args)?),
@@ -163,11 +192,12 @@ fn bench_model(
     };
     Ok(json!({
         "model": name, "n_layer": cfg.n_layer, "n_embd": cfg.n_embd,
-        "train_step": {"batch": 8, "seq": 64, "median_s": train.median, "min_s": train.min,
-            "tokens_per_s": 512.0 / train.median,
+        "device": args.device, "precision": args.precision.as_str(),
+        "train_step": {"batch": b, "seq": t, "median_s": train.median, "min_s": train.min,
+            "tokens_per_s": train_tokens / train.median,
             "phase_median_s": {"forward": phase[0], "backward": phase[1], "optimizer": phase[2]}},
-        "forward": {"batch": 32, "seq": 64, "median_s": fwd.median, "min_s": fwd.min,
-            "tokens_per_s": 2048.0 / fwd.median},
+        "forward": {"batch": fb, "seq": ft, "median_s": fwd.median, "min_s": fwd.min,
+            "tokens_per_s": fwd_tokens / fwd.median},
         "text": text,
     }))
 }
@@ -181,8 +211,9 @@ fn bench_text(
 ) -> anyhow::Result<serde_json::Value> {
     let ids = loaded.tokenizer.encode(text)?;
     let tokens = ids.len();
-    let one = batch_of(std::slice::from_ref(&ids), &Device::Cpu)?;
-    let batch = batch_of(&vec![ids; 32], &Device::Cpu)?;
+    let dev = net.device();
+    let one = batch_of(std::slice::from_ref(&ids), dev)?;
+    let batch = batch_of(&vec![ids; 32], dev)?;
     let forward = |input: &BatchInput| -> anyhow::Result<()> {
         net.forward(input, &mut Mode::Eval)?.to_vec2::<f32>()?;
         Ok(())
@@ -203,10 +234,12 @@ fn bench_text(
 /// the speed of the gemm kernel every layer rests on.
 fn matmul_gflops(args: &BenchArgs) -> anyhow::Result<f64> {
     const N: usize = 2048;
-    let a = Tensor::randn(0f32, 1.0, (N, N), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (N, N), &Device::Cpu)?;
+    let dev = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let a = Tensor::randn(0f32, 1.0, (N, N), &Device::Cpu)?.to_device(&dev)?;
+    let b = Tensor::randn(0f32, 1.0, (N, N), &Device::Cpu)?.to_device(&dev)?;
     let t = time(args.warmup, args.iters, || {
         a.matmul(&b)?;
+        dev.synchronize()?;
         Ok(())
     })?;
     Ok(2.0 * (N as f64).powi(3) / t.median / 1e9)

@@ -144,6 +144,8 @@ mod tests {
         );
         assert_eq!((h.max_length, h.learning_rate), (Some(128), 5e-4));
         assert_eq!(h.epochs, Hyperparameters::default().epochs);
+        let h = parse(&["--precision", "bf16"]).unwrap();
+        assert_eq!(h.precision, crate::model::Precision::Bf16);
     }
 
     #[test]
@@ -155,6 +157,8 @@ mod tests {
             err.contains("--padding") && err.contains("max_length"),
             "{err}"
         );
+        let err = parse(&["--precision", "fp16"]).unwrap_err();
+        assert!(err.contains("--precision") && err.contains("bf16"), "{err}");
         let help = add(Command::new("train")).render_help().to_string();
         assert!(help.contains("--learning-rate"), "{help}");
         assert!(help.contains("[default: 0.00005]"), "{help}");

@@ -25,6 +25,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub devices: Vec<String>,
+    /// Where `/classify` runs: `cpu` or `cuda:N` (may be one of --devices).
+    #[arg(long, env = "TUNESERVE_INFER_DEVICE", default_value = "cpu")]
+    pub infer_device: String,
     /// A model to serve from the start (folder in the Hub's layout or Hub id).
     #[arg(long, env = "TUNESERVE_MODEL")]
     pub model: Option<String>,
@@ -64,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.host = args.host;
     config.port = args.port;
     config.devices = args.devices;
+    config.infer_device = args.infer_device;
     config.model = args.model;
     config.api_key = args.api_key.filter(|k| !k.is_empty());
     config.max_batch_size = args.max_batch_size;

@@ -71,6 +71,11 @@ impl Registry {
         }
     }
 
+    /// The device models are loaded onto.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The current `latest`, if any model was promoted.
     pub fn latest(&self) -> Option<Arc<ServedModel>> {
         self.latest.load_full()

@@ -7,6 +7,9 @@
 //! rightmost position whose id is not the pad id, or position 0 when every id is
 //! the pad id (Hugging Face takes `argmax` of `position * (id != pad)`).
 //!
+//! The weights are f32; under [`Precision::Bf16`] the matrix products run in
+//! bf16 (see `precision.rs` for what stays f32).
+//!
 //! Parameter names are those of Hugging Face's classifier layout
 //! (`transformer.h.0.attn.c_attn.weight`, …, `score.weight`); [`parameter_shapes`]
 //! lists them all, and every other part of the crate goes through it.
@@ -17,8 +20,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Activation, Gpt2Config};
+use super::input::BatchInput;
 use super::ops;
-use crate::data::Encoded;
+use super::precision::{to_f32, Precision};
 
 /// Every parameter of the classifier with its shape, in a stable order.
 pub fn parameter_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
@@ -106,13 +110,19 @@ impl Conv1D {
     }
 }
 
-impl Module for Conv1D {
-    /// `x` is `[rows, in]`.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        ops::linear(x, &self.weight, &self.bias)
+impl Conv1D {
+    /// `x` is `[rows, in]`; the product runs in `precision`'s dtype, and so
+    /// does the result.
+    fn forward(&self, x: &Tensor, precision: Precision) -> candle_core::Result<Tensor> {
+        let cast = |t: &Tensor| precision.cast(t);
+        ops::linear(&cast(x)?, &cast(&self.weight)?, &cast(&self.bias)?)
     }
 }
 
+/// Inverted dropout with the mask drawn on the host from the step's seeded
+/// generator, on every device: a run's masks are the same on a CPU and a GPU
+/// (so are its losses, up to rounding), and no device random-number library is
+/// needed. On a GPU the mask is an upload, never a copy back.
 fn dropout(x: &Tensor, p: f32, mode: &mut Mode) -> candle_core::Result<Tensor> {
     let Mode::Train(rng) = mode else {
         return Ok(x.clone());
@@ -138,26 +148,30 @@ struct Attention {
 }
 
 impl Attention {
-    /// `x` is `[b*t, e]`, `mask` is additive `[b, 1, t, t]`; returns `[b*t, e]`.
+    /// `x` is `[b*t, e]`, `mask` is additive `[b, 1, t, t]` (f32); returns
+    /// `[b*t, e]` in the compute dtype. The softmax runs in f32.
     fn forward(
         &self,
         x: &Tensor,
         (b, t): (usize, usize),
         mask: &Tensor,
         pdrop: (f32, f32),
-        mode: &mut Mode,
+        (precision, mode): (Precision, &mut Mode),
     ) -> candle_core::Result<Tensor> {
         let e = x.dim(1)?;
         let d = e / self.n_head;
-        let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, self.n_head, d))?;
+        let qkv = self
+            .c_attn
+            .forward(x, precision)?
+            .reshape((b, t, 3, self.n_head, d))?;
         let head = |i: usize| qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2);
         let q = (head(0)?.contiguous()? * self.scale)?;
         let k_t = head(1)?.transpose(2, 3)?.contiguous()?;
         let v = head(2)?.contiguous()?;
-        let probs = ops::masked_softmax(&q.matmul(&k_t)?, mask)?;
-        let probs = dropout(&probs, pdrop.0, mode)?;
+        let probs = ops::masked_softmax(&to_f32(&q.matmul(&k_t)?)?, mask)?;
+        let probs = precision.cast(&dropout(&probs, pdrop.0, mode)?)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, e))?;
-        dropout(&self.c_proj.forward(&y)?, pdrop.1, mode)
+        dropout(&self.c_proj.forward(&y, precision)?, pdrop.1, mode)
     }
 }
 
@@ -196,25 +210,27 @@ impl Block {
         })
     }
 
+    /// `x` is the f32 residual stream `[b*t, e]`.
     fn forward(
         &self,
         x: &Tensor,
         bt: (usize, usize),
         mask: &Tensor,
         cfg: &Gpt2Config,
-        mode: &mut Mode,
+        (precision, mode): (Precision, &mut Mode),
     ) -> candle_core::Result<Tensor> {
         let a = self.ln_1.forward(x)?;
         let pdrop = (cfg.attn_pdrop, cfg.resid_pdrop);
-        let x = (x + self.attn.forward(&a, bt, mask, pdrop, mode)?)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
+        let attn = self.attn.forward(&a, bt, mask, pdrop, (precision, mode))?;
+        let x = (x + to_f32(&attn)?)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?, precision)?;
         let h = match self.activation {
             Activation::GeluTanh => ops::gelu_tanh(&h)?,
             Activation::GeluErf => h.gelu_erf()?,
             Activation::Relu => h.relu()?,
         };
-        let h = dropout(&self.c_proj.forward(&h)?, cfg.resid_pdrop, mode)?;
-        x + h
+        let h = dropout(&self.c_proj.forward(&h, precision)?, cfg.resid_pdrop, mode)?;
+        x + to_f32(&h)?
     }
 }
 
@@ -228,6 +244,7 @@ pub struct Gpt2ForSequenceClassification {
     /// `[num_labels, n_embd]`.
     score: Tensor,
     config: Gpt2Config,
+    precision: Precision,
 }
 
 impl Gpt2ForSequenceClassification {
@@ -247,7 +264,20 @@ impl Gpt2ForSequenceClassification {
             ln_f: LayerNorm::new(t.pp("ln_f"), cfg.n_embd, cfg.layer_norm_epsilon)?,
             score: vb.get((cfg.num_labels(), cfg.n_embd), "score.weight")?,
             config: cfg.clone(),
+            precision: Precision::Fp32,
         })
+    }
+
+    /// The model running its matrix products in `precision` (the weights stay
+    /// f32; see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The arithmetic the model runs in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The configuration the model was built with.
@@ -260,7 +290,7 @@ impl Gpt2ForSequenceClassification {
         self.wte.device()
     }
 
-    /// Classification logits `[batch, num_labels]` of one padded batch, pooled
+    /// Classification logits `[batch, num_labels]` (f32) of one padded batch, pooled
     /// as the module docs say (the pooling rows come from the host, see
     /// [`BatchInput`]).
     pub fn forward(&self, input: &BatchInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
@@ -304,92 +334,11 @@ impl Gpt2ForSequenceClassification {
         let positions = Tensor::arange(0u32, t as u32, dev)?;
         let pos = self.wpe.embedding(&positions)?.repeat((b, 1))?;
         let mut x = dropout(&(tokens + pos)?, self.config.embd_pdrop, mode)?;
-        let mask = input.mask.to_dtype(x.dtype())?;
+        let p = self.precision;
         for block in &self.blocks {
-            x = block.forward(&x, (b, t), &mask, &self.config, mode)?;
+            x = block.forward(&x, (b, t), &input.mask, &self.config, (p, mode))?;
         }
         let pooled = self.ln_f.forward(&x.index_select(&input.pool_rows, 0)?)?;
-        pooled.matmul(&self.score.t()?)
+        to_f32(&p.cast(&pooled)?.matmul(&p.cast(&self.score)?.t()?)?)
     }
-}
-
-/// One padded batch on the model's device, built from what the host already
-/// knows about it ([`Encoded`]): the forward pass never copies anything back
-/// from the device to find out.
-#[derive(Debug, Clone)]
-pub struct BatchInput {
-    /// Token ids `[batch, seq]` (u32, right-padded).
-    pub ids: Tensor,
-    /// Additive attention mask `[batch, 1, seq, seq]`: 0 where query `q` may
-    /// attend to key `k` (`k <= q` and the key is a real token), the most
-    /// negative float elsewhere (finite, so a fully masked row yields uniform
-    /// attention instead of NaN).
-    pub mask: Tensor,
-    /// Row of the flattened `[batch·seq]` activations each text is classified
-    /// at (`row · seq + pool index`, see [`Encoded::pool`]).
-    pub pool_rows: Tensor,
-}
-
-impl BatchInput {
-    /// Uploads `enc` to `dev`.
-    pub fn new(enc: &Encoded, dev: &Device) -> candle_core::Result<Self> {
-        let (b, t) = (enc.batch, enc.seq_len);
-        let mut mask = Vec::with_capacity(b * t * t);
-        for keys in enc.attention_mask.chunks(t.max(1)).take(b) {
-            for q in 0..t {
-                mask.extend((0..t).map(|k| {
-                    if k <= q && keys[k] != 0 {
-                        0.0
-                    } else {
-                        f32::MIN
-                    }
-                }));
-            }
-        }
-        let rows: Vec<u32> = enc
-            .pool
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| (i * t + p) as u32)
-            .collect();
-        Ok(Self {
-            ids: Tensor::from_slice(&enc.ids, (b, t), dev)?,
-            mask: Tensor::from_vec(mask, (b, 1, t, t), dev)?,
-            pool_rows: Tensor::from_vec(rows, b, dev)?,
-        })
-    }
-}
-
-/// The gradient of `wte.weight` (`[vocab, n_embd]`) from the token ids of a step's
-/// micro-batches and the gradients of their [`Gpt2ForSequenceClassification::forward_train`]
-/// leaves: each row's gradient added onto its token's row.
-///
-/// On the host the rows are added straight into one fresh buffer; candle's
-/// `zeros_like().index_add(..)` would fill a dense buffer with zeros and then
-/// copy it whole before adding (the embedding is most of a small model).
-pub fn embedding_gradient(
-    wte: &Tensor,
-    ids: &[Tensor],
-    row_grads: &[Tensor],
-) -> candle_core::Result<Tensor> {
-    let ids = Tensor::cat(
-        &ids.iter()
-            .map(|t| t.flatten_all())
-            .collect::<candle_core::Result<Vec<_>>>()?,
-        0,
-    )?;
-    let grads = Tensor::cat(row_grads, 0)?;
-    if !crate::simd::host_f32(wte) {
-        return wte.zeros_like()?.index_add(&ids, &grads, 0);
-    }
-    let (vocab, e) = wte.dims2()?;
-    let mut out = vec![0f32; vocab * e];
-    let rows = grads.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    for (id, g) in ids.to_vec1::<u32>()?.into_iter().zip(rows.chunks_exact(e)) {
-        let Some(dst) = out.get_mut(id as usize * e..(id as usize + 1) * e) else {
-            candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
-        };
-        dst.iter_mut().zip(g).for_each(|(d, s)| *d += s);
-    }
-    Tensor::from_vec(out, (vocab, e), wte.device())
 }

@@ -240,6 +240,20 @@ impl LoadedModel {
         Ok((model, varmap))
     }
 
+    /// The model with its weights on `device` (the same model when they are
+    /// there already).
+    pub fn to_device(self, device: &Device) -> Result<Self, ModelError> {
+        if self.weights_device().same_device(device) {
+            return Ok(self);
+        }
+        let weights = self
+            .weights
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(device)?)))
+            .collect::<Result<_, candle_core::Error>>()?;
+        Ok(Self { weights, ..self })
+    }
+
     fn weights_device(&self) -> Device {
         self.weights
             .values()

@@ -4,23 +4,27 @@
 
 mod card;
 mod config;
+mod device;
 mod gpt2;
 mod head;
 mod init;
+mod input;
 mod load;
 mod ops;
+mod precision;
 mod save;
 
 use std::path::{Path, PathBuf};
 
 pub use card::ModelCard;
 pub use config::{default_labels, Activation, Gpt2Config};
-pub use gpt2::{
-    embedding_gradient, parameter_shapes, BatchInput, Gpt2ForSequenceClassification, Mode,
-};
+pub use device::{parse_device, DeviceInfo};
+pub use gpt2::{parameter_shapes, Gpt2ForSequenceClassification, Mode};
 pub use head::{argmax, log_softmax};
 pub use init::{init_score_head, random_weights, Preset};
+pub use input::{embedding_gradient, BatchInput};
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
+pub use precision::Precision;
 pub use save::{export, save, write_model_files};
 
 /// Named weights of a classifier, keyed as in [`parameter_shapes`].
@@ -119,21 +123,6 @@ impl ModelError {
         Self::Io {
             path: path.to_path_buf(),
             source,
-        }
-    }
-}
-
-/// Parses a device name: `cpu`, or `cuda:N` (which needs a build with
-/// `--features cuda` and a GPU at run time).
-pub fn parse_device(spec: &str) -> Result<candle_core::Device, String> {
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        _ => {
-            let ordinal = spec
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| format!("device `{spec}`: expected `cpu` or `cuda:N`"))?;
-            candle_core::Device::new_cuda(ordinal).map_err(|e| format!("device `{spec}`: {e}"))
         }
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Plan {
     pub model_dir: PathBuf,
     /// Where to train.
     pub device: Device,
+    /// Where the trained model is served (`/classify`'s device).
+    pub serve_device: Device,
 }
 
 /// What the thread sends.
@@ -189,7 +191,11 @@ fn execute(
     outcome
         .export(&plan.model_dir, &plan.provenance)
         .map_err(JobError::Export)?;
-    let classifier = Classifier::new(&outcome.model(), None).map_err(JobError::Serve)?;
+    let trained = outcome
+        .model()
+        .to_device(&plan.serve_device)
+        .map_err(JobError::Serve)?;
+    let classifier = Classifier::new(&trained, None).map_err(JobError::Serve)?;
     Ok(Executed {
         finish: outcome.finish,
         model: Some(Arc::new(ServedModel {

@@ -143,6 +143,7 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
         hyperparameters: job.hyperparameters.clone(),
         checkpoint_dir: dir.checkpoints(&job.id),
         device: device.clone(),
+        serve_device: shared.registry.device().clone(),
     })
 }
 

@@ -6,32 +6,34 @@ use candle_core::Tensor;
 
 use crate::simd::{host_f32, vectorized};
 
-/// Global L2 norm of `grads` (computed in f64, in parallel on the CPU).
+/// Global L2 norm of `grads`: on the CPU in f64, in parallel; gradients on a
+/// device are reduced there and read back once (one synchronisation per call,
+/// not one per gradient).
 pub fn global_norm(grads: &[Tensor]) -> candle_core::Result<f64> {
     let mut sum_sq = 0f64;
+    let mut on_device = Vec::new();
     for g in grads {
-        sum_sq += if host_f32(g) {
-            use rayon::prelude::*;
-            let g = g.contiguous()?;
-            let (storage, layout) = g.storage_and_layout();
-            let candle_core::Storage::Cpu(cpu) = &*storage else {
-                unreachable!("checked to be on the CPU")
-            };
-            let (a, b) = layout.contiguous_offsets().expect("made contiguous");
-            let data = &cpu.as_slice::<f32>()?[a..b];
-            if data.len() <= 1 << 15 {
-                sum_of_squares(data)
-            } else {
-                data.par_chunks(1 << 15).map(sum_of_squares).sum()
-            }
-        } else {
-            f64::from(
-                g.sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_scalar::<f32>()?,
-            )
+        if !host_f32(g) {
+            on_device.push(g.to_dtype(candle_core::DType::F32)?.sqr()?.sum_all()?);
+            continue;
+        }
+        use rayon::prelude::*;
+        let g = g.contiguous()?;
+        let (storage, layout) = g.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            unreachable!("checked to be on the CPU")
         };
+        let (a, b) = layout.contiguous_offsets().expect("made contiguous");
+        let data = &cpu.as_slice::<f32>()?[a..b];
+        sum_sq += if data.len() <= 1 << 15 {
+            sum_of_squares(data)
+        } else {
+            data.par_chunks(1 << 15).map(sum_of_squares).sum()
+        };
+    }
+    if !on_device.is_empty() {
+        let total = Tensor::stack(&on_device, 0)?.sum_all()?;
+        sum_sq += f64::from(total.to_scalar::<f32>()?);
     }
     Ok(sum_sq.sqrt())
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Padding;
+use crate::model::Precision;
 
 /// How the learning rate moves after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -104,6 +105,11 @@ pub struct Hyperparameters {
     pub logging_steps: usize,
     /// Overrides the config's attention, embedding and residual dropout.
     pub dropout: Option<f32>,
+    /// `fp32`, or `bf16` autocast: bf16 matrix products with f32 master
+    /// weights, optimizer state, LayerNorm, softmax and loss. `bf16` needs a
+    /// GPU (on the CPU it is slower than fp32).
+    #[schema(inline)]
+    pub precision: Precision,
     /// Attempts a job gets before it is marked failed (used by the service).
     pub max_attempts: usize,
 }
@@ -135,6 +141,7 @@ impl Default for Hyperparameters {
             metric_for_best_model: BestMetric::Accuracy,
             logging_steps: 10,
             dropout: None,
+            precision: Precision::Fp32,
             max_attempts: 3,
         }
     }

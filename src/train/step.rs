@@ -1,5 +1,9 @@
 //! One optimizer step's gradients: forward and backward over its micro-batches,
 //! averaged, with the embedding's gradient scattered once per step.
+//!
+//! Nothing is read back from the device until the step's last backward pass
+//! is queued: the micro-batches' losses are read together, once (on a GPU,
+//! one synchronisation per step for the logged loss).
 
 use std::time::Instant;
 
@@ -69,7 +73,7 @@ pub fn step_gradients(
     let n = micro.len() as f64;
     let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
     let (mut ids, mut row_grads) = (Vec::new(), Vec::new());
-    let mut loss_sum = 0f64;
+    let mut losses = Vec::with_capacity(micro.len());
     let mut timing = StepTiming::default();
     for group in backward_groups(micro) {
         let start = Instant::now();
@@ -78,7 +82,7 @@ pub fn step_gradients(
         for mb in group {
             let (logits, tokens) = net.forward_train(&mb.input, rng)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
-            loss_sum += f64::from(loss.to_scalar::<f32>()?);
+            losses.push(loss.detach()); // the value only: the graph goes with its backward
             let share = (loss / n)?;
             objective = Some(match objective {
                 Some(o) => (o + share)?,
@@ -119,6 +123,14 @@ pub fn step_gradients(
         })
         .collect::<candle_core::Result<_>>()?;
     timing.backward_s += scatter_start.elapsed().as_secs_f64();
+    let loss_sum = match losses.len() {
+        0 => 0.0,
+        _ => Tensor::stack(&losses, 0)?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(f64::from)
+            .sum(),
+    };
     Ok((grads, loss_sum / n, timing))
 }
 

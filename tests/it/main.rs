@@ -13,6 +13,7 @@ mod model_batching;
 mod model_grad;
 mod model_io;
 mod model_parity;
+mod model_precision;
 mod openapi;
 mod service_api;
 mod service_crash;

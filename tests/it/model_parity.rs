@@ -76,3 +76,18 @@ fn logits_match_hf_one_by_one() {
         assert!(diff <= 1e-4, "{:?}: max abs diff {diff:e}", item.text);
     }
 }
+
+#[test]
+fn logits_match_hf_on_the_gpu_code_path() {
+    // candle's composed ops, as a GPU runs them, forced on the CPU.
+    tuneserve::simd::composed_ops(|| {
+        let clf = classifier();
+        let items = expected();
+        let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+        let preds = clf.classify(&texts).unwrap();
+        for (item, pred) in items.iter().zip(&preds) {
+            let diff = max_abs_diff(&pred.logits, &item.logits);
+            assert!(diff <= 1e-4, "{:?}: max abs diff {diff:e}", item.text);
+        }
+    });
+}

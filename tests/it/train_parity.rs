@@ -1,14 +1,18 @@
 //! Training parity with PyTorch + Hugging Face on the Hugging Face fixture: per-step
-//! losses, pre-clip gradient norms and learning rates, then the trained logits.
+//! losses, pre-clip gradient norms and learning rates, then the trained logits;
+//! once on the CPU's hand-written kernels and once on the code path a GPU takes
+//! (candle's composed ops, AdamW's device moments, device-side clipping and
+//! `index_add` for the embedding), forced on the CPU.
 
 use crate::common::{fixture_dir, max_abs_diff, tweets_file};
 use serde_json::Value;
 use tuneserve::data::Example;
 use tuneserve::infer::Classifier;
-use tuneserve::model::{load, LoadOptions, ModelSource};
-use tuneserve::train::{self, Hyperparameters, LrScheduler, Strategy};
+use tuneserve::model::{load, LoadOptions, LoadedModel, ModelSource};
+use tuneserve::train::{self, Hyperparameters, LrScheduler, Strategy, TrainOutcome};
 
-fn first_rows(n: usize) -> Vec<Example> {
+/// The first `n` rows of the tweets' `train.jsonl`, in file order.
+pub fn first_rows(n: usize) -> Vec<Example> {
     let text = std::fs::read_to_string(tweets_file("train.jsonl")).unwrap();
     text.lines()
         .take(n)
@@ -27,14 +31,9 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-12)
 }
 
-#[test]
-fn losses_grad_norms_and_learning_rates_match_pytorch() {
-    let reference: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_dir().join("train_reference.json")).unwrap(),
-    )
-    .unwrap();
-    let model = load(&ModelSource::Dir(fixture_dir()), &LoadOptions::default()).unwrap();
-    let h = Hyperparameters {
+/// The settings `train_reference.json` was made with (its SOURCE.md).
+pub fn reference_hyperparameters() -> Hyperparameters {
+    Hyperparameters {
         epochs: 3,
         learning_rate: 1e-3,
         batch_size: 4,
@@ -50,22 +49,30 @@ fn losses_grad_norms_and_learning_rates_match_pytorch() {
         logging_steps: 1,
         dropout: Some(0.0),
         ..Hyperparameters::default()
-    };
+    }
+}
+
+/// Trains the fixture as the reference did (on the calling thread).
+fn train_like_the_reference() -> (LoadedModel, TrainOutcome) {
+    let model = load(&ModelSource::Dir(fixture_dir()), &LoadOptions::default()).unwrap();
     let data = first_rows(64);
     let tmp = tempfile::tempdir().unwrap();
-    let outcome = train::run(
-        train::TrainSpec {
-            model: model.clone(),
-            train: &data,
-            eval: None,
-            hyperparameters: &h,
-            checkpoint_dir: tmp.path().to_path_buf(),
-            resume: train::Resume::No,
-        },
-        &mut (),
+    let spec = train::TrainSpec {
+        model: model.clone(),
+        train: &data,
+        eval: None,
+        hyperparameters: &reference_hyperparameters(),
+        checkpoint_dir: tmp.path().to_path_buf(),
+        resume: train::Resume::No,
+    };
+    (model, train::run(spec, &mut ()).unwrap())
+}
+
+fn assert_matches_pytorch(model: &LoadedModel, outcome: TrainOutcome) {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("train_reference.json")).unwrap(),
     )
     .unwrap();
-
     let expected = reference["steps"].as_array().unwrap();
     assert_eq!(
         outcome.history.steps.len(),
@@ -126,4 +133,16 @@ fn losses_grad_norms_and_learning_rates_match_pytorch() {
         worst <= 2e-3,
         "trained logits differ from PyTorch's by {worst:e}"
     );
+}
+
+#[test]
+fn losses_grad_norms_and_learning_rates_match_pytorch() {
+    let (model, outcome) = train_like_the_reference();
+    assert_matches_pytorch(&model, outcome);
+}
+
+#[test]
+fn the_gpu_code_path_matches_pytorch_too() {
+    let (model, outcome) = tuneserve::simd::composed_ops(train_like_the_reference);
+    assert_matches_pytorch(&model, outcome);
 }

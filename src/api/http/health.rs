@@ -1,4 +1,6 @@
 //! `GET /health` and `GET /metrics` (Prometheus), both open without an API key.
+//! `/health` also lists the devices the service trains and classifies on, with
+//! their memory (a GPU's as its driver reports it).
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -8,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json};
+use crate::model::DeviceInfo;
 
 /// The service's state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -16,6 +19,20 @@ pub struct Health {
     pub status: &'static str,
     /// The model `/classify` answers with by default, if any.
     pub latest_model: Option<String>,
+    /// The devices in use: one training worker each, and `/classify`'s.
+    pub devices: Vec<DeviceHealth>,
+}
+
+/// A device the service uses, and its memory now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceHealth {
+    /// As named on the command line (`cpu`, `cuda:0`), what it is, its memory.
+    #[serde(flatten)]
+    pub device: DeviceInfo,
+    /// Whether a training worker runs on it.
+    pub training: bool,
+    /// Whether `/classify` runs on it.
+    pub inference: bool,
 }
 
 /// 200 when the database answers, 503 otherwise.
@@ -30,9 +47,23 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))?;
+    let devices = state.devices.clone();
+    let devices = tokio::task::spawn_blocking(move || {
+        devices
+            .iter()
+            .map(|d| DeviceHealth {
+                device: DeviceInfo::of(&d.name, &d.device),
+                training: d.training,
+                inference: d.inference,
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("reading device memory: {e}")))?;
     Ok(Json(Health {
         status: "ok",
         latest_model: state.registry.latest().map(|m| m.id.clone()),
+        devices,
     }))
 }
 

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{new_id, timestamp};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
-use crate::model::ModelSource;
+use crate::model::{ModelSource, Precision};
 use crate::store::{JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
 
@@ -137,7 +137,7 @@ impl From<JobRow> for Job {
     }
 }
 
-fn validate(req: &CreateJob, hp: &Hyperparameters) -> Result<(), ApiError> {
+fn validate(req: &CreateJob, hp: &Hyperparameters, devices: &[String]) -> Result<(), ApiError> {
     if req.base_model.trim().is_empty() {
         return Err(ApiError::invalid("base_model", "must not be empty"));
     }
@@ -157,7 +157,18 @@ fn validate(req: &CreateJob, hp: &Hyperparameters) -> Result<(), ApiError> {
         }
     }
     hp.validate()
-        .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))
+        .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))?;
+    if hp.precision == Precision::Bf16 && !devices.iter().any(|d| d.starts_with("cuda")) {
+        return Err(ApiError::invalid(
+            "hyperparameters.precision",
+            format!(
+                "\"bf16\" needs a GPU worker and this service trains on {} \
+                 (start it with --devices cuda:N); use \"fp32\"",
+                devices.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn dataset_labels(state: &AppState, param: &str, id: &str) -> Result<Vec<String>, ApiError> {
@@ -184,7 +195,7 @@ pub async fn create(
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let hp = req.hyperparameters.clone().unwrap_or_default();
-    validate(&req, &hp)?;
+    validate(&req, &hp, &state.config.devices)?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
         let eval_labels = dataset_labels(&state, "eval_dataset", eval).await?;

@@ -1,0 +1,65 @@
+//! The arithmetic of forward and backward passes: fp32 throughout, or bf16
+//! autocast.
+//!
+//! `bf16` is PyTorch's `torch.autocast(dtype=torch.bfloat16)` as GPU
+//! fine-tuning uses it: the matrix products (Conv1D layers, attention scores and
+//! their weighted sum, the score head) and the activation between the MLP's two
+//! layers run in bf16, with f32 accumulation inside each product; LayerNorm,
+//! the attention softmax, the residual stream, the logits and the loss stay
+//! f32, and so do the master weights, their gradients and AdamW's state. The
+//! casts are candle ops, so gradients flow back through them into the f32
+//! weights. `fp32` casts nothing and is the parity setting.
+
+use candle_core::{DType, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The arithmetic of the matrix products: `fp32`, or `bf16` autocast.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in f32 (the default, and what parity is measured in).
+    #[default]
+    Fp32,
+    /// bf16 autocast: bf16 matrix products, f32 weights, normalisation, softmax
+    /// and loss.
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype the matrix products run in.
+    pub fn compute_dtype(self) -> DType {
+        match self {
+            Self::Fp32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+
+    /// `t` in the compute dtype (the same tensor when it already is).
+    pub(crate) fn cast(self, t: &Tensor) -> Result<Tensor> {
+        t.to_dtype(self.compute_dtype())
+    }
+
+    /// The name used in hyperparameters and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+/// `t` back in f32 (the same tensor when it already is).
+pub(crate) fn to_f32(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F32)
+}
