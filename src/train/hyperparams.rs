@@ -300,6 +300,21 @@ impl Hyperparameters {
         )
     }
 
+    /// Checks the settings against the device the run trains on: `bf16` needs
+    /// a GPU (on the CPU, candle's bf16 ops are slower than the f32 kernels;
+    /// README → GPU has the numbers).
+    pub fn validate_for_device(
+        &self,
+        device: &candle_core::Device,
+    ) -> Result<(), InvalidHyperparameter> {
+        check(
+            self.precision != Precision::Bf16 || !device.is_cpu(),
+            "precision",
+            "\"bf16\" needs a GPU (train with --device cuda:N, or a service started with \
+             --devices cuda:N); on the CPU it is slower than \"fp32\"",
+        )
+    }
+
     /// Whether the float field `field` holds a value (JSON writes a
     /// non-finite one as null).
     fn float_field_is_set(&self, field: &str) -> bool {

@@ -23,9 +23,7 @@ use super::{
     Observer, RunTiming, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
 };
 use crate::data::{Example, TextTokenizer};
-use crate::model::{
-    parameter_shapes, BatchInput, Gpt2ForSequenceClassification, LoadedModel, Precision,
-};
+use crate::model::{parameter_shapes, BatchInput, Gpt2ForSequenceClassification, LoadedModel};
 
 /// Everything a run needs.
 pub struct TrainSpec<'a> {
@@ -115,7 +113,8 @@ impl<'a> Trainer<'a> {
         let h = spec.hyperparameters;
         h.validate()?;
         let mut model = spec.model;
-        check_precision(&model, h.precision)?;
+        let device = model.weights.values().next().map(|w| w.device().clone());
+        h.validate_for_device(&device.unwrap_or(candle_core::Device::Cpu))?;
         let tok = configure(&mut model, h)?;
         let n_labels = model.config.num_labels();
         let train = tokenize(&tok, &subset(spec.train, h.train_subset, h.seed), n_labels)?;
@@ -426,26 +425,6 @@ impl TrainerState {
             history: History::default(),
         }
     }
-}
-
-/// Refuses `bf16` on the CPU: its kernels are f32, and candle's bf16 ops there
-/// are slower than them (README → GPU).
-fn check_precision(model: &LoadedModel, precision: Precision) -> Result<(), TrainError> {
-    let on_cpu = model
-        .weights
-        .values()
-        .next()
-        .is_none_or(|w| w.device().is_cpu());
-    if precision == Precision::Bf16 && on_cpu {
-        return Err(InvalidHyperparameter {
-            field: "precision",
-            reason: "\"bf16\" needs a GPU (train with --device cuda:N, or a service \
-                     started with --devices cuda:N); on the CPU it is slower than \"fp32\""
-                .into(),
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// Applies the run's settings to `model` (dropout, length limit) and returns

@@ -17,6 +17,7 @@ mod model_precision;
 mod openapi;
 mod service_api;
 mod service_crash;
+mod service_devices;
 mod service_e2e;
 mod service_queue;
 mod train_loop;
