@@ -6,7 +6,7 @@ mod config;
 mod gpt2;
 mod init;
 mod load;
-mod ops;
+pub(crate) mod ops;
 mod save;
 
 use std::path::{Path, PathBuf};

@@ -12,23 +12,23 @@
 use super::lanes::{Avx2, Avx512};
 use super::lanes::{Lanes, Portable};
 
-/// `C[MR × NR] (+)= A · B` over `kc` steps. `a`: packed `A` panel, `MR` floats
-/// per step. `b`: `kc` rows of `NR` floats, `ldb` apart (`NR` for a packed panel,
-/// the matrix's row stride when read in place). `c`: row-major, `ldc` apart.
+/// `C[h × NR] (+)= A · B` over `kc` steps, `h` the kernel's height. `a`: row
+/// `i` of step `p` at `a[i·a_rs + p·a_cs]` (a packed panel: `1, MR`; `A` read in
+/// place: its own strides). `b`: `kc` rows of `NR` floats, `ldb` apart (`NR` for
+/// a packed panel, the matrix's row stride when read in place). `c`: row-major,
+/// rows `ldc` apart.
 pub(super) type TileFn = unsafe fn(
     kc: usize,
-    a: *const f32,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize),
+    c: (*mut f32, usize),
     accumulate: bool,
 );
 
 /// A micro-kernel with the blocking that suits it.
 #[derive(Clone, Copy)]
 pub(super) struct Kernel {
-    /// Rows of a tile.
+    /// Rows of a full tile.
     pub mr: usize,
     /// Columns of a tile.
     pub nr: usize,
@@ -38,98 +38,130 @@ pub(super) struct Kernel {
     pub kc: usize,
     /// Columns of `B` packed at once (the block that stays in L3).
     pub nc: usize,
-    pub tile: TileFn,
+    /// `tiles[h - 1]` computes tiles of `h ≤ mr` rows.
+    pub tiles: [TileFn; 8],
+    /// The row-streaming kernel for products of a few rows.
+    pub rows: RowsFn,
 }
 
 /// The largest `MR · NR` of any kernel: the edge tiles' scratch size.
 pub(super) const MAX_TILE: usize = 8 * 32;
 
+/// `H` rows, `NV` vectors wide; `S` independent sets of accumulators taking
+/// turns over the steps, so that short tiles still have enough multiply-adds
+/// in flight to hide their latency.
+///
 /// # Safety
 /// `L` must be available, and every pointer valid for the accesses the
 /// [`TileFn`] contract describes.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // fixed-size loops the compiler unrolls
-unsafe fn tile<L: Lanes, const MR: usize, const NV: usize>(
+unsafe fn tile<L: Lanes, const H: usize, const NV: usize, const S: usize>(
     kc: usize,
-    a: *const f32,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (b, ldb): (*const f32, usize),
+    (c, ldc): (*mut f32, usize),
     accumulate: bool,
 ) {
     // SAFETY: the caller's contract (see above) covers every access below.
     unsafe {
-        let mut acc = [[L::zero(); NV]; MR];
-        let mut row = [L::zero(); NV];
-        for p in 0..kc {
-            let bp = b.add(p * ldb);
-            for j in 0..NV {
-                row[j] = L::load(bp.add(j * L::WIDTH));
-            }
-            let ap = a.add(p * MR);
-            for i in 0..MR {
-                let ai = L::splat(*ap.add(i));
-                for j in 0..NV {
-                    acc[i][j] = L::mul_add(ai, row[j], acc[i][j]);
-                }
+        let mut acc = [[[L::zero(); NV]; H]; S];
+        let mut rows = [a; H];
+        for i in 0..H {
+            rows[i] = a.add(i * a_rs);
+        }
+        for q in 0..kc / S {
+            for s in 0..S {
+                step::<L, H, NV>(q * S + s, &rows, a_cs, (b, ldb), &mut acc[s]);
             }
         }
-        for i in 0..MR {
+        for p in kc / S * S..kc {
+            step::<L, H, NV>(p, &rows, a_cs, (b, ldb), &mut acc[0]);
+        }
+        for i in 0..H {
             for j in 0..NV {
+                let mut v = acc[0][i][j];
+                for s in 1..S {
+                    v = L::add(v, acc[s][i][j]);
+                }
                 let cp = c.add(i * ldc + j * L::WIDTH);
-                let v = if accumulate {
-                    L::add(L::load(cp), acc[i][j])
-                } else {
-                    acc[i][j]
-                };
-                L::store(cp, v);
+                L::store(
+                    cp,
+                    if accumulate {
+                        L::add(L::load(cp), v)
+                    } else {
+                        v
+                    },
+                );
             }
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
+/// Step `p` of [`tile`]: one row of `B` times one column of `A` into `acc`.
+///
+/// # Safety
+/// As [`tile`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn step<L: Lanes, const H: usize, const NV: usize>(
+    p: usize,
+    rows: &[*const f32; H],
+    a_cs: usize,
+    (b, ldb): (*const f32, usize),
+    acc: &mut [[L::V; NV]; H],
 ) {
-    // SAFETY: dispatched only where AVX-512F is detected; pointers per contract.
-    unsafe { tile::<Avx512, 8, 2>(kc, a, b, ldb, c, ldc, accumulate) }
+    // SAFETY: as in `tile`.
+    unsafe {
+        let bp = b.add(p * ldb);
+        let mut row = [L::zero(); NV];
+        for j in 0..NV {
+            row[j] = L::load(bp.add(j * L::WIDTH));
+        }
+        for i in 0..H {
+            let ai = L::splat(*rows[i].add(p * a_cs));
+            for j in 0..NV {
+                acc[i][j] = L::mul_add(ai, row[j], acc[i][j]);
+            }
+        }
+    }
+}
+
+/// Declares the kernel instances of one instruction set: heights 1..=8 (those
+/// above the set's `MR` are never called), with `S` by height.
+macro_rules! instances {
+    ($name:ident, $lanes:ty, $feature:literal, $nv:literal) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<const H: usize, const S: usize>(
+            kc: usize,
+            a: (*const f32, usize, usize),
+            b: (*const f32, usize),
+            c: (*mut f32, usize),
+            accumulate: bool,
+        ) {
+            // SAFETY: dispatched only where the features are detected
+            // (`Isa::kernel`); pointers per the `TileFn` contract.
+            unsafe { tile::<$lanes, H, $nv, S>(kc, a, b, c, accumulate) }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    // SAFETY: dispatched only where AVX2 and FMA are detected; pointers per contract.
-    unsafe { tile::<Avx2, 6, 2>(kc, a, b, ldb, c, ldc, accumulate) }
-}
+instances!(tile_avx512, Avx512, "avx512f", 2);
+#[cfg(target_arch = "x86_64")]
+instances!(tile_avx2, Avx2, "avx2,fma", 2);
 
-unsafe fn tile_portable(
+/// # Safety
+/// Pointers per the [`TileFn`] contract.
+unsafe fn tile_portable<const H: usize, const S: usize>(
     kc: usize,
-    a: *const f32,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize),
+    c: (*mut f32, usize),
     accumulate: bool,
 ) {
-    // SAFETY: plain arithmetic; pointers per contract.
-    unsafe { tile::<Portable, 4, 1>(kc, a, b, ldb, c, ldc, accumulate) }
+    // SAFETY: plain arithmetic; pointers per the contract.
+    unsafe { tile::<Portable, H, 1, S>(kc, a, b, c, accumulate) }
 }
 
 /// AVX-512F: 8 × 32 tiles.
@@ -140,7 +172,17 @@ pub(super) const AVX512: Kernel = Kernel {
     mc: 128,
     kc: 256,
     nc: 3072,
-    tile: tile_avx512,
+    tiles: [
+        tile_avx512::<1, 4>,
+        tile_avx512::<2, 2>,
+        tile_avx512::<3, 2>,
+        tile_avx512::<4, 1>,
+        tile_avx512::<5, 1>,
+        tile_avx512::<6, 1>,
+        tile_avx512::<7, 1>,
+        tile_avx512::<8, 1>,
+    ],
+    rows: rows_avx512,
 };
 
 /// AVX2 + FMA: 6 × 16 tiles.
@@ -151,7 +193,17 @@ pub(super) const AVX2: Kernel = Kernel {
     mc: 96,
     kc: 256,
     nc: 3072,
-    tile: tile_avx2,
+    tiles: [
+        tile_avx2::<1, 4>,
+        tile_avx2::<2, 2>,
+        tile_avx2::<3, 2>,
+        tile_avx2::<4, 1>,
+        tile_avx2::<5, 1>,
+        tile_avx2::<6, 1>,
+        tile_avx2::<6, 1>,
+        tile_avx2::<6, 1>,
+    ],
+    rows: rows_avx2,
 };
 
 /// Any CPU: 4 × 8 tiles.
@@ -161,5 +213,101 @@ pub(super) const PORTABLE: Kernel = Kernel {
     mc: 64,
     kc: 256,
     nc: 2048,
-    tile: tile_portable,
+    tiles: [
+        tile_portable::<1, 4>,
+        tile_portable::<2, 2>,
+        tile_portable::<3, 1>,
+        tile_portable::<4, 1>,
+        tile_portable::<4, 1>,
+        tile_portable::<4, 1>,
+        tile_portable::<4, 1>,
+        tile_portable::<4, 1>,
+    ],
+    rows: rows_portable,
 };
+
+/// `C[m × w] (+)= A[m × k] · B[k × w]` one row of `B` at a time, each added
+/// onto every row of `C` (which stays in L1): for a product of one to a few
+/// rows, `B` is then read once, front to back, as fast as memory delivers it.
+/// `a`: `(ptr, rs, cs)`; `b`: `(ptr, row stride)`; `c`: `(ptr, row stride)`.
+pub(super) type RowsFn = unsafe fn(
+    shape: (usize, usize, usize),
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize),
+    c: (*mut f32, usize),
+    accumulate: bool,
+);
+
+/// # Safety
+/// `L` available; `a` valid for `m × k`, `b` for `k × w`, `c` for `m × w`.
+#[inline(always)]
+unsafe fn rows<L: Lanes>(
+    (m, w, k): (usize, usize, usize),
+    (a, a_rs, a_cs): (*const f32, usize, usize),
+    (b, ldb): (*const f32, usize),
+    (c, ldc): (*mut f32, usize),
+    accumulate: bool,
+) {
+    let whole = w / L::WIDTH * L::WIDTH;
+    // SAFETY: every access is inside the regions the caller vouches for.
+    unsafe {
+        if !accumulate {
+            for i in 0..m {
+                std::ptr::write_bytes(c.add(i * ldc), 0, w);
+            }
+        }
+        for p in 0..k {
+            let bp = b.add(p * ldb);
+            for i in 0..m {
+                let s = *a.add(i * a_rs + p * a_cs);
+                let (cp, sv) = (c.add(i * ldc), L::splat(s));
+                for j in (0..whole).step_by(L::WIDTH) {
+                    L::store(
+                        cp.add(j),
+                        L::mul_add(sv, L::load(bp.add(j)), L::load(cp.add(j))),
+                    );
+                }
+                for j in whole..w {
+                    *cp.add(j) += s * *bp.add(j);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rows_avx512(
+    s: (usize, usize, usize),
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize),
+    c: (*mut f32, usize),
+    accumulate: bool,
+) {
+    // SAFETY: dispatched only where AVX-512F is detected; pointers per contract.
+    unsafe { rows::<Avx512>(s, a, b, c, accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2(
+    s: (usize, usize, usize),
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize),
+    c: (*mut f32, usize),
+    accumulate: bool,
+) {
+    // SAFETY: dispatched only where AVX2 and FMA are detected; pointers per contract.
+    unsafe { rows::<Avx2>(s, a, b, c, accumulate) }
+}
+
+unsafe fn rows_portable(
+    s: (usize, usize, usize),
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize),
+    c: (*mut f32, usize),
+    accumulate: bool,
+) {
+    // SAFETY: plain arithmetic; pointers per contract.
+    unsafe { rows::<Portable>(s, a, b, c, accumulate) }
+}

@@ -13,17 +13,14 @@
 //! strides (`dy·Wᵀ`, `xᵀ·dy`), and the product may be added onto `C` (the
 //! forward starts `C` as the bias).
 
+mod block;
 mod kernel;
 mod lanes;
 mod pack;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
-
-use rayon::prelude::*;
-
-use kernel::{Kernel, MAX_TILE};
+use block::{Block, Dst};
 
 /// A read-only matrix view: element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -52,6 +49,15 @@ impl<'a> MatRef<'a> {
             data,
             rs: 1,
             cs: cols,
+        }
+    }
+
+    /// The transpose of this view.
+    fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rs: self.cs,
+            cs: self.rs,
         }
     }
 
@@ -96,7 +102,7 @@ impl Isa {
         *BEST.get_or_init(|| *Isa::ALL.iter().find(|i| i.available()).expect("portable"))
     }
 
-    fn kernel(self) -> Kernel {
+    fn kernel(self) -> kernel::Kernel {
         assert!(self.available(), "{self:?} is not supported by this CPU");
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -113,13 +119,13 @@ impl Isa {
 /// product (a short text on an idle server would pay it in every layer).
 pub const PARALLEL_MACS: usize = 1 << 22;
 
-/// Rows up to which a `B` stored row by row is read in place, not packed.
-const IN_PLACE_ROWS: usize = 64;
+/// Rows up to which a product counts as short: a transposed `B` is then
+/// multiplied the other way round (see [`sgemm_with`]).
+const SHORT: usize = 64;
 
 /// `C[m×n] (+)= A[m×k] · B[k×n]` with `C` row-major, rows `ldc` apart: adds onto
 /// `C` when `accumulate`, overwrites it otherwise. Uses the widest kernel this
 /// CPU has, and rayon's pool when the product is large enough.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     (m, n, k): (usize, usize, usize),
     a: MatRef,
@@ -138,6 +144,12 @@ pub fn sgemm(
 
 /// [`sgemm`] with the kernel and the number of tasks chosen by the caller (for
 /// tests and benchmarks; `threads` 1 keeps everything on the calling thread).
+///
+/// A short product with a transposed `B` (`dy·Wᵀ`: a few rows against a weight
+/// stored row by row) runs as `Cᵀ = Bᵀ·Aᵀ`: the weight becomes the left operand,
+/// read in place row by row, and only the short operand is packed; otherwise
+/// the whole weight would be packed (read, written and read again) for a few
+/// rows' worth of work.
 ///
 /// # Panics
 /// If `isa` is not available, or a view or `c` is too short for its shape.
@@ -167,201 +179,107 @@ pub fn sgemm_with(
         }
         return;
     }
-    let dst = Dst {
-        ptr: c.as_mut_ptr(),
-        ldc,
+    let ptr = c.as_mut_ptr();
+    if m <= FEW && b.cs == 1 {
+        let dst = Dst {
+            ptr,
+            rs: ldc,
+            cs: 1,
+        };
+        return few_rows(kern, threads, (m, n, k), &a, &b, &dst, accumulate);
+    }
+    if m <= SHORT && n > m && b.rs == 1 && b.cs != 1 {
+        let dst = Dst {
+            ptr,
+            rs: 1,
+            cs: ldc,
+        };
+        return run(kern, threads, (n, m, k), &b.t(), &a.t(), &dst, accumulate);
+    }
+    run(
+        kern,
+        threads,
+        (m, n, k),
+        &a,
+        &b,
+        &Dst {
+            ptr,
+            rs: ldc,
+            cs: 1,
+        },
+        accumulate,
+    );
+}
+
+/// Rows up to which a product whose `B` is stored row by row streams `B` row
+/// by row (`kernel::rows`) instead of tiling.
+const FEW: usize = 4;
+
+/// Columns per task of [`few_rows`] at most: the rows of `C` a task adds onto
+/// stay in L1.
+const FEW_COLS: usize = 2048;
+
+/// A product of at most [`FEW`] rows: the columns split among tasks, each
+/// streaming its columns of `B` row by row.
+fn few_rows(
+    kern: kernel::Kernel,
+    threads: usize,
+    (m, n, k): (usize, usize, usize),
+    a: &MatRef,
+    b: &MatRef,
+    dst: &Dst,
+    accumulate: bool,
+) {
+    let chunk = n
+        .div_ceil(threads.max(1))
+        .next_multiple_of(16)
+        .min(FEW_COLS);
+    let task = |t: usize| {
+        let (j0, w) = (t * chunk, chunk.min(n - t * chunk));
+        let a = (a.data.as_ptr(), a.rs, a.cs);
+        let b_cols = (b.data[j0..].as_ptr(), b.rs);
+        // SAFETY: `sgemm_with` checked that `A` (m × k), `B` (k × n) and `C`
+        // (m × n, rows `dst.rs` apart) lie inside their buffers; this task's
+        // columns `j0 .. j0+w` are its own.
+        unsafe { (kern.rows)((m, w, k), a, b_cols, (dst.ptr.add(j0), dst.rs), accumulate) };
     };
+    let tasks = n.div_ceil(chunk);
+    if threads > 1 && tasks > 1 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
+/// The loops over column blocks (`nc`) and depth blocks (`kc`); see `block.rs`
+/// for the rest.
+fn run(
+    kern: kernel::Kernel,
+    threads: usize,
+    (m, n, k): (usize, usize, usize),
+    a: &MatRef,
+    b: &MatRef,
+    dst: &Dst,
+    accumulate: bool,
+) {
+    let in_place_a = (a.cs == 1 || a.rs == 1) && n <= SHORT;
+    let b_per_task = m <= kern.mc;
     for jc in (0..n).step_by(kern.nc) {
         let nb = kern.nc.min(n - jc);
         for pc in (0..k).step_by(kern.kc) {
-            let kb = kern.kc.min(k - pc);
             let block = Block {
                 kern,
                 m,
                 jc,
                 nb,
                 pc,
-                kb,
+                kb: kern.kc.min(k - pc),
                 accumulate: accumulate || pc > 0,
+                in_place_a,
+                b_per_task,
             };
-            block.run(&a, &b, &dst, threads);
-        }
-    }
-}
-
-/// `C` as a raw pointer that tasks share, each writing its own tiles.
-struct Dst {
-    ptr: *mut f32,
-    ldc: usize,
-}
-
-// SAFETY: tasks write disjoint tiles of `C` (see `Block::run`), and `sgemm_with`
-// holds the unique borrow of `C` until they have all finished.
-unsafe impl Sync for Dst {}
-
-/// One `kb`-deep slice of one `nb`-wide column block of the product.
-struct Block {
-    kern: Kernel,
-    m: usize,
-    jc: usize,
-    nb: usize,
-    pc: usize,
-    kb: usize,
-    accumulate: bool,
-}
-
-thread_local! {
-    /// Packing buffers, kept between calls so a product allocates nothing.
-    static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Runs `f` on `len` floats of this thread's buffer `key` (contents arbitrary).
-fn with_buffer<R>(
-    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    let mut buf = key.take();
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    let r = f(&mut buf[..len]);
-    key.set(buf);
-    r
-}
-
-impl Block {
-    /// Packs this block's `B` (unless read in place) and runs its tasks: each a
-    /// block of `mc` rows times a run of `nr`-wide panels.
-    fn run(&self, a: &MatRef, b: &MatRef, dst: &Dst, threads: usize) {
-        let Kernel { nr, mc, .. } = self.kern;
-        let panels = self.nb.div_ceil(nr);
-        let row_blocks = self.m.div_ceil(mc);
-        // Enough tasks to keep every thread busy, no more than one per panel.
-        let per_row_block = (2 * threads).div_ceil(row_blocks).min(panels);
-        let slice = panels.div_ceil(per_row_block.max(1));
-        let tasks = row_blocks * panels.div_ceil(slice);
-        let in_place = b.cs == 1 && self.m <= IN_PLACE_ROWS;
-        let packed_len = if in_place {
-            nr * self.kb
-        } else {
-            panels * nr * self.kb
-        };
-        with_buffer(&PACK_B, packed_len, |bp| {
-            if in_place {
-                // Only a ragged last panel is packed, into the buffer's start.
-                let (full, rest) = (self.nb / nr, self.nb % nr);
-                if rest > 0 {
-                    let at = (self.pc, self.jc + full * nr);
-                    pack::pack_b_panel(b, at, self.kb, rest, nr, bp);
-                }
-            } else {
-                self.pack_b(b, bp, threads);
-            }
-            let bp = &*bp;
-            let task = |t: usize| {
-                let (ib, s) = (t / panels.div_ceil(slice), t % panels.div_ceil(slice));
-                let cols = s * slice..((s + 1) * slice).min(panels);
-                self.task(a, b, bp, in_place, ib * mc, cols, dst);
-            };
-            if threads > 1 && tasks > 1 {
-                (0..tasks).into_par_iter().for_each(task);
-            } else {
-                (0..tasks).for_each(task);
-            }
-        });
-    }
-
-    fn pack_b(&self, b: &MatRef, out: &mut [f32], threads: usize) {
-        let nr = self.kern.nr;
-        let panel = nr * self.kb;
-        let at = |i: usize| (self.pc, self.jc + i * nr);
-        if threads > 1 {
-            out.par_chunks_mut(panel).enumerate().for_each(|(i, o)| {
-                let valid = nr.min(self.nb - i * nr);
-                pack::pack_b_panel(b, at(i), self.kb, valid, nr, o);
-            });
-        } else {
-            pack::pack_b(b, at(0), (self.kb, self.nb), nr, out);
-        }
-    }
-}
-
-impl Block {
-    /// Rows `r0 .. r0+mc` of this block's product over the panels `cols`.
-    #[allow(clippy::too_many_arguments)]
-    fn task(
-        &self,
-        a: &MatRef,
-        b: &MatRef,
-        packed_b: &[f32],
-        in_place: bool,
-        r0: usize,
-        cols: std::ops::Range<usize>,
-        dst: &Dst,
-    ) {
-        let Kernel { mr, nr, mc, .. } = self.kern;
-        let (kb, mb) = (self.kb, mc.min(self.m - r0));
-        let full_panels = self.nb / nr;
-        with_buffer(&PACK_A, mb.div_ceil(mr) * mr * kb, |pa| {
-            pack::pack_a(a, (r0, self.pc), (mb, kb), mr, pa);
-            for j in cols {
-                let (bptr, ldb) = if !in_place {
-                    (packed_b[j * nr * kb..].as_ptr(), nr)
-                } else if j < full_panels {
-                    let start = self.pc * b.rs + self.jc + j * nr;
-                    (b.data[start..].as_ptr(), b.rs)
-                } else {
-                    (packed_b.as_ptr(), nr)
-                };
-                let width = nr.min(self.nb - j * nr);
-                for (i, ap) in pa.chunks_exact(mr * kb).enumerate() {
-                    let height = mr.min(mb - i * mr);
-                    let at = (r0 + i * mr, self.jc + j * nr);
-                    // SAFETY: `ap` holds `mr·kb` packed floats; `bptr` gives `kb`
-                    // rows of `nr` floats `ldb` apart (a packed panel, or a full
-                    // panel of `B` inside the view `sgemm_with` checked); the tile
-                    // `at`, `height × width`, lies inside `C` as checked there, and
-                    // no other task writes it (tasks split rows and panels).
-                    unsafe { self.tile(ap, (bptr, ldb), dst, at, (height, width)) };
-                }
-            }
-        });
-    }
-
-    /// One tile: straight into `C` when whole, through a scratch tile at edges.
-    ///
-    /// # Safety
-    /// As at the call in [`Block::task`].
-    unsafe fn tile(
-        &self,
-        a: &[f32],
-        (b, ldb): (*const f32, usize),
-        dst: &Dst,
-        (row, col): (usize, usize),
-        (height, width): (usize, usize),
-    ) {
-        let Kernel { mr, nr, tile, .. } = self.kern;
-        let kb = self.kb;
-        // SAFETY: the caller guarantees the tile lies inside `C`.
-        let c = unsafe { dst.ptr.add(row * dst.ldc + col) };
-        if height == mr && width == nr {
-            // SAFETY: a whole tile: every access is inside the checked regions.
-            unsafe { tile(kb, a.as_ptr(), b, ldb, c, dst.ldc, self.accumulate) };
-            return;
-        }
-        let mut scratch = [0f32; MAX_TILE];
-        // SAFETY: the scratch tile holds `mr·nr` floats, rows `nr` apart.
-        unsafe { tile(kb, a.as_ptr(), b, ldb, scratch.as_mut_ptr(), nr, false) };
-        for (i, src) in scratch.chunks_exact(nr).take(height).enumerate() {
-            // SAFETY: row `i < height` of the tile, `width` columns, is inside `C`.
-            let out = unsafe { std::slice::from_raw_parts_mut(c.add(i * dst.ldc), width) };
-            if self.accumulate {
-                out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
-            } else {
-                out.copy_from_slice(&src[..width]);
-            }
+            block.run(a, b, dst, threads);
         }
     }
 }

@@ -54,15 +54,26 @@ pub(super) fn pack_b(
     nr: usize,
     out: &mut [f32],
 ) {
-    for (panel, dst) in out.chunks_exact_mut(nr * depth).enumerate() {
-        pack_b_panel(
-            b,
-            (p0, c0 + panel * nr),
-            depth,
-            nr.min(cols - panel * nr),
-            nr,
-            dst,
-        );
+    if b.cs != 1 {
+        for (panel, dst) in out.chunks_exact_mut(nr * depth).enumerate() {
+            let valid = nr.min(cols - panel * nr);
+            pack_b_panel(b, (p0, c0 + panel * nr), depth, valid, nr, dst);
+        }
+        return;
+    }
+    // Row by row across all panels: each row of `B` is read once, front to
+    // back, instead of once per panel in `nr`-wide pieces a page apart.
+    let (full, rest) = (cols / nr, cols % nr);
+    if rest > 0 {
+        out[full * nr * depth..].fill(0.0);
+    }
+    for p in 0..depth {
+        let start = (p0 + p) * b.rs + c0;
+        let src = &b.data[start..start + cols];
+        for (j, piece) in src.chunks(nr).enumerate() {
+            let at = j * nr * depth + p * nr;
+            out[at..at + piece.len()].copy_from_slice(piece);
+        }
     }
 }
 
