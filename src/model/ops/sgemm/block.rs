@@ -44,12 +44,12 @@ pub(super) struct Block {
 
 thread_local! {
     /// Packing buffers, kept between calls so a product allocates nothing.
-    static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    pub(super) static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Runs `f` on `len` floats of this thread's buffer `key` (contents arbitrary).
-fn with_buffer<R>(
+pub(super) fn with_buffer<R>(
     key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,

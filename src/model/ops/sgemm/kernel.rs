@@ -32,6 +32,8 @@ pub(super) struct Kernel {
     pub mr: usize,
     /// Columns of a tile.
     pub nr: usize,
+    /// Floats per vector register (the width of a `narrow` tile).
+    pub lanes: usize,
     /// Rows of `A` packed per task (the block that stays in L2).
     pub mc: usize,
     /// Depth of one packed block (a `kc × nr` panel of `B` stays in L1).
@@ -42,6 +44,10 @@ pub(super) struct Kernel {
     pub tiles: [TileFn; 8],
     /// The row-streaming kernel for products of a few rows.
     pub rows: RowsFn,
+    /// `narrow[h - 1]`: tiles of all `h` rows of a short product, one vector
+    /// wide, reading `B` in place (see `short.rs`); `narrow.len()` is the most
+    /// rows such a tile takes.
+    pub narrow: &'static [TileFn],
 }
 
 /// The largest `MR · NR` of any kernel: the edge tiles' scratch size.
@@ -127,12 +133,12 @@ unsafe fn step<L: Lanes, const H: usize, const NV: usize>(
     }
 }
 
-/// Declares the kernel instances of one instruction set: heights 1..=8 (those
-/// above the set's `MR` are never called), with `S` by height.
+/// Declares the kernel instances of one instruction set, generic over height
+/// `H`, accumulator sets `S` and width `NV` (vectors).
 macro_rules! instances {
-    ($name:ident, $lanes:ty, $feature:literal, $nv:literal) => {
+    ($name:ident, $lanes:ty, $feature:literal) => {
         #[target_feature(enable = $feature)]
-        unsafe fn $name<const H: usize, const S: usize>(
+        unsafe fn $name<const H: usize, const S: usize, const NV: usize>(
             kc: usize,
             a: (*const f32, usize, usize),
             b: (*const f32, usize),
@@ -141,19 +147,19 @@ macro_rules! instances {
         ) {
             // SAFETY: dispatched only where the features are detected
             // (`Isa::kernel`); pointers per the `TileFn` contract.
-            unsafe { tile::<$lanes, H, $nv, S>(kc, a, b, c, accumulate) }
+            unsafe { tile::<$lanes, H, NV, S>(kc, a, b, c, accumulate) }
         }
     };
 }
 
 #[cfg(target_arch = "x86_64")]
-instances!(tile_avx512, Avx512, "avx512f", 2);
+instances!(tile_avx512, Avx512, "avx512f");
 #[cfg(target_arch = "x86_64")]
-instances!(tile_avx2, Avx2, "avx2,fma", 2);
+instances!(tile_avx2, Avx2, "avx2,fma");
 
 /// # Safety
 /// Pointers per the [`TileFn`] contract.
-unsafe fn tile_portable<const H: usize, const S: usize>(
+unsafe fn tile_portable<const H: usize, const S: usize, const NV: usize>(
     kc: usize,
     a: (*const f32, usize, usize),
     b: (*const f32, usize),
@@ -161,7 +167,7 @@ unsafe fn tile_portable<const H: usize, const S: usize>(
     accumulate: bool,
 ) {
     // SAFETY: plain arithmetic; pointers per the contract.
-    unsafe { tile::<Portable, H, 1, S>(kc, a, b, c, accumulate) }
+    unsafe { tile::<Portable, H, NV, S>(kc, a, b, c, accumulate) }
 }
 
 /// AVX-512F: 8 × 32 tiles.
@@ -169,20 +175,39 @@ unsafe fn tile_portable<const H: usize, const S: usize>(
 pub(super) const AVX512: Kernel = Kernel {
     mr: 8,
     nr: 32,
+    lanes: 16,
     mc: 128,
     kc: 256,
     nc: 3072,
     tiles: [
-        tile_avx512::<1, 4>,
-        tile_avx512::<2, 2>,
-        tile_avx512::<3, 2>,
-        tile_avx512::<4, 1>,
-        tile_avx512::<5, 1>,
-        tile_avx512::<6, 1>,
-        tile_avx512::<7, 1>,
-        tile_avx512::<8, 1>,
+        tile_avx512::<1, 4, 2>,
+        tile_avx512::<2, 2, 2>,
+        tile_avx512::<3, 2, 2>,
+        tile_avx512::<4, 1, 2>,
+        tile_avx512::<5, 1, 2>,
+        tile_avx512::<6, 1, 2>,
+        tile_avx512::<7, 1, 2>,
+        tile_avx512::<8, 1, 2>,
     ],
     rows: rows_avx512,
+    narrow: &[
+        tile_avx512::<1, 8, 1>,
+        tile_avx512::<2, 4, 1>,
+        tile_avx512::<3, 3, 1>,
+        tile_avx512::<4, 2, 1>,
+        tile_avx512::<5, 2, 1>,
+        tile_avx512::<6, 2, 1>,
+        tile_avx512::<7, 2, 1>,
+        tile_avx512::<8, 1, 1>,
+        tile_avx512::<9, 1, 1>,
+        tile_avx512::<10, 1, 1>,
+        tile_avx512::<11, 1, 1>,
+        tile_avx512::<12, 1, 1>,
+        tile_avx512::<13, 1, 1>,
+        tile_avx512::<14, 1, 1>,
+        tile_avx512::<15, 1, 1>,
+        tile_avx512::<16, 1, 1>,
+    ],
 };
 
 /// AVX2 + FMA: 6 × 16 tiles.
@@ -190,45 +215,68 @@ pub(super) const AVX512: Kernel = Kernel {
 pub(super) const AVX2: Kernel = Kernel {
     mr: 6,
     nr: 16,
+    lanes: 8,
     mc: 96,
     kc: 256,
     nc: 3072,
     tiles: [
-        tile_avx2::<1, 4>,
-        tile_avx2::<2, 2>,
-        tile_avx2::<3, 2>,
-        tile_avx2::<4, 1>,
-        tile_avx2::<5, 1>,
-        tile_avx2::<6, 1>,
-        tile_avx2::<6, 1>,
-        tile_avx2::<6, 1>,
+        tile_avx2::<1, 4, 2>,
+        tile_avx2::<2, 2, 2>,
+        tile_avx2::<3, 2, 2>,
+        tile_avx2::<4, 1, 2>,
+        tile_avx2::<5, 1, 2>,
+        tile_avx2::<6, 1, 2>,
+        tile_avx2::<6, 1, 2>,
+        tile_avx2::<6, 1, 2>,
     ],
     rows: rows_avx2,
+    narrow: &[
+        tile_avx2::<1, 8, 1>,
+        tile_avx2::<2, 4, 1>,
+        tile_avx2::<3, 3, 1>,
+        tile_avx2::<4, 2, 1>,
+        tile_avx2::<5, 2, 1>,
+        tile_avx2::<6, 2, 1>,
+        tile_avx2::<7, 2, 1>,
+        tile_avx2::<8, 1, 1>,
+        tile_avx2::<9, 1, 1>,
+        tile_avx2::<10, 1, 1>,
+        tile_avx2::<11, 1, 1>,
+        tile_avx2::<12, 1, 1>,
+    ],
 };
 
 /// Any CPU: 4 × 8 tiles.
 pub(super) const PORTABLE: Kernel = Kernel {
     mr: 4,
     nr: 8,
+    lanes: 8,
     mc: 64,
     kc: 256,
     nc: 2048,
     tiles: [
-        tile_portable::<1, 4>,
-        tile_portable::<2, 2>,
-        tile_portable::<3, 1>,
-        tile_portable::<4, 1>,
-        tile_portable::<4, 1>,
-        tile_portable::<4, 1>,
-        tile_portable::<4, 1>,
-        tile_portable::<4, 1>,
+        tile_portable::<1, 4, 1>,
+        tile_portable::<2, 2, 1>,
+        tile_portable::<3, 1, 1>,
+        tile_portable::<4, 1, 1>,
+        tile_portable::<4, 1, 1>,
+        tile_portable::<4, 1, 1>,
+        tile_portable::<4, 1, 1>,
+        tile_portable::<4, 1, 1>,
     ],
     rows: rows_portable,
+    narrow: &[
+        tile_portable::<1, 4, 1>,
+        tile_portable::<2, 2, 1>,
+        tile_portable::<3, 1, 1>,
+        tile_portable::<4, 1, 1>,
+    ],
 };
 
-/// `C[m × w] (+)= A[m × k] · B[k × w]` one row of `B` at a time, each added
-/// onto every row of `C` (which stays in L1): for a product of one to a few
-/// rows, `B` is then read once, front to back, as fast as memory delivers it.
+/// `C[m × w] (+)= A[m × k] · B[k × w]` four rows of `B` at a time, added onto
+/// every row of `C` (which stays in L1): for a product of a few rows, `B` is
+/// read once, front to back, as fast as memory delivers it, and each row of
+/// `C` is loaded and stored once per four rows of `B`.
 /// `a`: `(ptr, rs, cs)`; `b`: `(ptr, row stride)`; `c`: `(ptr, row stride)`.
 pub(super) type RowsFn = unsafe fn(
     shape: (usize, usize, usize),
@@ -248,6 +296,7 @@ unsafe fn rows<L: Lanes>(
     (c, ldc): (*mut f32, usize),
     accumulate: bool,
 ) {
+    const U: usize = 4;
     let whole = w / L::WIDTH * L::WIDTH;
     // SAFETY: every access is inside the regions the caller vouches for.
     unsafe {
@@ -256,21 +305,42 @@ unsafe fn rows<L: Lanes>(
                 std::ptr::write_bytes(c.add(i * ldc), 0, w);
             }
         }
-        for p in 0..k {
-            let bp = b.add(p * ldb);
+        let mut p = 0;
+        while p < k {
+            let u = U.min(k - p);
+            let bp: [*const f32; U] = std::array::from_fn(|q| b.add((p + q.min(u - 1)) * ldb));
             for i in 0..m {
-                let s = *a.add(i * a_rs + p * a_cs);
-                let (cp, sv) = (c.add(i * ldc), L::splat(s));
+                // Steps past `u` repeat the last row with a zero weight.
+                let s: [f32; U] = std::array::from_fn(|q| {
+                    if q < u {
+                        *a.add(i * a_rs + (p + q) * a_cs)
+                    } else {
+                        0.0
+                    }
+                });
+                let sv = [
+                    L::splat(s[0]),
+                    L::splat(s[1]),
+                    L::splat(s[2]),
+                    L::splat(s[3]),
+                ];
+                let cp = c.add(i * ldc);
                 for j in (0..whole).step_by(L::WIDTH) {
-                    L::store(
-                        cp.add(j),
-                        L::mul_add(sv, L::load(bp.add(j)), L::load(cp.add(j))),
-                    );
+                    let mut v = L::load(cp.add(j));
+                    for q in 0..U {
+                        v = L::mul_add(sv[q], L::load(bp[q].add(j)), v);
+                    }
+                    L::store(cp.add(j), v);
                 }
                 for j in whole..w {
-                    *cp.add(j) += s * *bp.add(j);
+                    let mut v = *cp.add(j);
+                    for q in 0..U {
+                        v += s[q] * *bp[q].add(j);
+                    }
+                    *cp.add(j) = v;
                 }
             }
+            p += u;
         }
     }
 }

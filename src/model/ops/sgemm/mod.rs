@@ -17,6 +17,7 @@ mod block;
 mod kernel;
 mod lanes;
 mod pack;
+mod short;
 #[cfg(test)]
 mod tests;
 
@@ -188,6 +189,14 @@ pub fn sgemm_with(
         };
         return few_rows(kern, threads, (m, n, k), &a, &b, &dst, accumulate);
     }
+    if short::applies(&kern, m, &b) {
+        let dst = Dst {
+            ptr,
+            rs: ldc,
+            cs: 1,
+        };
+        return short::run(&kern, threads, (m, n, k), (&a, &b), &dst, accumulate);
+    }
     if m <= SHORT && n > m && b.rs == 1 && b.cs != 1 {
         let dst = Dst {
             ptr,
@@ -213,11 +222,10 @@ pub fn sgemm_with(
 
 /// Rows up to which a product whose `B` is stored row by row streams `B` row
 /// by row (`kernel::rows`) instead of tiling.
-const FEW: usize = 4;
+const FEW: usize = 2;
 
-/// Columns per task of [`few_rows`] at most: the rows of `C` a task adds onto
-/// stay in L1.
-const FEW_COLS: usize = 2048;
+/// Floats of `C` one task of [`few_rows`] adds onto at most: they stay in L1.
+const FEW_FLOATS: usize = 8192;
 
 /// A product of at most [`FEW`] rows: the columns split among tasks, each
 /// streaming its columns of `B` row by row.
@@ -230,10 +238,8 @@ fn few_rows(
     dst: &Dst,
     accumulate: bool,
 ) {
-    let chunk = n
-        .div_ceil(threads.max(1))
-        .next_multiple_of(16)
-        .min(FEW_COLS);
+    let most = (FEW_FLOATS / m).next_multiple_of(16);
+    let chunk = n.div_ceil(threads.max(1)).next_multiple_of(16).min(most);
     let task = |t: usize| {
         let (j0, w) = (t * chunk, chunk.min(n - t * chunk));
         let a = (a.data.as_ptr(), a.rs, a.cs);
