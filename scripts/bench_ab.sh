@@ -4,6 +4,11 @@
 #
 #   scripts/bench_ab.sh [PRESET ...]        (default: small gpt2)
 #   scripts/bench_ab.sh recipe [PRESET|DIR] (default: gpt2)
+#   scripts/bench_ab.sh matmul
+#
+# `matmul` times the matrix products alone on the recipe's shapes: our sgemm
+# and the gemm crate (`tuneserve bench --matmul`) against torch.matmul
+# (`hf_bench.py --matmul-shapes`), interleaved ROUNDS times; prints GFLOP/s.
 #
 # `recipe` times the recipe's own shape: STEPS optimizer steps (default 20) of
 # batch 1 x gradient accumulation 4 over the tweets of DATA (default the
@@ -22,7 +27,7 @@ PYTHON=${PYTHON:-python3}
 REF=${REF:-reference}
 ROUNDS=${ROUNDS:-2}
 THREADS=${THREADS:-2}
-BIN=target/release/tuneserve
+BIN=${BIN:-target/release/tuneserve}
 OUT=${OUT:-target/bench-ab}
 mkdir -p "$OUT"
 # A model folder for a preset name (random weights), or the folder given.
@@ -33,6 +38,25 @@ model_dir() {
   echo "$d"
 }
 export RAYON_NUM_THREADS=$THREADS CANDLE_NUM_THREADS=$THREADS
+if [ "${1:-}" = matmul ]; then
+  for r in $(seq 1 "$ROUNDS"); do
+    "$BIN" bench --matmul --warmup 2 --iters 7 --out "$OUT/matmul-tuneserve-$r.json" >/dev/null
+    "$PYTHON" "$REF/hf_bench.py" --matmul-shapes --threads "$THREADS" --warmup 2 --iters 7 \
+      --out "$OUT/matmul-pytorch-$r.json" >/dev/null
+  done
+  exec "$PYTHON" - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+ts = [json.load(open(f"{out}/matmul-tuneserve-{r}.json"))["matmul"]["shapes"] for r in range(1, rounds + 1)]
+pt = [json.load(open(f"{out}/matmul-pytorch-{r}.json"))["matmul"]["shapes"] for r in range(1, rounds + 1)]
+print(f"{'shape':<26} {'sgemm':>8} {'gemm':>8} {'torch':>8}  sgemm/torch  sgemm/gemm  (GFLOP/s, median of rounds)")
+for i, s in enumerate(ts[0]):
+    a = statistics.median(r[i]["sgemm_best_gflops"] for r in ts)
+    g = statistics.median(r[i]["gemm_crate_gflops"] for r in ts)
+    t = statistics.median(r[i]["gflops"] for r in pt)
+    print(f"{s['label']:<26} {a:>8.1f} {g:>8.1f} {t:>8.1f}  {a / t:>10.2f}x  {a / g:>9.2f}x")
+PY
+fi
 if [ "${1:-}" = recipe ]; then
   exec "$PYTHON" - --bin "$BIN" --python "$PYTHON" --ref "$REF" \
     --model "$(model_dir "${2:-gpt2}")" --data "${DATA:-tests/fixtures/tweets/train.jsonl}" \
@@ -52,11 +76,12 @@ import sys
 
 
 def rows_needed(data, steps):
-    """hf_train.py keeps the rows of permutation(full_n)[:n] that the file has: for a sample of the
-    split ask for all of full_n (then it trains on as many of the sample's rows as it needs)."""
+    """hf_train.py keeps the rows of permutation(full_n)[:n] that the file has: for a whole split
+    (the full file lacks only its empty-text row) 4 rows a step, the rows tuneserve trains on; for a
+    sample of the split all of full_n (then it trains on as many of the sample's rows as it needs)."""
     idx = [json.loads(line).get("idx", i) for i, line in enumerate(open(data, encoding="utf-8")) if line.strip()]
     full_n = max(idx) + 1
-    return 4 * steps if len(idx) == full_n else full_n
+    return 4 * steps if len(idx) >= 0.99 * full_n else full_n
 
 
 def main():
