@@ -16,8 +16,10 @@
 //! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
 
 pub mod api;
+mod atomic;
 pub mod cli;
 pub mod data;
+pub mod data_dir;
 pub mod hub;
 pub mod infer;
 pub mod model;

@@ -1,7 +1,7 @@
 //! The one error type at the HTTP edge, and extractors whose rejections speak
 //! its schema: `{"error": {"code", "message", "param"}}`.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -139,87 +139,92 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are [`ApiError`]s: malformed JSON → 400,
-/// a wrong, missing or unknown field → 422 naming it, too large → 413.
+/// A JSON body whose problems are [`ApiError`]s: not JSON → 400, a wrong,
+/// missing or unknown field → 422 naming it (`hyperparameters.epochs`,
+/// `inputs[1]`), too large → 413, another content type → 400.
+///
+/// The field comes from the deserializer's path (`serde_path_to_error`), not
+/// from the error's text; only a *missing* field's name exists nowhere else
+/// than in serde's message for it (see [`missing_field`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        if !json_type {
+            return Err(ApiError::BadRequest(
+                "expected `Content-Type: application/json`".into(),
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+                _ => ApiError::BadRequest(rejection.body_text()),
+            })?;
+        parse_json(&bytes).map(Self)
     }
+}
+
+/// Deserializes `bytes` as a whole JSON document into `T`.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return ApiError::BadRequest(format!("malformed JSON: {inner}"));
+        }
+        let path = e.path().to_string();
+        let message = match path.as_str() {
+            "." => inner.to_string(),
+            _ => format!("{path}: {inner}"),
+        };
+        let parent = (path != ".").then_some(path);
+        let param = match (parent, missing_field(inner)) {
+            (Some(p), Some(f)) => Some(format!("{p}.{f}")),
+            (p, f) => f.or(p),
+        };
+        ApiError::Validation {
+            message,
+            param,
+            details: None,
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// The field a "missing field" error is about. serde writes no structured
+/// trace of it, only `missing field `name`` (its `Error::missing_field`);
+/// a test pins that form.
+fn missing_field(e: &serde_json::Error) -> Option<String> {
+    let text = e.to_string();
+    let rest = text.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_string())
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::TooLarge;
-    }
-    match rejection {
-        JsonRejection::JsonDataError(e) => {
-            let text = e.body_text();
-            let detail = text
-                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-                .unwrap_or(&text)
-                .to_string();
-            ApiError::Validation {
-                param: param_of(&detail),
-                message: detail,
-                details: None,
-            }
-        }
-        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
-            "malformed JSON: {}",
-            e.body_text()
-                .strip_prefix("Failed to parse the request body as JSON: ")
-                .unwrap_or(&e.body_text())
-        )),
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::BadRequest("expected `Content-Type: application/json`".into())
-        }
-        other => ApiError::BadRequest(other.body_text()),
-    }
-}
-
-/// The field a serde message is about: `path: unknown field `x`` gives
-/// `path.x`; `path: invalid value …` gives `path`; `missing field `x`` gives `x`.
-fn param_of(detail: &str) -> Option<String> {
-    let backticked = |s: &str| {
-        let start = s.find('`')? + 1;
-        let len = s[start..].find('`')?;
-        Some(s[start..start + len].to_string())
-    };
-    let (path, rest) = match detail.split_once(": ") {
-        Some((p, r)) if !p.contains(' ') => (Some(p.to_string()), r),
-        _ => (None, detail),
-    };
-    let path = path.filter(|p| p != ".");
-    if rest.starts_with("unknown field") {
-        // serde_path_to_error's path already ends with the unknown field.
-        return path.or_else(|| backticked(rest));
-    }
-    let missing = rest
-        .starts_with("missing field")
-        .then(|| backticked(rest))
-        .flatten();
-    match (path, missing) {
-        (Some(p), Some(f)) => Some(format!("{p}.{f}")),
-        (Some(p), None) => Some(p),
-        (None, f) => f,
     }
 }
 
@@ -248,15 +253,54 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::param_of;
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Option<Inner>,
+        list: Option<Vec<u32>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        epochs: u32,
+    }
+
+    fn param(body: &str) -> (Option<String>, String) {
+        match parse_json::<Outer>(body.as_bytes()).unwrap_err() {
+            ApiError::Validation { param, message, .. } => (param, message),
+            other => panic!("not a 422: {other:?}"),
+        }
+    }
 
     #[test]
-    fn params_from_serde_messages() {
-        let p = param_of("hyperparameters.epochz: unknown field `epochz`, expected one of `epochs` at line 1 column 9");
-        assert_eq!(p.as_deref(), Some("hyperparameters.epochz"));
-        let p = param_of("missing field `base_model` at line 1 column 2");
-        assert_eq!(p.as_deref(), Some("base_model"));
-        let p = param_of("hyperparameters.epochs: invalid type: string \"x\", expected usize");
-        assert_eq!(p.as_deref(), Some("hyperparameters.epochs"));
+    fn fields_at_fault_come_from_the_path() {
+        let (p, m) = param(r#"{"name": "a", "inner": {"epochz": 1}}"#);
+        assert_eq!(p.as_deref(), Some("inner.epochz"), "{m}");
+        let (p, _) = param(r#"{"name": "a", "inner": {"epochs": "x"}}"#);
+        assert_eq!(p.as_deref(), Some("inner.epochs"));
+        let (p, _) = param(r#"{"name": "a", "list": [1, "x"]}"#);
+        assert_eq!(p.as_deref(), Some("list[1]"));
+        let (p, m) = param(r#"{"inner": {"epochs": 1}}"#);
+        assert_eq!(p.as_deref(), Some("name"), "{m}");
+        let (p, _) = param(r#"{"name": "a", "inner": {}}"#);
+        assert_eq!(
+            p.as_deref(),
+            Some("inner.epochs"),
+            "serde's missing-field message"
+        );
+        assert!(matches!(
+            parse_json::<Outer>(b"{\"name\": "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Outer>(b"{\"name\": \"a\"} x"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -11,20 +11,22 @@
 mod error;
 pub mod http;
 mod middleware;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use candle_core::Device;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, Json, Query};
 
-use crate::infer::{Batcher, Registry, ServedModel};
-use crate::queue::{load_served, Queue, QueueConfig};
+use crate::data_dir::DataDir;
+use crate::infer::{Batcher, Registry};
+use crate::model::{parse_device, ModelSource};
+use crate::queue::{Queue, QueueConfig};
 use crate::store::Store;
 
 /// Everything `tuneserve serve` can be told.
@@ -60,6 +62,9 @@ pub struct ServeConfig {
     pub poll: Duration,
     /// Longest time a request may take to produce its response.
     pub request_timeout: Duration,
+    /// Models kept loaded for `/classify` besides `latest` (least recently
+    /// used ones are unloaded beyond this).
+    pub max_loaded_models: usize,
 }
 
 impl ServeConfig {
@@ -81,25 +86,30 @@ impl ServeConfig {
             heartbeat: Duration::from_secs(2),
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(120),
+            max_loaded_models: 2,
         }
     }
 }
+
+/// How long a temporary must be untouched before startup removes it as left
+/// by an interrupted write (younger ones may be another node's write).
+const STALE_TEMPORARY: Duration = Duration::from_secs(600);
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// The job queue.
+    /// The job queue (and the job log).
     pub queue: Queue,
     /// Loaded models.
     pub registry: Arc<Registry>,
     /// The inference thread.
     pub batcher: Batcher,
+    /// The data folder's layout.
+    pub data_dir: DataDir,
     /// The configuration.
     pub config: Arc<ServeConfig>,
-    /// The device models are loaded on for serving.
-    pub device: Device,
     /// Cancelled on shutdown (ends event streams).
     pub shutdown: CancellationToken,
 }
@@ -118,12 +128,6 @@ impl Application {
     /// Opens the store under `config.data_dir`, starts the inference thread
     /// and the workers, preloads a model and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        for sub in ["datasets", "jobs", "models"] {
-            let dir = config.data_dir.join(sub);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        http::health::prometheus();
-        let store = Store::open(&config.data_dir.join("tuneserve.db")).await?;
         anyhow::ensure!(
             !config.devices.is_empty(),
             "--devices: give at least one device"
@@ -134,18 +138,31 @@ impl Application {
             config.heartbeat,
             config.lease
         );
+        let data_dir = DataDir::new(&config.data_dir);
+        data_dir
+            .create()
+            .with_context(|| format!("creating {}", data_dir.root().display()))?;
+        match data_dir.sweep_temporaries(STALE_TEMPORARY) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} temporaries left by interrupted writes"),
+            Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
+        }
+        telemetry::install();
+        let store = Store::open(&data_dir.database()).await?;
         let devices = config
             .devices
             .iter()
-            .map(|d| Ok((d.clone(), crate::cli::parse_device(d)?)))
+            .map(|d| Ok((d.clone(), parse_device(d).map_err(anyhow::Error::msg)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let device = devices[0].1.clone();
-        let registry = Arc::new(Registry::new());
-        preload(&config, &store, &registry, &device).await?;
+        let registry = Arc::new(Registry::new(
+            devices[0].1.clone(),
+            config.max_loaded_models,
+        ));
+        preload(&config, &store, &data_dir, &registry).await?;
         let batcher = Batcher::start(config.queue_capacity, config.max_batch_size)?;
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
-            data_dir: config.data_dir.clone(),
+            data_dir: data_dir.clone(),
             devices,
             lease: config.lease,
             heartbeat: config.heartbeat,
@@ -166,14 +183,13 @@ impl Application {
             queue,
             registry,
             batcher,
+            data_dir,
             config: Arc::new(config),
-            device,
             shutdown: shutdown.clone(),
         };
-        let router = http::router(state);
         Ok(Self {
             listener,
-            router,
+            router: http::router(state),
             port,
             store,
             shutdown,
@@ -248,18 +264,17 @@ async fn signal() {
 async fn preload(
     config: &ServeConfig,
     store: &Store,
+    data_dir: &DataDir,
     registry: &Registry,
-    device: &Device,
 ) -> anyhow::Result<()> {
     let (id, source) = match &config.model {
-        Some(model) => (model.clone(), model.clone()),
+        Some(model) => (model.clone(), model.parse::<ModelSource>()?),
         None => match store.list_models(1).await?.pop() {
-            Some(row) => (row.id, row.path),
+            Some(row) => (row.id, ModelSource::Dir(data_dir.resolve(&row.path))),
             None => return Ok(()),
         },
     };
-    let served = load_blocking(id.clone(), source, device.clone()).await;
-    match (served, &config.model) {
+    match (registry.get_or_load(&id, source).await, &config.model) {
         (Ok(served), _) => {
             tracing::info!(model = %id, "serving as `latest`");
             registry.promote(served);
@@ -271,15 +286,4 @@ async fn preload(
             Ok(())
         }
     }
-}
-
-/// Loads a model on a blocking thread (never on the runtime's workers).
-pub(crate) async fn load_blocking(
-    id: String,
-    source: String,
-    device: Device,
-) -> Result<Arc<ServedModel>, String> {
-    tokio::task::spawn_blocking(move || load_served(&id, &source, &device).map(Arc::new))
-        .await
-        .map_err(|e| format!("loading thread failed: {e}"))?
 }

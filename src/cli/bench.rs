@@ -15,8 +15,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+use super::peak_rss_mib;
+use crate::data::{Encoded, Padding};
 use crate::model::{
-    load, parameter_shapes, random_weights, Gpt2ForSequenceClassification, LoadOptions,
+    load, parameter_shapes, random_weights, BatchInput, Gpt2ForSequenceClassification, LoadOptions,
     LoadedModel, Mode, ModelSource, Preset,
 };
 use crate::train::{step_gradients, AdamConfig, AdamW, MicroBatch};
@@ -102,22 +104,23 @@ fn median(ts: &mut [f64]) -> f64 {
     ts[ts.len() / 2]
 }
 
-fn random_ids(
+/// `b` rows of `t` random token ids (none of them the pad id), on `dev`.
+fn random_batch(
     rng: &mut ChaCha8Rng,
     b: usize,
     t: usize,
     dev: &Device,
-) -> candle_core::Result<Tensor> {
-    let ids: Vec<u32> = (0..b * t).map(|_| rng.random_range(0..50256)).collect();
-    Tensor::from_vec(ids, (b, t), dev)
+) -> candle_core::Result<BatchInput> {
+    let rows: Vec<Vec<u32>> = (0..b)
+        .map(|_| (0..t).map(|_| rng.random_range(0..50256)).collect())
+        .collect();
+    batch_of(&rows, dev)
 }
 
-/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+fn batch_of(rows: &[Vec<u32>], dev: &Device) -> candle_core::Result<BatchInput> {
+    let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    let enc = Encoded::pad(&rows, 50256, Padding::Longest, usize::MAX);
+    BatchInput::new(&enc, dev)
 }
 
 fn bench_model(
@@ -139,8 +142,7 @@ fn bench_model(
             .collect()
     };
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
-    let ids = random_ids(&mut rng, 8, 64, &dev)?;
-    let mask = ids.ones_like()?;
+    let input = random_batch(&mut rng, 8, 64, &dev)?;
     let labels: Vec<u32> = (0..8)
         .map(|_| rng.random_range(0..cfg.num_labels() as u32))
         .collect();
@@ -149,8 +151,7 @@ fn bench_model(
     let mut drop_rng = ChaCha8Rng::seed_from_u64(1);
     let train = time(args.warmup, args.iters, || {
         let batch = [MicroBatch {
-            ids: ids.clone(),
-            mask: mask.clone(),
+            input: input.clone(),
             labels: labels.clone(),
         }];
         let (grads, _loss, timing) = step_gradients(&net, &vars, &batch, &mut drop_rng)?;
@@ -172,11 +173,9 @@ fn bench_model(
 
     // Forward only, eval mode, 32 × 64.
     let infer = loaded.build()?;
-    let ids32 = random_ids(&mut rng, 32, 64, &dev)?;
+    let input32 = random_batch(&mut rng, 32, 64, &dev)?;
     let fwd = time(args.warmup, args.iters, || {
-        infer
-            .forward(&ids32, None, &mut Mode::Eval)?
-            .to_vec2::<f32>()?;
+        infer.forward(&input32, &mut Mode::Eval)?.to_vec2::<f32>()?;
         Ok(())
     })?;
 
@@ -210,10 +209,10 @@ fn bench_text(
 ) -> anyhow::Result<serde_json::Value> {
     let ids = loaded.tokenizer.encode(text)?;
     let tokens = ids.len();
-    let one = Tensor::from_vec(ids, (1, tokens), &Device::Cpu)?;
-    let batch = one.repeat((32, 1))?;
-    let forward = |ids: &Tensor| -> anyhow::Result<()> {
-        net.forward(ids, None, &mut Mode::Eval)?.to_vec2::<f32>()?;
+    let one = batch_of(std::slice::from_ref(&ids), &Device::Cpu)?;
+    let batch = batch_of(&vec![ids; 32], &Device::Cpu)?;
+    let forward = |input: &BatchInput| -> anyhow::Result<()> {
+        net.forward(input, &mut Mode::Eval)?.to_vec2::<f32>()?;
         Ok(())
     };
     let single = time(args.warmup, args.iters.max(30), || forward(&one))?;

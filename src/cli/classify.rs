@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::parse_device;
 use crate::infer::Classifier;
+use crate::model::parse_device;
 use crate::model::{load, LoadOptions, ModelSource};
 
 /// Arguments of `classify`.
@@ -44,7 +44,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     );
     let source: ModelSource = args.model.parse()?;
     let opts = LoadOptions {
-        device: parse_device(&args.device)?,
+        device: parse_device(&args.device).map_err(anyhow::Error::msg)?,
         ..LoadOptions::default()
     };
     let loaded = load(&source, &opts).with_context(|| format!("loading model {source}"))?;
@@ -53,7 +53,8 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     }
     let classifier = Classifier::new(&loaded, args.max_length)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predictions = classifier.classify_all(&refs, args.batch_size)?;
+    let rows = classifier.encode(&refs, true)?;
+    let predictions = classifier.classify_ids(&rows, args.batch_size)?;
     let mut out = std::io::stdout().lock();
     for p in predictions {
         serde_json::to_writer(&mut out, &p)?;

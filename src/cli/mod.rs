@@ -3,13 +3,14 @@
 
 mod bench;
 mod classify;
+mod hyperparameter_flags;
 mod init_model;
 mod serve;
 mod train;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Fine-tune GPT-2-family models for text classification and serve them.
 #[derive(Debug, Parser)]
@@ -41,7 +42,7 @@ pub enum Command {
 /// Parses the command line, runs it, and maps errors to a message and exit code 1.
 pub fn main() -> ExitCode {
     fix_thread_counts();
-    let cli = Cli::parse();
+    let cli = parse();
     init_tracing(&cli.log);
     keep_freed_memory();
     let result = match cli.command {
@@ -58,6 +59,23 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with `train`'s hyperparameter flags (see
+/// [`hyperparameter_flags`]); exits with clap's message on a bad one.
+fn parse() -> Cli {
+    let cmd = Cli::command().mut_subcommand("train", hyperparameter_flags::add);
+    let matches = cmd.get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Train(args), Some(sub)) =
+        (&mut cli.command, matches.subcommand_matches("train"))
+    {
+        args.hyperparameters = hyperparameter_flags::read(sub).unwrap_or_else(|e| {
+            let mut cmd = Cli::command();
+            cmd.error(clap::error::ErrorKind::ValueValidation, e).exit()
+        });
+    }
+    cli
 }
 
 /// Fixes candle's thread counts once, before any thread of ours exists (so no
@@ -111,17 +129,11 @@ fn init_tracing(filter: &str) {
         .init();
 }
 
-/// Parses `cpu` or `cuda:N` (the latter needs a build with `--features cuda`).
-pub fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        _ => {
-            let ordinal = spec
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| anyhow::anyhow!("device `{spec}`: expected `cpu` or `cuda:N`"))?;
-            candle_core::Device::new_cuda(ordinal)
-                .map_err(|e| anyhow::anyhow!("device `{spec}`: {e}"))
-        }
-    }
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB; `None` where
+/// the kernel does not say.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

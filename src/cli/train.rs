@@ -1,6 +1,7 @@
 //! `tuneserve train`: the recipe from the command line, with a progress bar, a
 //! metrics file and the final model exported in Hugging Face's layout.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -8,11 +9,13 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::bench::peak_rss_mib;
-use super::parse_device;
+use super::peak_rss_mib;
 use crate::data::{load_hub_split, Dataset, ParseOptions};
-use crate::model::{load, save, LoadOptions, ModelSource, WeightLayout};
-use crate::train::{self, EvalMetrics, Hyperparameters, Observer, TrainEvent};
+use crate::model::{load, parse_device, LoadOptions, ModelSource};
+use crate::train::{
+    self, EvalMetrics, Hyperparameters, Observer, Provenance, Resume, StepLog, TrainEvent,
+    TrainOutcome,
+};
 
 /// Arguments of `train`.
 #[derive(Debug, clap::Args)]
@@ -38,8 +41,9 @@ pub struct TrainArgs {
     /// `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu", env = "TUNESERVE_DEVICE")]
     pub device: String,
-    /// Hyperparameters (DESIGN.md §3), with the service's defaults.
-    #[command(flatten)]
+    /// Hyperparameters: the flags under "Hyperparameters" (added from the
+    /// hyperparameters' definition, see `hyperparameter_flags`).
+    #[arg(skip)]
     pub hyperparameters: Hyperparameters,
 }
 
@@ -53,13 +57,41 @@ fn read_dataset(spec: &str, default_split: &str, opts: &ParseOptions) -> anyhow:
         .with_context(|| format!("`{spec}` is not a file; as a Hub dataset"))
 }
 
-/// Draws the progress bar and prints evaluations above it.
+/// Reports progress: a bar on a terminal, plain lines (one per logging window,
+/// evaluation and checkpoint, with an ETA) when the output goes to a file.
 struct Progress {
-    bar: ProgressBar,
+    /// `None` when stdout is not a terminal.
+    bar: Option<ProgressBar>,
     labels: Vec<String>,
+    started: Instant,
+    start_step: usize,
+    total_steps: usize,
 }
 
 impl Progress {
+    fn new(labels: Vec<String>) -> Self {
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let template = "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, ETA {eta}";
+            let style = ProgressStyle::with_template(template).expect("a valid template");
+            ProgressBar::new(0).with_style(style)
+        });
+        Self {
+            bar,
+            labels,
+            started: Instant::now(),
+            start_step: 0,
+            total_steps: 0,
+        }
+    }
+
+    /// A line above the bar, or on stdout.
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
     fn eval_line(&self, step: usize, m: &EvalMetrics) -> String {
         let per_class: Vec<String> = self
             .labels
@@ -75,6 +107,26 @@ impl Progress {
             per_class.join("; ")
         )
     }
+
+    fn step(&self, log: &StepLog) {
+        let summary = format!(
+            "loss {:.4} | lr {:.2e} | {:.0} tok/s",
+            log.loss, log.learning_rate, log.tokens_per_second
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(log.step as u64);
+                bar.set_message(summary);
+            }
+            None => {
+                let done = (log.step - self.start_step).max(1) as f64;
+                let left = self.total_steps.saturating_sub(log.step) as f64;
+                let eta = self.started.elapsed().as_secs_f64() / done * left;
+                let total = self.total_steps;
+                println!("step {}/{total}: {summary} | ETA {eta:.0} s", log.step);
+            }
+        }
+    }
 }
 
 impl Observer for Progress {
@@ -87,26 +139,29 @@ impl Observer for Progress {
                 eval_examples,
                 ..
             } => {
-                self.bar.set_length(*total_steps as u64);
-                self.bar.set_position(*start_step as u64);
-                self.bar.println(format!(
-                    "training on {train_examples} examples, evaluating on {eval_examples}, {total_steps} optimizer steps"
+                (self.start_step, self.total_steps) = (*start_step, *total_steps);
+                self.started = Instant::now();
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*total_steps as u64);
+                    bar.set_position(*start_step as u64);
+                }
+                self.say(format!(
+                    "training on {train_examples} examples, evaluating on {eval_examples}, \
+                     {total_steps} optimizer steps (from step {start_step})"
                 ));
             }
-            TrainEvent::Step(log) => {
-                self.bar.set_position(log.step as u64);
-                self.bar.set_message(format!(
-                    "loss {:.4} | lr {:.2e} | {:.0} tok/s",
-                    log.loss, log.learning_rate, log.tokens_per_second
-                ));
-            }
-            TrainEvent::Eval(e) => self.bar.println(self.eval_line(e.step, &e.metrics)),
+            TrainEvent::Step(log) => self.step(log),
+            TrainEvent::Eval(e) => self.say(self.eval_line(e.step, &e.metrics)),
             TrainEvent::Checkpoint { path, .. } => {
-                self.bar.println(format!("checkpoint {}", path.display()))
+                self.say(format!("checkpoint {}", path.display()))
             }
-            TrainEvent::EarlyStopped { step } => {
-                self.bar.println(format!("early stopping at step {step}"))
+            TrainEvent::CheckpointSkipped { path, reason } => {
+                self.say(format!("checkpoint {} skipped: {reason}", path.display()))
             }
+            TrainEvent::Resumed { path, .. } => {
+                self.say(format!("resuming from {}", path.display()))
+            }
+            TrainEvent::EarlyStopped { step } => self.say(format!("early stopping at step {step}")),
             TrainEvent::CheckpointRemoved { .. } => {}
         }
     }
@@ -130,66 +185,45 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|e| read_dataset(e, "test", &eval_opts))
         .transpose()?;
-
     let source: ModelSource = args.model.parse()?;
     let load_opts = LoadOptions {
         labels: Some(train_set.labels.clone()),
         head_seed: h.seed,
-        device: parse_device(&args.device)?,
+        device: parse_device(&args.device).map_err(anyhow::Error::msg)?,
     };
     let model = load(&source, &load_opts).with_context(|| format!("loading model {source}"))?;
-
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps | {msg} | {elapsed} elapsed, ETA {eta}",
-        )
-        .expect("a valid template"),
-    );
-    let mut progress = Progress {
-        bar,
-        labels: train_set.labels.clone(),
-    };
-    let (config, tokenizer) = (model.config.clone(), model.tokenizer.clone());
+    let mut progress = Progress::new(train_set.labels.clone());
     let started = Instant::now();
-    let outcome = train::run(
-        train::TrainSpec {
-            model,
-            train: &train_set.examples,
-            eval: eval_set.as_ref().map(|d| d.examples.as_slice()),
-            hyperparameters: h,
-            checkpoint_dir: args.out.join("checkpoints"),
-            resume_from: args.resume_from.clone(),
-        },
-        &mut progress,
-    )?;
+    let resume = match &args.resume_from {
+        Some(dir) => Resume::From(dir.clone()),
+        None => Resume::No,
+    };
+    let spec = train::TrainSpec {
+        model,
+        train: &train_set.examples,
+        eval: eval_set.as_ref().map(|d| d.examples.as_slice()),
+        hyperparameters: h,
+        checkpoint_dir: args.out.join("checkpoints"),
+        resume,
+    };
+    let outcome = train::run(spec, &mut progress)?;
     let runtime = started.elapsed().as_secs_f64();
-    progress.bar.finish();
-
+    if let Some(bar) = &progress.bar {
+        bar.finish();
+    }
     let model_dir = args.out.join("model");
-    save(
-        &config,
-        &outcome.weights,
-        &tokenizer,
-        WeightLayout::Classifier,
-        &model_dir,
-    )?;
-    let tokens = outcome.history.steps.last().map_or(0, |s| s.tokens);
-    let metrics = json!({
-        "finish": outcome.finish,
-        "steps": outcome.step,
-        "train_runtime_s": runtime,
-        "train_tokens": tokens,
-        "train_tokens_per_s": tokens as f64 / runtime,
-        "baseline": outcome.history.evals.first().map(|e| &e.metrics),
-        "final": outcome.final_metrics,
-        "best_checkpoint": outcome.best_checkpoint,
-        "peak_rss_mib": peak_rss_mib(),
-        "hyperparameters": h,
-        "labels": train_set.labels,
-        "history": outcome.history,
-    });
+    let provenance = Provenance {
+        base_model: args.model.clone(),
+        datasets: std::iter::once(&args.train)
+            .chain(&args.eval)
+            .cloned()
+            .collect(),
+    };
+    outcome.export(&model_dir, &provenance)?;
     let metrics_path = args.out.join("metrics.json");
+    let metrics = metrics_json(&outcome, runtime, &train_set.labels);
     std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics)?)?;
+    let tokens = outcome.history.steps.last().map_or(0, |s| s.tokens);
     eprintln!(
         "{:?} after {} steps in {runtime:.1} s ({:.0} tokens/s); model in {}, metrics in {}",
         outcome.finish,
@@ -201,56 +235,30 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command};
-    use crate::train::Hyperparameters;
-
-    #[test]
-    fn flag_defaults_equal_the_library_defaults() {
-        let cli = Cli::parse_from([
-            "tuneserve",
-            "train",
-            "--model",
-            "m",
-            "--train",
-            "t",
-            "--out",
-            "o",
-        ]);
-        let Command::Train(args) = cli.command else {
-            panic!("not train")
-        };
-        assert_eq!(args.hyperparameters, Hyperparameters::default());
-        let cli = Cli::parse_from([
-            "tuneserve",
-            "train",
-            "--model",
-            "m",
-            "--train",
-            "t",
-            "--out",
-            "o",
-            "--batch-size",
-            "1",
-            "--gradient-accumulation-steps",
-            "4",
-            "--shuffle",
-            "false",
-            "--padding",
-            "max_length",
-            "--metric-for-best-model",
-            "macro_f1",
-        ]);
-        let Command::Train(args) = cli.command else {
-            panic!("not train")
-        };
-        let h = args.hyperparameters;
-        assert_eq!(
-            (h.batch_size, h.gradient_accumulation_steps, h.shuffle),
-            (1, 4, false)
-        );
-    }
+/// `metrics.json`: how the run ended, its timing (optimizer steps and
+/// evaluations apart), the baseline and final evaluations, and its history.
+fn metrics_json(outcome: &TrainOutcome, runtime: f64, labels: &[String]) -> serde_json::Value {
+    let tokens = outcome.history.steps.last().map_or(0, |s| s.tokens);
+    let t = &outcome.timing;
+    json!({
+        "finish": outcome.finish,
+        "steps": outcome.step,
+        "train_runtime_s": runtime,
+        "timing": {
+            "train_s": t.train_seconds,
+            "eval_s": t.eval_seconds,
+            "checkpoint_s": t.checkpoint_seconds,
+            "steps_run": t.steps,
+            "seconds_per_step": t.train_seconds / t.steps.max(1) as f64,
+        },
+        "train_tokens": tokens,
+        "train_tokens_per_s": tokens as f64 / runtime,
+        "baseline": outcome.history.evals.first().map(|e| &e.metrics),
+        "final": outcome.final_metrics,
+        "best_checkpoint": outcome.best_checkpoint,
+        "peak_rss_mib": peak_rss_mib(),
+        "hyperparameters": outcome.hyperparameters,
+        "labels": labels,
+        "history": outcome.history,
+    })
 }

@@ -1,7 +1,5 @@
 //! Padded batches of token ids.
 
-use candle_core::{Device, Tensor};
-
 /// How a batch is padded.
 #[derive(
     Debug,
@@ -12,11 +10,9 @@ use candle_core::{Device, Tensor};
     Default,
     serde::Serialize,
     serde::Deserialize,
-    clap::ValueEnum,
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Padding {
     /// Pad to the longest row of the batch (same maths, far less work).
     #[default]
@@ -36,6 +32,11 @@ pub struct Encoded {
     pub batch: usize,
     /// Columns.
     pub seq_len: usize,
+    /// The position each row is classified at: its last token whose id is not
+    /// the pad id, or 0 when every id is the pad id (Hugging Face takes `argmax`
+    /// of `position · (id != pad)`), so a text ending in a literal
+    /// `<|endoftext|>` is pooled before it.
+    pub pool: Vec<usize>,
 }
 
 impl Encoded {
@@ -50,9 +51,11 @@ impl Encoded {
             attention_mask: Vec::with_capacity(rows.len() * seq_len),
             batch: rows.len(),
             seq_len,
+            pool: Vec::with_capacity(rows.len()),
         };
         for row in rows {
             let row = &row[..row.len().min(seq_len)];
+            out.pool.push(pool_index(row, pad_id));
             out.ids.extend_from_slice(row);
             out.ids.resize(out.ids.len() + seq_len - row.len(), pad_id);
             out.attention_mask.extend(std::iter::repeat_n(1, row.len()));
@@ -66,15 +69,11 @@ impl Encoded {
     pub fn real_tokens(&self) -> usize {
         self.attention_mask.iter().filter(|&&m| m != 0).count()
     }
+}
 
-    /// `(input_ids, attention_mask)` as `[batch, seq_len]` u32 tensors.
-    pub fn to_tensors(&self, dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let shape = (self.batch, self.seq_len);
-        Ok((
-            Tensor::from_slice(&self.ids, shape, dev)?,
-            Tensor::from_slice(&self.attention_mask, shape, dev)?,
-        ))
-    }
+/// Where a row of token ids is classified (see [`Encoded::pool`]).
+pub fn pool_index(row: &[u32], pad_id: u32) -> usize {
+    row.iter().rposition(|&id| id != pad_id).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -91,5 +90,18 @@ mod tests {
         assert_eq!(e.real_tokens(), 4);
         let e = Encoded::pad(&rows, 9, Padding::MaxLength, 4);
         assert_eq!(e.ids, [1, 2, 3, 9, 4, 9, 9, 9]);
+    }
+
+    #[test]
+    fn pools_at_last_non_pad_token() {
+        let pad = 50256;
+        let rows: [&[u32]; 4] = [&[5, 6, 7], &[5, 6, pad, 7], &[pad, pad], &[1, 2, 3, 4, 5]];
+        let e = Encoded::pad(&rows, pad, Padding::Longest, 8);
+        assert_eq!(e.pool, [2, 3, 0, 4]);
+        assert_eq!(
+            pool_index(&[5, 6, 7, pad], pad),
+            2,
+            "a literal <|endoftext|> at the end"
+        );
     }
 }

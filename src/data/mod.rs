@@ -7,9 +7,9 @@ mod dataset;
 pub mod numpy_rng;
 mod tokenizer;
 
-pub use batch::{Encoded, Padding};
+pub use batch::{pool_index, Encoded, Padding};
 pub use dataset::{
-    fetch_hub_split, load_hub_split, shuffled_indices, shuffled_indices_in_stream,
+    default_label, fetch_hub_split, load_hub_split, select_indices, shuffled_indices_in_stream,
     split_candidates, Dataset, DatasetError, DatasetFormat, Example, ParseOptions, RowError,
     DEFAULT_MAX_ERRORS,
 };

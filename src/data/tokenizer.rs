@@ -183,6 +183,11 @@ impl TextTokenizer {
         ))
     }
 
+    /// The token with id `id`, if the vocabulary has one.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.raw.id_to_token(id)
+    }
+
     /// Writes the tokenizer as `tokenizer.json` at `path`.
     pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
         self.raw

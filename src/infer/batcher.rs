@@ -20,19 +20,9 @@ pub enum SubmitError {
     /// The inference thread has stopped.
     #[error("the inference thread has stopped")]
     Closed,
-    /// Classification itself failed.
+    /// Classification itself failed (an input too long or empty included).
     #[error(transparent)]
     Infer(#[from] InferError),
-    /// An input is longer than the model takes and truncation was off.
-    #[error("inputs[{index}] has {tokens} tokens, more than the model's {max} (send \"truncate\": true to cut it)")]
-    TooLong {
-        /// Position of the input.
-        index: usize,
-        /// Its length in tokens.
-        tokens: usize,
-        /// The model's limit.
-        max: usize,
-    },
 }
 
 struct Request {
@@ -115,13 +105,14 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
     let mut ready = Vec::new();
     let mut all: Vec<Vec<u32>> = Vec::new();
     for req in group {
-        match token_ids(model, &req) {
+        let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+        match model.classifier.encode(&texts, req.truncate) {
             Ok(ids) => {
                 all.extend(ids);
                 ready.push(req);
             }
             Err(e) => {
-                let _ = req.reply.send(Err(e));
+                let _ = req.reply.send(Err(e.into()));
             }
         }
     }
@@ -129,7 +120,7 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
         return;
     }
     metrics::histogram!("tuneserve_inference_batch_size").record(all.len() as f64);
-    match model.classifier.classify_all_ids(&all, max_batch_size) {
+    match model.classifier.classify_ids(&all, max_batch_size) {
         Ok(mut predictions) => {
             for req in ready {
                 let rest = predictions.split_off(req.texts.len());
@@ -145,7 +136,7 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
                 rows = rest;
                 let answer = model
                     .classifier
-                    .classify_all_ids(mine, max_batch_size)
+                    .classify_ids(mine, max_batch_size)
                     .map_err(SubmitError::from);
                 let _ = req.reply.send(answer);
             }
@@ -157,26 +148,4 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
         }
     }
     metrics::histogram!("tuneserve_inference_seconds").record(started.elapsed().as_secs_f64());
-}
-
-/// The request's texts as token ids cut to the model's length; with truncation
-/// off, the first text over that length is the request's error instead.
-fn token_ids(model: &ServedModel, req: &Request) -> Result<Vec<Vec<u32>>, SubmitError> {
-    let tok = model.classifier.tokenizer();
-    let max = tok.max_length();
-    let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
-    let mut rows = tok.encode_untruncated(&texts).map_err(InferError::from)?;
-    if !req.truncate {
-        if let Some(index) = rows.iter().position(|ids| ids.len() > max) {
-            return Err(SubmitError::TooLong {
-                index,
-                tokens: rows[index].len(),
-                max,
-            });
-        }
-    }
-    for ids in &mut rows {
-        ids.truncate(max);
-    }
-    Ok(rows)
 }

@@ -1,21 +1,38 @@
-//! A model and its tokenizer, answering batches of texts.
+//! A model and its tokenizer, answering texts: tokenize, cut to the model's
+//! length (or refuse a text that is too long), pad into batches of similar
+//! lengths, run the network, turn logits into predictions.
 
 use std::collections::BTreeMap;
 
 use candle_core::Device;
 
-use crate::data::{Padding, TextTokenizer, TokenizerError};
-use crate::model::{Gpt2ForSequenceClassification, LoadedModel, Mode, ModelError};
+use crate::data::{Encoded, Padding, TextTokenizer, TokenizerError};
+use crate::model::{
+    argmax, log_softmax, BatchInput, Gpt2ForSequenceClassification, LoadedModel, Mode, ModelError,
+};
 
 /// Inference failures.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
-    /// A text could not be tokenized (for example, it is empty).
+    /// A text could not be tokenized, or tokenized to nothing.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// A text is longer than the model takes and truncation was off.
+    #[error("inputs[{index}] has {tokens} tokens, more than the model's {max} (send \"truncate\": true to cut it)")]
+    TooLong {
+        /// Position of the text (0-based).
+        index: usize,
+        /// Its length in tokens.
+        tokens: usize,
+        /// The model's limit.
+        max: usize,
+    },
     /// The forward pass failed.
     #[error("forward pass failed: {0}")]
     Model(#[from] candle_core::Error),
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Load(#[from] ModelError),
 }
 
 /// One text's classification.
@@ -60,45 +77,56 @@ impl Classifier {
         &self.model.config().labels
     }
 
-    /// The tokenizer (with this classifier's pad id and length limit).
-    pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
-    }
-
     /// The device the model runs on.
     pub fn device(&self) -> &Device {
         self.model.device()
     }
 
-    /// Classifies `texts` as one padded batch (one prediction per text, in order).
+    /// Bytes of weights the model holds (what keeping it loaded costs).
+    pub fn weight_bytes(&self) -> usize {
+        let cfg = self.model.config();
+        crate::model::parameter_shapes(cfg)
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>() * 4)
+            .sum()
+    }
+
+    /// The token ids of `texts`, each cut to the model's length; with
+    /// `truncate` false, the first text over it is an [`InferError::TooLong`]
+    /// instead. A text with no tokens is an error either way.
+    pub fn encode(&self, texts: &[&str], truncate: bool) -> Result<Vec<Vec<u32>>, InferError> {
+        let max = self.tokenizer.max_length();
+        let mut rows = self.tokenizer.encode_untruncated(texts)?;
+        if let Some(index) = rows.iter().position(Vec::is_empty) {
+            return Err(TokenizerError::EmptyText { index }.into());
+        }
+        if !truncate {
+            if let Some(index) = rows.iter().position(|ids| ids.len() > max) {
+                let tokens = rows[index].len();
+                return Err(InferError::TooLong { index, tokens, max });
+            }
+        }
+        for ids in &mut rows {
+            ids.truncate(max);
+        }
+        Ok(rows)
+    }
+
+    /// Classifies `texts` as one padded batch (cut to the model's length), one
+    /// prediction per text, in order.
     pub fn classify(&self, texts: &[&str]) -> Result<Vec<Prediction>, InferError> {
-        let rows = self.tokenizer.encode_many(texts)?;
-        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-        self.classify_rows(&rows)
+        let rows = self.encode(texts, true)?;
+        self.classify_ids(&rows, rows.len().max(1))
     }
 
-    /// Classifies many texts in batches of `batch_size`, grouping texts of
-    /// similar length to pad less; results come back in input order.
-    pub fn classify_all(
-        &self,
-        texts: &[&str],
-        batch_size: usize,
-    ) -> Result<Vec<Prediction>, InferError> {
-        let rows = self.tokenizer.encode_many(texts)?;
-        self.classify_all_ids(&rows, batch_size)
-    }
-
-    /// [`Classifier::classify_all`] for texts already tokenized by
-    /// [`Classifier::tokenizer`] (each at most its `max_length` long), so a caller
-    /// that needed the ids anyway (to check lengths) tokenizes only once.
-    pub fn classify_all_ids(
+    /// Classifies texts already encoded by [`Classifier::encode`] in batches of
+    /// at most `batch_size`, grouping texts of similar length to pad less;
+    /// results come back in input order.
+    pub fn classify_ids(
         &self,
         rows: &[Vec<u32>],
         batch_size: usize,
     ) -> Result<Vec<Prediction>, InferError> {
-        if let Some(index) = rows.iter().position(Vec::is_empty) {
-            return Err(TokenizerError::EmptyText { index }.into());
-        }
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].len());
         let mut out: Vec<Option<Prediction>> = vec![None; rows.len()];
@@ -108,10 +136,7 @@ impl Classifier {
                 out[i] = Some(p);
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|p| p.expect("every text classified"))
-            .collect())
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// One padded batch of token ids through the network.
@@ -119,49 +144,29 @@ impl Classifier {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, mask) = self.tokenizer.pad(rows)?.to_tensors(self.device())?;
+        let max = self.tokenizer.max_length();
+        let enc = Encoded::pad(rows, self.tokenizer.pad_id(), Padding::Longest, max);
+        let input = BatchInput::new(&enc, self.device())?;
         let logits = self
             .model
-            .forward(&ids, Some(&mask), &mut Mode::Eval)?
+            .forward(&input, &mut Mode::Eval)?
             .to_vec2::<f32>()?;
         Ok(logits.into_iter().map(|row| self.prediction(row)).collect())
     }
 
     fn prediction(&self, logits: Vec<f32>) -> Prediction {
-        let probs = softmax(&logits);
-        let (label_id, &score) = probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .expect("at least one label");
+        let probs: Vec<f32> = log_softmax(&logits)
+            .into_iter()
+            .map(|lp| lp.exp() as f32)
+            .collect();
+        let label_id = argmax(&logits);
         let labels = self.labels();
         Prediction {
             label: labels[label_id].clone(),
             label_id,
-            score,
-            scores: labels.iter().cloned().zip(probs.iter().copied()).collect(),
+            score: probs[label_id],
+            scores: labels.iter().cloned().zip(probs).collect(),
             logits,
         }
-    }
-}
-
-/// Numerically stable softmax.
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.iter().map(|e| (e / sum) as f32).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::softmax;
-
-    #[test]
-    fn softmax_sums_to_one_and_keeps_order() {
-        let p = softmax(&[1.0, 3.0, 2.0]);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(p[1] > p[2] && p[2] > p[0]);
-        assert!((p[1] - 0.665_240_9).abs() < 1e-6);
     }
 }

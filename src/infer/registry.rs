@@ -1,69 +1,150 @@
 //! The models the service answers with: `latest` (swapped atomically when a
-//! job succeeds) and any other loaded by id. Requests hold an `Arc`, so
-//! in-flight ones finish on the weights they started with; old weights are
-//! dropped with their last request.
+//! model is promoted) and a bounded set of others loaded on demand by id.
+//!
+//! Requests hold an `Arc`, so in-flight ones finish on the weights they started
+//! with; a model's weights are freed when it has left the registry and its last
+//! request has ended. Beyond `max_loaded` models the least recently used one
+//! leaves (never `latest`), so naming many models cannot exhaust memory.
+//! Loading runs on a blocking thread, never on the async runtime.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
+use candle_core::Device;
 
-use super::Classifier;
+use super::{Classifier, InferError};
+use crate::model::{self, LoadOptions, ModelSource};
 
 /// A classifier with the id clients name it by.
 #[derive(Debug)]
 pub struct ServedModel {
-    /// The model id (a fine-tuned model's id, or the `--model` argument).
+    /// The model id (a fine-tuned model's id, or the name the service was
+    /// started with).
     pub id: String,
     /// The network and tokenizer.
     pub classifier: Classifier,
 }
 
+impl ServedModel {
+    /// Loads the model at `source` to serve as `id` (blocking).
+    pub fn load(id: &str, source: &ModelSource, device: &Device) -> Result<Self, InferError> {
+        let opts = LoadOptions {
+            device: device.clone(),
+            ..LoadOptions::default()
+        };
+        let loaded = model::load(source, &opts)?;
+        Ok(Self {
+            id: id.to_string(),
+            classifier: Classifier::new(&loaded, None)?,
+        })
+    }
+}
+
 /// Loaded models by id, and which one is `latest`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     latest: ArcSwapOption<ServedModel>,
-    by_id: RwLock<HashMap<String, Arc<ServedModel>>>,
+    /// Models other than `latest`, least recently used first.
+    recent: Mutex<Vec<Arc<ServedModel>>>,
+    max_loaded: usize,
+    device: Device,
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds `model` under its id and makes it `latest`. The previous `latest`
-    /// leaves the registry (its weights are freed when its last request ends;
-    /// asking for it by id loads it again).
-    pub fn promote(&self, model: Arc<ServedModel>) {
-        self.insert(model.clone());
-        if let Some(old) = self.latest.swap(Some(model)) {
-            let mut by_id = self.by_id.write().unwrap_or_else(|e| e.into_inner());
-            if by_id.get(&old.id).is_some_and(|m| Arc::ptr_eq(m, &old)) {
-                by_id.remove(&old.id);
-            }
+    /// An empty registry loading onto `device` and keeping at most
+    /// `max_loaded` models besides `latest`.
+    pub fn new(device: Device, max_loaded: usize) -> Self {
+        Self {
+            latest: ArcSwapOption::empty(),
+            recent: Mutex::new(Vec::new()),
+            max_loaded,
+            device,
         }
     }
 
-    /// Adds `model` under its id without changing `latest`.
-    pub fn insert(&self, model: Arc<ServedModel>) {
-        self.by_id
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(model.id.clone(), model);
+    /// The device models are loaded on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
-    /// The current `latest`, if any model was loaded.
+    /// Makes `model` `latest`. The previous `latest` stays loaded as a recent
+    /// model (until evicted).
+    pub fn promote(&self, model: Arc<ServedModel>) {
+        self.remember_except(&model.id);
+        if let Some(old) = self.latest.swap(Some(model)) {
+            self.remember(old);
+        }
+    }
+
+    /// The current `latest`, if any model was promoted.
     pub fn latest(&self) -> Option<Arc<ServedModel>> {
         self.latest.load_full()
     }
 
-    /// A loaded model by id (`latest` also answers to its own id).
+    /// The loaded model `id` (`latest` included), marking it recently used.
     pub fn get(&self, id: &str) -> Option<Arc<ServedModel>> {
-        self.by_id
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        if let Some(latest) = self.latest().filter(|m| m.id == id) {
+            return Some(latest);
+        }
+        let mut recent = self.lock();
+        let pos = recent.iter().position(|m| m.id == id)?;
+        let model = recent.remove(pos);
+        recent.push(model.clone());
+        Some(model)
+    }
+
+    /// The loaded model `id`, or `source` loaded now (on a blocking thread) and
+    /// kept under `id`.
+    pub async fn get_or_load(
+        &self,
+        id: &str,
+        source: ModelSource,
+    ) -> Result<Arc<ServedModel>, InferError> {
+        if let Some(model) = self.get(id) {
+            return Ok(model);
+        }
+        let (owned_id, device) = (id.to_string(), self.device.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || ServedModel::load(&owned_id, &source, &device))
+                .await
+                .map_err(|e| candle_core::Error::Msg(format!("loading thread failed: {e}")))??;
+        if let Some(model) = self.get(id) {
+            return Ok(model); // another request loaded it meanwhile
+        }
+        let model = Arc::new(loaded);
+        self.remember(model.clone());
+        Ok(model)
+    }
+
+    /// Forgets model `id` (it is being deleted); `latest` is never forgotten.
+    pub fn forget(&self, id: &str) {
+        self.remember_except(id);
+    }
+
+    /// How many models are loaded (`latest` included) and the bytes of their
+    /// weights.
+    pub fn footprint(&self) -> (usize, usize) {
+        let recent = self.lock();
+        let latest = self.latest();
+        let models = recent.iter().chain(latest.as_ref());
+        let bytes = models.map(|m| m.classifier.weight_bytes()).sum();
+        (recent.len() + usize::from(latest.is_some()), bytes)
+    }
+
+    /// Keeps `model` as the most recently used, evicting beyond the bound.
+    fn remember(&self, model: Arc<ServedModel>) {
+        let mut recent = self.lock();
+        recent.retain(|m| m.id != model.id);
+        recent.push(model);
+        let excess = recent.len().saturating_sub(self.max_loaded);
+        recent.drain(..excess);
+    }
+
+    fn remember_except(&self, id: &str) {
+        self.lock().retain(|m| m.id != id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ServedModel>>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -307,7 +307,7 @@ impl Gpt2Config {
 
 /// `LABEL_0`, `LABEL_1`, … as Hugging Face names classes it was not told about.
 pub fn default_labels(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("LABEL_{i}")).collect()
+    (0..n).map(crate::data::default_label).collect()
 }
 
 fn labels_from_id2label(map: &BTreeMap<String, String>) -> Result<Vec<String>, String> {

@@ -11,13 +11,14 @@
 //! (`transformer.h.0.attn.c_attn.weight`, …, `score.weight`); [`parameter_shapes`]
 //! lists them all, and every other part of the crate goes through it.
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Activation, Gpt2Config};
 use super::ops;
+use crate::data::Encoded;
 
 /// Every parameter of the classifier with its shape, in a stable order.
 pub fn parameter_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
@@ -259,19 +260,12 @@ impl Gpt2ForSequenceClassification {
         self.wte.device()
     }
 
-    /// Classification logits `[batch, num_labels]`.
-    ///
-    /// `input_ids` is `[batch, seq]` (u32, right-padded with the pad id);
-    /// `attention_mask` (same shape, 1 = real token) additionally hides keys, as
-    /// Hugging Face does. Pooling follows the rule in the module docs.
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: Option<&Tensor>,
-        mode: &mut Mode,
-    ) -> candle_core::Result<Tensor> {
-        let tokens = self.wte.embedding(&input_ids.flatten_all()?)?;
-        self.forward_from_tokens(input_ids, tokens, attention_mask, mode)
+    /// Classification logits `[batch, num_labels]` of one padded batch, pooled
+    /// as the module docs say (the pooling rows come from the host, see
+    /// [`BatchInput`]).
+    pub fn forward(&self, input: &BatchInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
+        let tokens = self.wte.embedding(&input.ids.flatten_all()?)?;
+        self.forward_from_tokens(input, tokens, mode)
     }
 
     /// A training forward pass whose token embeddings `[batch·seq, n_embd]` are a
@@ -283,52 +277,91 @@ impl Gpt2ForSequenceClassification {
     /// accumulate for every micro-batch — most of a short batch's step.
     pub fn forward_train(
         &self,
-        input_ids: &Tensor,
-        attention_mask: Option<&Tensor>,
+        input: &BatchInput,
         rng: &mut ChaCha8Rng,
     ) -> candle_core::Result<(Tensor, Var)> {
-        let tokens = Var::from_tensor(&self.wte.detach().embedding(&input_ids.flatten_all()?)?)?;
-        let logits = self.forward_from_tokens(
-            input_ids,
-            tokens.as_tensor().clone(),
-            attention_mask,
-            &mut Mode::Train(rng),
-        )?;
+        let ids = input.ids.flatten_all()?;
+        let tokens = Var::from_tensor(&self.wte.detach().embedding(&ids)?)?;
+        let logits =
+            self.forward_from_tokens(input, tokens.as_tensor().clone(), &mut Mode::Train(rng))?;
         Ok((logits, tokens))
     }
 
     fn forward_from_tokens(
         &self,
-        input_ids: &Tensor,
+        input: &BatchInput,
         tokens: Tensor,
-        attention_mask: Option<&Tensor>,
         mode: &mut Mode,
     ) -> candle_core::Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
+        let (b, t) = input.ids.dims2()?;
         if t > self.config.n_positions {
             candle_core::bail!(
                 "sequence of {t} tokens is longer than the model's {} positions",
                 self.config.n_positions
             );
         }
-        let ids = input_ids.to_vec2::<u32>()?;
         let dev = self.device();
         let positions = Tensor::arange(0u32, t as u32, dev)?;
         let pos = self.wpe.embedding(&positions)?.repeat((b, 1))?;
         let mut x = dropout(&(tokens + pos)?, self.config.embd_pdrop, mode)?;
-        let mask = additive_mask(b, t, attention_mask, dev)?.to_dtype(x.dtype())?;
+        let mask = input.mask.to_dtype(x.dtype())?;
         for block in &self.blocks {
             x = block.forward(&x, (b, t), &mask, &self.config, mode)?;
         }
-        let pool = pool_indices(&ids, self.config.pad_id());
-        let rows: Vec<u32> = pool
+        let pooled = self.ln_f.forward(&x.index_select(&input.pool_rows, 0)?)?;
+        pooled.matmul(&self.score.t()?)
+    }
+}
+
+/// One padded batch on the model's device, built from what the host already
+/// knows about it ([`Encoded`]): the forward pass never copies anything back
+/// from the device to find out.
+#[derive(Debug, Clone)]
+pub struct BatchInput {
+    /// Token ids `[batch, seq]` (u32, right-padded).
+    pub ids: Tensor,
+    /// Additive attention mask `[batch, 1, seq, seq]`: 0 where query `q` may
+    /// attend to key `k` (`k <= q` and the key is a real token), the most
+    /// negative float elsewhere (finite, so a fully masked row yields uniform
+    /// attention instead of NaN).
+    pub mask: Tensor,
+    /// Row of the flattened `[batch·seq]` activations each text is classified
+    /// at (`row · seq + pool index`, see [`Encoded::pool`]).
+    pub pool_rows: Tensor,
+}
+
+impl BatchInput {
+    /// Uploads `enc` to `dev`.
+    pub fn new(enc: &Encoded, dev: &Device) -> candle_core::Result<Self> {
+        let (b, t) = (enc.batch, enc.seq_len);
+        let mut mask = Vec::with_capacity(b * t * t);
+        for keys in enc.attention_mask.chunks(t.max(1)).take(b) {
+            for q in 0..t {
+                mask.extend((0..t).map(|k| {
+                    if k <= q && keys[k] != 0 {
+                        0.0
+                    } else {
+                        f32::MIN
+                    }
+                }));
+            }
+        }
+        let rows: Vec<u32> = enc
+            .pool
             .iter()
             .enumerate()
             .map(|(i, &p)| (i * t + p) as u32)
             .collect();
-        let rows = Tensor::from_vec(rows, b, dev)?;
-        let pooled = self.ln_f.forward(&x.index_select(&rows, 0)?)?;
-        pooled.matmul(&self.score.t()?)
+        Ok(Self {
+            ids: Tensor::from_slice(&enc.ids, (b, t), dev)?,
+            mask: Tensor::from_vec(mask, (b, 1, t, t), dev)?,
+            pool_rows: Tensor::from_vec(rows, b, dev)?,
+        })
+    }
+
+    /// Texts in the batch.
+    pub fn batch(&self) -> usize {
+        self.ids.dims().first().copied().unwrap_or(0)
     }
 }
 
@@ -364,50 +397,4 @@ pub fn embedding_gradient(
         dst.iter_mut().zip(g).for_each(|(d, s)| *d += s);
     }
     Tensor::from_vec(out, (vocab, e), wte.device())
-}
-
-/// The position each row is classified at (see the module docs).
-pub fn pool_indices(ids: &[Vec<u32>], pad_id: u32) -> Vec<usize> {
-    ids.iter()
-        .map(|row| row.iter().rposition(|&id| id != pad_id).unwrap_or(0))
-        .collect()
-}
-
-/// `[b, 1, t, t]`: 0 where query `q` may attend to key `k` (`k <= q` and key not
-/// masked), the most negative float elsewhere. Finite, so a fully masked row
-/// yields uniform attention instead of NaN.
-fn additive_mask(
-    b: usize,
-    t: usize,
-    attention_mask: Option<&Tensor>,
-    dev: &Device,
-) -> candle_core::Result<Tensor> {
-    let keys: Vec<Vec<u32>> = match attention_mask {
-        Some(m) => m.to_dtype(DType::U32)?.to_vec2()?,
-        None => vec![vec![1; t]; b],
-    };
-    let mut data = Vec::with_capacity(b * t * t);
-    for row in &keys {
-        for q in 0..t {
-            data.extend((0..t).map(|k| if k <= q && row[k] != 0 { 0.0 } else { f32::MIN }));
-        }
-    }
-    Tensor::from_vec(data, (b, 1, t, t), dev)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pools_at_last_non_pad_token() {
-        let pad = 50256;
-        let ids = vec![
-            vec![5, 6, 7, pad, pad],
-            vec![5, 6, pad, 7, pad],
-            vec![pad, pad, pad, pad, pad],
-            vec![1, 2, 3, 4, 5],
-        ];
-        assert_eq!(pool_indices(&ids, pad), vec![2, 3, 0, 4]);
-    }
 }

@@ -2,8 +2,10 @@
 //! loading (local folders and the Hugging Face Hub, in both of its layouts) and
 //! export in Hugging Face's classifier layout.
 
+mod card;
 mod config;
 mod gpt2;
+mod head;
 mod init;
 mod load;
 pub(crate) mod ops;
@@ -11,13 +13,15 @@ mod save;
 
 use std::path::{Path, PathBuf};
 
+pub use card::ModelCard;
 pub use config::{default_labels, Activation, Gpt2Config};
 pub use gpt2::{
-    embedding_gradient, parameter_shapes, pool_indices, Gpt2ForSequenceClassification, Mode,
+    embedding_gradient, parameter_shapes, BatchInput, Gpt2ForSequenceClassification, Mode,
 };
+pub use head::{argmax, log_softmax};
 pub use init::{init_score_head, random_weights, Preset};
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
-pub use save::{save, write_dir_atomically, write_model_files};
+pub use save::{export, save, write_model_files};
 
 /// Named weights of a classifier, keyed as in [`parameter_shapes`].
 pub type Weights = std::collections::HashMap<String, candle_core::Tensor>;
@@ -101,11 +105,35 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+impl From<crate::atomic::IoError> for ModelError {
+    fn from(e: crate::atomic::IoError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl ModelError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+}
+
+/// Parses a device name: `cpu`, or `cuda:N` (which needs a build with
+/// `--features cuda` and a GPU at run time).
+pub fn parse_device(spec: &str) -> Result<candle_core::Device, String> {
+    match spec {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        _ => {
+            let ordinal = spec
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| format!("device `{spec}`: expected `cpu` or `cuda:N`"))?;
+            candle_core::Device::new_cuda(ordinal).map_err(|e| format!("device `{spec}`: {e}"))
         }
     }
 }

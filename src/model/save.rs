@@ -1,14 +1,20 @@
-//! Export in Hugging Face's layouts, written all-or-nothing.
+//! Export in Hugging Face's layouts, written all-or-nothing (see
+//! [`crate::atomic`]): a crash leaves either the old folder or the new one,
+//! never half of one.
 //!
-//! The folder is built under a temporary name beside the target, every file and
-//! the folder itself fsynced, then renamed into place; a crash leaves either the
-//! old folder or the new one, never half of one.
+//! A folder holds what `from_pretrained` and `pipeline` need: `config.json`,
+//! `model.safetensors`, `tokenizer.json`, and `tokenizer_config.json` with
+//! `special_tokens_map.json` naming the pad token (GPT-2 has none of its own:
+//! it is the end-of-text token, as the recipe sets it), without which Python's
+//! tokenizer cannot pad a batch. [`export`] adds the model card (`README.md`).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{Gpt2Config, ModelError, WeightLayout, Weights};
+use serde_json::json;
+
+use super::{Gpt2Config, LoadedModel, ModelCard, ModelError, WeightLayout, Weights};
+use crate::atomic;
 use crate::data::TextTokenizer;
 
 /// Writes `config.json`, `model.safetensors` and `tokenizer.json` to `out`.
@@ -23,13 +29,23 @@ pub fn save(
     layout: WeightLayout,
     out: &Path,
 ) -> Result<(), ModelError> {
-    write_dir_atomically(out, |tmp| {
+    atomic::write_dir(out, |tmp| {
         write_model_files(config, weights, tokenizer, layout, tmp)
     })
 }
 
-/// Writes the model's files into the existing folder `dir` (no atomicity of its
-/// own: [`save`] and checkpoints wrap it in [`write_dir_atomically`]).
+/// [`save`] in the classifier layout, with `card` as the folder's `README.md`.
+pub fn export(model: &LoadedModel, out: &Path, card: &ModelCard) -> Result<(), ModelError> {
+    atomic::write_dir(out, |tmp| {
+        let (config, tok) = (&model.config, &model.tokenizer);
+        write_model_files(config, &model.weights, tok, WeightLayout::Classifier, tmp)?;
+        let readme = tmp.join("README.md");
+        std::fs::write(&readme, card.render()).map_err(|e| ModelError::io(&readme, e))
+    })
+}
+
+/// Writes the model's files into the existing folder `tmp` (no atomicity of its
+/// own: [`save`], [`export`] and checkpoints wrap it in [`atomic::write_dir`]).
 pub fn write_model_files(
     config: &Gpt2Config,
     weights: &Weights,
@@ -65,64 +81,41 @@ pub fn write_model_files(
             }
         })?;
         tokenizer.save(&tmp.join("tokenizer.json"))?;
-        Ok(())
+        write_tokenizer_config(config, tokenizer, tmp)
     }
 }
 
-/// Builds the folder `out` by calling `fill` on a fresh temporary folder beside
-/// it, fsyncs everything, then swaps it into place (replacing any old `out`).
-pub fn write_dir_atomically<E>(
-    out: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), E>,
-) -> Result<(), E>
-where
-    E: From<ModelError>,
-{
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempdir_in(&parent)
-        .map_err(|e| ModelError::io(&parent, e))?;
-    fill(tmp.path())?;
-    sync_tree(tmp.path())?;
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    let replaced = out.exists();
-    if replaced {
-        std::fs::rename(out, &old).map_err(|e| ModelError::io(out, e))?;
+/// `tokenizer_config.json` and `special_tokens_map.json`: GPT-2's end-of-text
+/// token as bos, eos, unk and pad, and the model's length as
+/// `model_max_length`.
+fn write_tokenizer_config(
+    config: &Gpt2Config,
+    tokenizer: &TextTokenizer,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    let eos = tokenizer
+        .token(config.pad_id())
+        .unwrap_or_else(|| "<|endoftext|>".to_string());
+    let special = json!({"bos_token": eos, "eos_token": eos, "pad_token": eos, "unk_token": eos});
+    let mut full = special.clone();
+    let extra = json!({
+        "add_prefix_space": false,
+        "clean_up_tokenization_spaces": false,
+        "errors": "replace",
+        "model_max_length": config.n_positions,
+        "padding_side": "right",
+        "tokenizer_class": "GPT2Tokenizer",
+    });
+    if let (Some(f), Some(e)) = (full.as_object_mut(), extra.as_object()) {
+        f.extend(e.clone());
     }
-    let tmp = tmp.keep();
-    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
-    sync_dir(&parent)?;
-    if replaced {
-        std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+    for (name, value) in [
+        ("tokenizer_config.json", full),
+        ("special_tokens_map.json", special),
+    ] {
+        let path = dir.join(name);
+        let text = serde_json::to_string_pretty(&value).expect("JSON values serialize");
+        std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))?;
     }
     Ok(())
-}
-
-fn sync_tree(dir: &Path) -> Result<(), ModelError> {
-    for entry in std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))? {
-        let path = entry.map_err(|e| ModelError::io(dir, e))?.path();
-        if path.is_dir() {
-            sync_tree(&path)?;
-        } else {
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| ModelError::io(&path, e))?;
-        }
-    }
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), ModelError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ModelError::io(dir, e))
 }

@@ -1,7 +1,8 @@
 //! The training thread's side of a job: read the datasets, load the base
-//! model, resume from the newest checkpoint, train, export the model and build
-//! its classifier — all synchronous, on a dedicated OS thread. Progress goes to
-//! the async side over a channel; a shared flag stops the trainer.
+//! model, train (resuming from the newest checkpoint that loads), export the
+//! model and build its classifier — all synchronous, on a dedicated OS thread.
+//! The trainer's events go to the async side over a channel; a shared flag
+//! stops the trainer.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +11,12 @@ use std::sync::Arc;
 use candle_core::Device;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::data::{Dataset, DatasetFormat, ParseOptions};
+use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
 use crate::infer::{Classifier, ServedModel};
-use crate::model::{self, LoadOptions, LoadedModel, ModelError, ModelSource, WeightLayout};
+use crate::model::{self, LoadOptions, ModelError, ModelSource};
 use crate::train::{
-    self, EvalMetrics, Finish, History, Hyperparameters, Observer, TrainError, TrainEvent,
-    TrainSpec,
+    self, EvalMetrics, Finish, Hyperparameters, Observer, Provenance, Resume, TrainError,
+    TrainEvent, TrainSpec,
 };
 
 /// Everything the thread needs, owned.
@@ -23,8 +24,10 @@ use crate::train::{
 pub(crate) struct Plan {
     /// The model id to export under.
     pub model_id: String,
-    /// Base model (folder or Hub id).
-    pub base_model: String,
+    /// Where the base model comes from.
+    pub base_model: ModelSource,
+    /// The base model and datasets as named by the user, for the model card.
+    pub provenance: Provenance,
     /// Normalised training data.
     pub train_path: PathBuf,
     /// Normalised evaluation data.
@@ -33,9 +36,9 @@ pub(crate) struct Plan {
     pub labels: Vec<String>,
     /// The run's settings.
     pub hyperparameters: Hyperparameters,
-    /// `data/jobs/{id}/checkpoints`.
+    /// Where the job's checkpoints go (and are resumed from).
     pub checkpoint_dir: PathBuf,
-    /// `data/models/{model_id}`.
+    /// Where the model is exported.
     pub model_dir: PathBuf,
     /// Where to train.
     pub device: Device,
@@ -46,37 +49,58 @@ pub(crate) struct Plan {
 pub(crate) enum Msg {
     /// A trainer event.
     Event(TrainEvent),
-    /// The logged steps and evaluations of the checkpoint a run resumes from, to
-    /// record again: a worker that lost its lease may have written that
-    /// checkpoint after the store stopped taking its metrics.
-    Backfill(History),
-    /// A note for the job log.
-    Note(String),
     /// The end of the run.
-    Done(Result<Executed, Failure>),
+    Done(Result<Executed, JobError>),
 }
 
-/// A failed run.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    /// What went wrong.
-    pub message: String,
-    /// Retrying cannot help (bad data or hyperparameters, a model that does not load).
-    pub permanent: bool,
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JobError {
+    /// The job cannot be planned (its dataset is gone, say).
+    #[error("{0}")]
+    Plan(String),
+    /// A stored dataset could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Data {
+        /// The dataset's file.
+        path: PathBuf,
+        /// Why.
+        source: DatasetError,
+    },
+    /// The base model did not load.
+    #[error("loading the base model {source_name}: {source}")]
+    BaseModel {
+        /// The base model as named.
+        source_name: String,
+        /// Why.
+        source: ModelError,
+    },
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Writing the model failed.
+    #[error("exporting the model: {0}")]
+    Export(TrainError),
+    /// The trained model could not be made ready to serve.
+    #[error("preparing the model to serve: {0}")]
+    Serve(ModelError),
+    /// The training thread could not start, or died.
+    #[error("the training thread {0}")]
+    Thread(String),
 }
 
-impl Failure {
-    fn transient(message: impl std::fmt::Display) -> Self {
-        Self {
-            message: message.to_string(),
-            permanent: false,
-        }
-    }
-
-    fn permanent(message: impl std::fmt::Display) -> Self {
-        Self {
-            message: message.to_string(),
-            permanent: true,
+impl JobError {
+    /// Whether retrying cannot help: bad data or hyperparameters, a base model
+    /// that is not a usable GPT-2. Disk, network and device trouble may pass.
+    pub(crate) fn is_permanent(&self) -> bool {
+        match self {
+            Self::Plan(_) => true,
+            Self::Data { source, .. } => !matches!(source, DatasetError::Read { .. }),
+            Self::BaseModel { source, .. } => {
+                !matches!(source, ModelError::Hub(_) | ModelError::Io { .. })
+            }
+            Self::Train(e) => matches!(e, TrainError::Hyperparameter(_) | TrainError::Data(_)),
+            Self::Export(_) | Self::Serve(_) | Self::Thread(_) => false,
         }
     }
 }
@@ -117,59 +141,44 @@ fn execute(
     plan: &Plan,
     tx: &UnboundedSender<Msg>,
     stop: &Arc<AtomicBool>,
-) -> Result<Executed, Failure> {
+) -> Result<Executed, JobError> {
     // The stored copies were validated at upload; read them with the same label map.
     let opts = ParseOptions {
         labels: Some(&plan.labels),
         ..ParseOptions::default()
     };
-    let read = |p: &PathBuf| {
-        Dataset::from_path(p, Some(DatasetFormat::Jsonl), &opts)
+    let read = |path: &PathBuf| {
+        Dataset::from_path(path, Some(DatasetFormat::Jsonl), &opts)
             .map(|d| d.examples)
-            .map_err(|e| Failure::transient(format!("{}: {e}", p.display())))
+            .map_err(|source| JobError::Data {
+                path: path.clone(),
+                source,
+            })
     };
     let train_examples = read(&plan.train_path)?;
     let eval_examples = plan.eval_path.as_ref().map(read).transpose()?;
-    let source: ModelSource = plan.base_model.parse().map_err(Failure::permanent)?;
     let opts = LoadOptions {
         labels: Some(plan.labels.clone()),
         head_seed: plan.hyperparameters.seed,
         device: plan.device.clone(),
     };
-    let base = model::load(&source, &opts).map_err(|e| {
-        let message = format!("loading {source}: {e}");
-        match e {
-            // The Hub or the disk may come back; a bad checkpoint will not.
-            ModelError::Hub(_) | ModelError::Io { .. } => Failure::transient(message),
-            _ => Failure::permanent(message),
-        }
+    let base = model::load(&plan.base_model, &opts).map_err(|source| JobError::BaseModel {
+        source_name: plan.provenance.base_model.clone(),
+        source,
     })?;
-    let resume_from = train::list_checkpoints(&plan.checkpoint_dir)
-        .pop()
-        .map(|(step, path)| {
-            let _ = tx.send(Msg::Note(format!("resuming from checkpoint step-{step}")));
-            if let Ok(state) = train::read_trainer_state(&path) {
-                let _ = tx.send(Msg::Backfill(state.history));
-            }
-            path
-        });
-    let (config, tokenizer) = (base.config.clone(), base.tokenizer.clone());
     let spec = TrainSpec {
         model: base,
         train: &train_examples,
         eval: eval_examples.as_deref(),
         hyperparameters: &plan.hyperparameters,
         checkpoint_dir: plan.checkpoint_dir.clone(),
-        resume_from,
+        resume: Resume::Latest,
     };
     let mut observer = ChannelObserver {
         tx: tx.clone(),
         stop: stop.clone(),
     };
-    let outcome = train::run(spec, &mut observer).map_err(|e| match e {
-        TrainError::Hyperparameter(_) | TrainError::Data(_) => Failure::permanent(e),
-        other => Failure::transient(other),
-    })?;
+    let outcome = train::run(spec, &mut observer)?;
     if outcome.finish == Finish::Stopped || stop.load(Ordering::Relaxed) {
         return Ok(Executed {
             finish: Finish::Stopped,
@@ -177,22 +186,10 @@ fn execute(
             final_metrics: outcome.final_metrics,
         });
     }
-    let trained = LoadedModel {
-        config,
-        weights: outcome.weights,
-        tokenizer,
-        layout: WeightLayout::Classifier,
-        new_head: false,
-    };
-    model::save(
-        &trained.config,
-        &trained.weights,
-        &trained.tokenizer,
-        WeightLayout::Classifier,
-        &plan.model_dir,
-    )
-    .map_err(|e| Failure::transient(format!("exporting the model: {e}")))?;
-    let classifier = Classifier::new(&trained, None).map_err(Failure::transient)?;
+    outcome
+        .export(&plan.model_dir, &plan.provenance)
+        .map_err(JobError::Export)?;
+    let classifier = Classifier::new(&outcome.model(), None).map_err(JobError::Serve)?;
     Ok(Executed {
         finish: outcome.finish,
         model: Some(Arc::new(ServedModel {
@@ -200,20 +197,5 @@ fn execute(
             classifier,
         })),
         final_metrics: outcome.final_metrics,
-    })
-}
-
-/// Loads a model folder (or Hub id) as a served model; blocking.
-pub fn load_served(id: &str, source: &str, device: &Device) -> Result<ServedModel, String> {
-    let source: ModelSource = source.parse().map_err(|e| format!("{e}"))?;
-    let opts = LoadOptions {
-        device: device.clone(),
-        ..LoadOptions::default()
-    };
-    let loaded = model::load(&source, &opts).map_err(|e| format!("loading {source}: {e}"))?;
-    let classifier = Classifier::new(&loaded, None).map_err(|e| e.to_string())?;
-    Ok(ServedModel {
-        id: id.to_string(),
-        classifier,
     })
 }

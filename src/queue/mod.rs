@@ -9,9 +9,10 @@
 //! their trainers and hand their jobs back to the queue.
 
 mod execute;
+mod log;
+mod record;
 mod worker;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +21,17 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use execute::load_served;
+pub use log::{JobLog, LoggedEvent};
 
+use crate::data_dir::DataDir;
 use crate::infer::Registry;
-use crate::store::{NewEvent, Store};
+use crate::store::{Level, NewEvent, Store};
 
 /// How the queue runs.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
-    /// `--data-dir`: checkpoints go under `jobs/`, models under `models/`.
-    pub data_dir: PathBuf,
+    /// `--data-dir`: where datasets are read and checkpoints and models written.
+    pub data_dir: DataDir,
     /// One worker per entry: its name (`cpu`, `cuda:0`) and device.
     pub devices: Vec<(String, Device)>,
     /// How long a lease lasts without a heartbeat.
@@ -51,6 +53,7 @@ impl QueueConfig {
 pub(crate) struct Shared {
     pub config: QueueConfig,
     pub store: Store,
+    pub log: JobLog,
     pub registry: Arc<Registry>,
     pub shutdown: CancellationToken,
     pub wake: Notify,
@@ -80,6 +83,7 @@ impl Queue {
     ) -> (Self, Vec<JoinHandle<()>>) {
         let shared = Arc::new(Shared {
             config,
+            log: JobLog::new(store.clone()),
             store,
             registry,
             shutdown,
@@ -103,6 +107,11 @@ impl Queue {
     /// Wakes an idle worker (a job was just queued).
     pub fn notify(&self) {
         self.shared.wake.notify_one();
+    }
+
+    /// The job log, which the API writes clients' actions to and follows live.
+    pub fn log(&self) -> &JobLog {
+        &self.shared.log
     }
 }
 
@@ -148,7 +157,7 @@ async fn rescue(shared: Arc<Shared>) {
         for r in rescued {
             tracing::warn!(job = %r.job_id, status = r.status.as_str(), "lease expired");
             let event = NewEvent {
-                level: "warning",
+                level: Level::Warning,
                 kind: "lease_expired",
                 message: format!(
                     "the worker's lease expired; job is now {}",
@@ -156,7 +165,7 @@ async fn rescue(shared: Arc<Shared>) {
                 ),
                 data: None,
             };
-            let _ = shared.store.add_event(&r.job_id, None, event).await;
+            let _ = shared.log.write(&r.job_id, None, event).await;
             shared.wake.notify_one();
         }
     }

@@ -2,25 +2,26 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::types::Json;
 
-use super::{from_json, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// An uploaded dataset.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DatasetRow {
-    /// Its id (`ds-…`).
+    /// `ds-` and 16 hex digits.
     pub id: String,
-    /// An optional name given at upload.
+    /// The name given at upload; `None` when none was.
     pub name: Option<String>,
     /// `jsonl` or `csv`, as uploaded.
     pub format: String,
     /// Number of examples.
     pub rows: i64,
     /// Class names, by label id.
+    #[sqlx(json)]
     pub labels: Vec<String>,
-    /// Examples per class.
+    /// Examples per class name.
+    #[sqlx(json)]
     pub label_counts: BTreeMap<String, i64>,
     /// The normalised JSONL copy on disk.
     pub path: String,
@@ -49,65 +50,47 @@ pub struct NewDataset {
 
 const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, created_at";
 
-fn dataset(row: &SqliteRow) -> Result<DatasetRow, StoreError> {
-    Ok(DatasetRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        format: row.try_get("format")?,
-        rows: row.try_get("rows")?,
-        labels: from_json(row.try_get("labels")?)?,
-        label_counts: from_json(row.try_get("label_counts")?)?,
-        path: row.try_get("path")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 impl Store {
     /// Records an uploaded dataset.
     pub async fn insert_dataset(&self, new: NewDataset) -> Result<DatasetRow, StoreError> {
         let mut tx = self.write().await?;
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as(&format!(
             "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         ))
         .bind(&new.id)
         .bind(&new.name)
         .bind(&new.format)
         .bind(new.rows)
-        .bind(serde_json::to_string(&new.labels)?)
-        .bind(serde_json::to_string(&new.label_counts)?)
+        .bind(Json(&new.labels))
+        .bind(Json(&new.label_counts))
         .bind(&new.path)
         .bind(now_ms())
         .fetch_one(&mut *tx)
         .await?;
-        let out = dataset(&row)?;
         tx.commit().await?;
-        Ok(out)
+        Ok(row)
     }
 
     /// One dataset.
     pub async fn get_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM datasets WHERE id = ?"))
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM datasets WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "dataset",
                 id: id.to_string(),
-            })?;
-        dataset(&row)
+            })
     }
 
     /// Datasets, newest first.
     pub async fn list_datasets(&self, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM datasets ORDER BY seq DESC LIMIT ?"
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM datasets ORDER BY seq DESC LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(dataset)
-        .collect()
+        .await?)
     }
 }

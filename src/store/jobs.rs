@@ -1,14 +1,17 @@
 //! The `jobs` table: submission, listing, and the queue's claims, leases,
 //! progress and outcomes (fenced by [`Fence`]).
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{now_ms, Store, StoreError};
+use super::{now_ms, Statement, Store, StoreError};
+use crate::train::Hyperparameters;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a worker.
     Queued,
@@ -62,76 +65,79 @@ impl std::str::FromStr for JobStatus {
     }
 }
 
-/// A fine-tuning job.
-#[derive(Debug, Clone, PartialEq)]
+/// A fine-tuning job as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct JobRow {
-    /// Its id (`job-…`).
+    /// `job-` and 16 hex digits.
     pub id: String,
     /// Where it stands.
     pub status: JobStatus,
-    /// The base model (folder or Hub id).
+    /// The base model as submitted (Hub id, model id or folder).
     pub base_model: String,
     /// Training dataset id.
     pub train_dataset: String,
-    /// Evaluation dataset id.
+    /// Evaluation dataset id; `None` when the job evaluates on nothing.
     pub eval_dataset: Option<String>,
     /// The hyperparameters, every field explicit.
-    pub hyperparameters: serde_json::Value,
-    /// A suffix for the model's name.
+    #[sqlx(json)]
+    pub hyperparameters: Hyperparameters,
+    /// The suffix of the model's id, when one was given.
     pub suffix: Option<String>,
-    /// Attempts started so far (the current one while running).
+    /// Attempts started so far (the current one while running; 0 while queued
+    /// for the first time).
     pub attempt: i64,
-    /// Attempts allowed.
+    /// Attempts allowed before the job fails.
     pub max_attempts: i64,
-    /// The worker holding the lease.
+    /// The worker holding the lease; `None` unless running.
     pub lease_owner: Option<String>,
-    /// When the lease runs out (Unix ms).
+    /// When the lease runs out (Unix ms); `None` unless running.
     pub lease_expires_at: Option<i64>,
     /// A client asked to cancel.
     pub cancel_requested: bool,
     /// Training progress.
+    #[sqlx(flatten)]
     pub progress: Progress,
-    /// Why it failed (or the last attempt's error).
+    /// Why it failed (or why the last attempt did); `None` otherwise.
     pub error: Option<String>,
-    /// The model it produced.
+    /// The model it produced; `None` until it succeeds.
     pub model_id: Option<String>,
     /// Submission time (Unix ms).
     pub created_at: i64,
-    /// First start (Unix ms).
+    /// First start (Unix ms); `None` while never started.
     pub started_at: Option<i64>,
-    /// End (Unix ms).
+    /// End (Unix ms); `None` while not finished.
     pub finished_at: Option<i64>,
 }
 
 /// Training progress of a job.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Progress {
     /// Optimizer steps done.
     pub step: i64,
-    /// Optimizer steps planned.
+    /// Optimizer steps planned; `None` until training has started.
     pub total_steps: Option<i64>,
-    /// Fractional epoch.
+    /// Fractional epoch; `None` until the first logged step.
     pub epoch: Option<f64>,
-    /// Real training tokens seen.
+    /// Real (unpadded) training tokens seen.
     pub tokens: i64,
-    /// Recent training throughput.
+    /// Training throughput of the last logging window, in tokens per second.
     pub tokens_per_second: Option<f64>,
 }
 
 /// What [`Store::insert_job`] records.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// Its id.
+    /// The id to store it under.
     pub id: String,
-    /// Base model.
+    /// The base model as submitted.
     pub base_model: String,
     /// Training dataset id (must exist).
     pub train_dataset: String,
-    /// Evaluation dataset id (must exist).
+    /// Evaluation dataset id (must exist when given).
     pub eval_dataset: Option<String>,
-    /// Hyperparameters, every field explicit.
-    pub hyperparameters: serde_json::Value,
-    /// Model name suffix.
+    /// Hyperparameters, validated.
+    pub hyperparameters: Hyperparameters,
+    /// Suffix for the model's id.
     pub suffix: Option<String>,
     /// Attempts allowed.
     pub max_attempts: i64,
@@ -149,10 +155,22 @@ pub struct Fence {
     pub owner: String,
 }
 
+impl Fence {
+    /// `sql` (whose condition includes [`FENCED`]) with the fence bound as `$1`,
+    /// `$2`, `$3`; the caller binds the rest from `$4` on.
+    pub(super) fn bind<'q>(&'q self, sql: &'q str) -> Statement<'q> {
+        sqlx::query(sql)
+            .bind(&self.job_id)
+            .bind(self.attempt)
+            .bind(&self.owner)
+    }
+}
+
 /// A job the rescuer moved after its lease expired.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Rescued {
     /// The job.
+    #[sqlx(rename = "id")]
     pub job_id: String,
     /// Its new status (`queued`, `failed` or `cancelled`).
     pub status: JobStatus,
@@ -163,39 +181,9 @@ pub(super) const COLUMNS: &str = "id, status, base_model, train_dataset, eval_da
     cancel_requested, step, total_steps, epoch, tokens, tokens_per_second, error, model_id, \
     created_at, started_at, finished_at";
 
-/// The condition every fenced write adds (binds: job id, attempt, owner).
-pub(super) const FENCED: &str = "id = ? AND attempt = ? AND lease_owner = ? AND status = 'running'";
-
-fn job(row: &SqliteRow) -> Result<JobRow, StoreError> {
-    let status: String = row.try_get("status")?;
-    let hyper: String = row.try_get("hyperparameters")?;
-    Ok(JobRow {
-        id: row.try_get("id")?,
-        status: status.parse().map_err(StoreError::Conflict)?,
-        base_model: row.try_get("base_model")?,
-        train_dataset: row.try_get("train_dataset")?,
-        eval_dataset: row.try_get("eval_dataset")?,
-        hyperparameters: serde_json::from_str(&hyper)?,
-        suffix: row.try_get("suffix")?,
-        attempt: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        cancel_requested: row.try_get("cancel_requested")?,
-        progress: Progress {
-            step: row.try_get("step")?,
-            total_steps: row.try_get("total_steps")?,
-            epoch: row.try_get("epoch")?,
-            tokens: row.try_get("tokens")?,
-            tokens_per_second: row.try_get("tokens_per_second")?,
-        },
-        error: row.try_get("error")?,
-        model_id: row.try_get("model_id")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
+/// The condition every fenced statement includes; see [`Fence::bind`].
+pub(super) const FENCED: &str =
+    "id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'";
 
 fn not_found(id: &str) -> StoreError {
     StoreError::NotFound {
@@ -209,7 +197,7 @@ impl Store {
     pub async fn insert_job(&self, new: NewJob) -> Result<JobRow, StoreError> {
         let mut tx = self.write().await?;
         for id in std::iter::once(&new.train_dataset).chain(new.eval_dataset.as_ref()) {
-            let found = sqlx::query("SELECT 1 FROM datasets WHERE id = ?")
+            let found = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -221,35 +209,32 @@ impl Store {
             }
         }
         let now = now_ms();
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as(&format!(
             "INSERT INTO jobs (id, status, base_model, train_dataset, eval_dataset,
                  hyperparameters, suffix, max_attempts, created_at, updated_at)
-             VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
         ))
         .bind(&new.id)
         .bind(&new.base_model)
         .bind(&new.train_dataset)
         .bind(&new.eval_dataset)
-        .bind(serde_json::to_string(&new.hyperparameters)?)
+        .bind(sqlx::types::Json(&new.hyperparameters))
         .bind(&new.suffix)
         .bind(new.max_attempts)
         .bind(now)
-        .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let out = job(&row)?;
         tx.commit().await?;
-        Ok(out)
+        Ok(row)
     }
 
     /// One job.
     pub async fn get_job(&self, id: &str) -> Result<JobRow, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| not_found(id))?;
-        job(&row)
+            .ok_or_else(|| not_found(id))
     }
 
     /// Jobs in submission order, optionally of one status, after the job `after`.
@@ -260,41 +245,34 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Vec<JobRow>, StoreError> {
         let after_seq: i64 = match after {
-            Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = ?")
+            Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| not_found(id))?,
             None => 0,
         };
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE seq > ? AND (? IS NULL OR status = ?)
-             ORDER BY seq LIMIT ?"
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE seq > $1 AND ($2 IS NULL OR status = $2)
+             ORDER BY seq LIMIT $3"
         ))
         .bind(after_seq)
-        .bind(status.map(JobStatus::as_str))
-        .bind(status.map(JobStatus::as_str))
+        .bind(status)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(job)
-        .collect()
+        .await?)
     }
 
     /// Jobs per status (every status present, zero included).
     pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> =
+        let rows: Vec<(JobStatus, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
                 .fetch_all(&self.pool)
                 .await?;
         Ok(JobStatus::ALL
             .into_iter()
             .map(|st| {
-                let n = rows
-                    .iter()
-                    .find(|(s, _)| s == st.as_str())
-                    .map_or(0, |(_, n)| *n);
+                let n = rows.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
                 (st, n)
             })
             .collect())
@@ -309,21 +287,19 @@ impl Store {
     ) -> Result<Option<JobRow>, StoreError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?,
-                 lease_expires_at = ?, started_at = COALESCE(started_at, ?), updated_at = ?
+        let row = sqlx::query_as(&format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1,
+                 lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
              WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)
              RETURNING {COLUMNS}"
         ))
         .bind(owner)
         .bind(now + lease_ms)
         .bind(now)
-        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let out = row.as_ref().map(job).transpose()?;
         tx.commit().await?;
-        Ok(out)
+        Ok(row)
     }
 
     /// Renews the lease. `Some(cancel_requested)` while held; `None` when lost.
@@ -334,40 +310,37 @@ impl Store {
     ) -> Result<Option<bool>, StoreError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let cancel: Option<bool> = sqlx::query_scalar(&format!(
-            "UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE {FENCED}
+        let sql = format!(
+            "UPDATE jobs SET lease_expires_at = $4, updated_at = $5 WHERE {FENCED}
              RETURNING cancel_requested"
-        ))
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .fetch_optional(&mut *tx)
-        .await?;
+        );
+        let row = fence
+            .bind(&sql)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(cancel)
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// Records progress; `false` when the fence no longer holds.
     pub async fn update_progress(&self, fence: &Fence, p: &Progress) -> Result<bool, StoreError> {
         let sql = format!(
-            "UPDATE jobs SET step = ?, total_steps = COALESCE(?, total_steps),
-                 epoch = COALESCE(?, epoch), tokens = ?,
-                 tokens_per_second = COALESCE(?, tokens_per_second), updated_at = ?
+            "UPDATE jobs SET step = $4, total_steps = COALESCE($5, total_steps),
+                 epoch = COALESCE($6, epoch), tokens = $7,
+                 tokens_per_second = COALESCE($8, tokens_per_second), updated_at = $9
              WHERE {FENCED}"
         );
-        self.fenced_write(
-            sqlx::query(&sql)
-                .bind(p.step)
-                .bind(p.total_steps)
-                .bind(p.epoch)
-                .bind(p.tokens)
-                .bind(p.tokens_per_second)
-                .bind(now_ms()),
-            fence,
-        )
-        .await
+        let statement = fence
+            .bind(&sql)
+            .bind(p.step)
+            .bind(p.total_steps)
+            .bind(p.epoch)
+            .bind(p.tokens)
+            .bind(p.tokens_per_second)
+            .bind(now_ms());
+        self.fenced_write(statement).await
     }
 
     /// Ends the attempt with `status` (cancelled, or failed/queued after an
@@ -378,65 +351,42 @@ impl Store {
         status: JobStatus,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
         let sql = format!(
-            "UPDATE jobs SET status = ?, error = COALESCE(?, error), lease_owner = NULL,
-                 lease_expires_at = NULL, updated_at = ?,
-                 finished_at = CASE WHEN ? IN ('failed', 'cancelled') THEN ? ELSE NULL END
+            "UPDATE jobs SET status = $4, error = COALESCE($5, error), lease_owner = NULL,
+                 lease_expires_at = NULL, updated_at = $6,
+                 finished_at = CASE WHEN $4 IN ('failed', 'cancelled') THEN $6 ELSE NULL END
              WHERE {FENCED}"
         );
-        self.fenced_write(
-            sqlx::query(&sql)
-                .bind(status.as_str())
-                .bind(error)
-                .bind(now)
-                .bind(status.as_str())
-                .bind(now),
-            fence,
-        )
-        .await
+        let statement = fence.bind(&sql).bind(status).bind(error).bind(now_ms());
+        self.fenced_write(statement).await
     }
 
     /// Cancels a job: a queued one at once, a running one by raising its flag
-    /// (its worker stops at the next step). 409 for a finished job.
+    /// (its worker stops at the next step). [`StoreError::Conflict`] for a
+    /// finished job.
     pub async fn request_cancel(&self, id: &str) -> Result<JobRow, StoreError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let current = sqlx::query("SELECT status FROM jobs WHERE id = ?")
+        let status: JobStatus = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let status: JobStatus = current
-            .try_get::<String, _>("status")?
-            .parse()
-            .map_err(StoreError::Conflict)?;
-        match status {
+        let sql = match status {
             JobStatus::Queued => {
-                sqlx::query(
-                    "UPDATE jobs SET status = 'cancelled', cancel_requested = 1,
-                         finished_at = ?, updated_at = ? WHERE id = ?",
-                )
-                .bind(now)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                "UPDATE jobs SET status = 'cancelled', cancel_requested = 1,
+                     finished_at = $1, updated_at = $1 WHERE id = $2"
             }
             JobStatus::Running => {
-                sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2"
             }
-            done => {
-                return Err(StoreError::Conflict(format!(
-                    "job `{id}` is already {}",
-                    done.as_str()
-                )))
-            }
-        }
+            done => return Err(StoreError::Conflict(already(id, done))),
+        };
+        sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.get_job(id).await
     }
@@ -445,8 +395,7 @@ impl Store {
     /// once attempts are exhausted, or `cancelled` when a cancel was asked.
     pub async fn rescue_expired(&self) -> Result<Vec<Rescued>, StoreError> {
         let mut tx = self.write().await?;
-        let now = now_ms();
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                                WHEN attempt >= max_attempts THEN 'failed'
@@ -455,24 +404,24 @@ impl Store {
                               THEN 'lease expired on the last attempt (worker died?)'
                               ELSE error END,
                  finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts
-                                    THEN ? ELSE NULL END,
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-             WHERE status = 'running' AND lease_expires_at < ?
+                                    THEN $1 ELSE NULL END,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+             WHERE status = 'running' AND lease_expires_at < $1
              RETURNING id, status",
         )
-        .bind(now)
-        .bind(now)
-        .bind(now)
+        .bind(now_ms())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.into_iter()
-            .map(|(job_id, status)| {
-                Ok(Rescued {
-                    job_id,
-                    status: status.parse().map_err(StoreError::Conflict)?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
+}
+
+/// Why a finished job cannot be cancelled, in words.
+fn already(id: &str, status: JobStatus) -> String {
+    let verb = match status {
+        JobStatus::Cancelled => "was already cancelled".to_string(),
+        other => format!("has already {}", other.as_str()),
+    };
+    format!("job `{id}` {verb}; only queued or running jobs can be cancelled")
 }

@@ -5,9 +5,16 @@
 //! `BEGIN IMMEDIATE` transaction so concurrent writers queue on the busy
 //! timeout instead of failing with `SQLITE_BUSY` half-way through.
 //!
+//! Rows map onto their structs with sqlx's derives: `FromRow` for rows,
+//! `sqlx::Type` for the text-valued enums ([`JobStatus`], [`Split`],
+//! [`Level`]) and `#[sqlx(json)]` for JSON columns, so a value read back is the
+//! typed value that was written (hyperparameters included).
+//!
 //! The jobs table doubles as the work queue (see [`crate::queue`]): claims,
 //! heartbeats and every write a worker makes are fenced by [`Fence`] (job id,
 //! attempt and lease owner), so a worker that lost its lease changes nothing.
+//! Fenced statements name the fence as `$1`, `$2`, `$3` (see `FENCED`) and
+//! [`Fence::bind`] is the one place that binds it.
 
 mod datasets;
 mod jobs;
@@ -17,19 +24,21 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use datasets::{DatasetRow, NewDataset};
 pub use jobs::{Fence, JobRow, JobStatus, NewJob, Progress, Rescued};
-pub use records::{CheckpointRow, EventRow, MetricRow, ModelRow, NewEvent, NewModel, Split};
+pub use records::{CheckpointRow, EventRow, Level, MetricRow, ModelRow, NewEvent, NewModel, Split};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// Applying the schema failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -41,12 +50,29 @@ pub enum StoreError {
         /// The id asked for.
         id: String,
     },
-    /// The row is in a state that forbids the change.
+    /// The row is in a state that forbids the change (cancelling a finished
+    /// job, say): the client's request conflicts with it.
     #[error("{0}")]
     Conflict(String),
-    /// A JSON column could not be read or written.
+    /// A stored value cannot be read back as its type (an unknown status, JSON
+    /// that no longer parses): the database holds something this version did
+    /// not write.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// A JSON column could not be written.
     #[error("stored JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                Self::Corrupt(e.to_string())
+            }
+            other => Self::Database(other),
+        }
+    }
 }
 
 /// A handle on the database (cheap to clone: a connection pool).
@@ -55,7 +81,10 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-/// Milliseconds since the Unix epoch, now.
+/// A statement being built, with its arguments.
+type Statement<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+/// Milliseconds since the Unix epoch, now: the unit of every timestamp column.
 pub fn now_ms() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -82,8 +111,8 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// The connection pool (for tests that need to reach behind the API, e.g. to
-    /// backdate a lease).
+    /// The connection pool, for tests that reach behind the API (to backdate a
+    /// lease, say).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -99,22 +128,11 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// Runs `query`, whose SQL ends with the `FENCED` condition, with the fence's
-    /// three values bound last, in its own `BEGIN IMMEDIATE` transaction; `true`
-    /// when it changed exactly one row, i.e. the fence held.
-    async fn fenced_write<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-        fence: &'q Fence,
-    ) -> Result<bool, StoreError> {
+    /// Runs `statement` (built with [`Fence::bind`]) in its own write
+    /// transaction; `true` when it changed exactly one row, i.e. the fence held.
+    async fn fenced_write(&self, statement: Statement<'_>) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let done = query
-            .bind(&fence.job_id)
-            .bind(fence.attempt)
-            .bind(&fence.owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let done = statement.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(done == 1)
     }
@@ -123,16 +141,4 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Parses a JSON column.
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    Ok(serde_json::from_str(text)?)
-}
-
-/// Parses an optional JSON column.
-fn from_json_opt<T: serde::de::DeserializeOwned>(
-    text: Option<String>,
-) -> Result<Option<T>, StoreError> {
-    text.map(|t| from_json(&t)).transpose()
 }

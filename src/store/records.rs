@@ -2,14 +2,16 @@
 //! by a worker are fenced: an `INSERT … SELECT … WHERE EXISTS (fence)` applies
 //! only while the attempt holds its lease.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::FromRow;
 
 use super::jobs::FENCED;
-use super::{from_json, from_json_opt, now_ms, Fence, Store, StoreError};
+use super::{now_ms, Fence, Store, StoreError};
 
 /// Which numbers a metrics row holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
 pub enum Split {
     /// A training-loss logging window.
     Train,
@@ -17,46 +19,62 @@ pub enum Split {
     Eval,
 }
 
-impl Split {
-    /// The stored name.
+/// How much a job log entry matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Level {
+    /// The job's normal life (queued, started, steps, evaluations, …).
+    Info,
+    /// Something a person should look at (a lease expired, a checkpoint skipped).
+    Warning,
+    /// An attempt failed.
+    Error,
+}
+
+impl Level {
+    /// The stored and shown name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Train => "train",
-            Self::Eval => "eval",
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
         }
     }
 }
 
 /// One metrics row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct MetricRow {
-    /// `train` or `eval`.
-    pub split: String,
-    /// Optimizer step.
+    /// A training window or an evaluation.
+    pub split: Split,
+    /// Optimizer step (0 for the baseline evaluation).
     pub step: i64,
     /// Fractional epoch.
     pub epoch: f64,
-    /// Training or evaluation loss.
+    /// Training or evaluation loss; `None` when the row has none.
     pub loss: Option<f64>,
-    /// Every number of the row.
-    pub data: serde_json::Value,
+    /// Every number of the row, as the trainer reported it.
+    #[sqlx(json)]
+    pub data: Value,
 }
 
 /// A job log entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct EventRow {
-    /// Increasing id (the SSE event id).
+    /// Increasing over the whole log (the SSE event id).
     pub seq: i64,
     /// The attempt it belongs to.
     pub attempt: i64,
-    /// `info`, `warning` or `error`.
-    pub level: String,
+    /// How much it matters.
+    pub level: Level,
     /// What happened (`created`, `started`, `step`, `eval`, `checkpoint`, …).
     pub kind: String,
     /// Human-readable text.
     pub message: String,
-    /// Structured details.
-    pub data: Option<serde_json::Value>,
+    /// Structured details, when the kind has any.
+    #[sqlx(json(nullable))]
+    pub data: Option<Value>,
     /// When (Unix ms).
     pub created_at: i64,
 }
@@ -64,42 +82,57 @@ pub struct EventRow {
 /// A job log entry to add.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    /// `info`, `warning` or `error`.
-    pub level: &'static str,
+    /// How much it matters.
+    pub level: Level,
     /// What happened.
     pub kind: &'static str,
     /// Human-readable text.
     pub message: String,
     /// Structured details.
-    pub data: Option<serde_json::Value>,
+    pub data: Option<Value>,
+}
+
+impl NewEvent {
+    /// An `info` entry.
+    pub fn info(kind: &'static str, message: impl Into<String>, data: Option<Value>) -> Self {
+        Self {
+            level: Level::Info,
+            kind,
+            message: message.into(),
+            data,
+        }
+    }
 }
 
 /// A checkpoint kept on disk.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CheckpointRow {
-    /// Its step.
+    /// Its optimizer step.
     pub step: i64,
     /// Its folder.
     pub path: String,
-    /// The evaluation at that step, if any.
-    pub metrics: Option<serde_json::Value>,
+    /// The evaluation at that step; `None` when none ran there.
+    #[sqlx(json(nullable))]
+    pub metrics: Option<Value>,
     /// When written (Unix ms).
     pub created_at: i64,
 }
 
 /// A fine-tuned model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ModelRow {
-    /// Its id (`model-…`).
+    /// `model-`, the job's suffix if any, and 12 hex digits.
     pub id: String,
     /// The job that made it.
     pub job_id: String,
-    /// Its base model.
+    /// The base model that job started from.
     pub base_model: String,
-    /// Class names, by id.
+    /// Class names, by label id.
+    #[sqlx(json)]
     pub labels: Vec<String>,
-    /// The final evaluation, if any.
-    pub metrics: Option<serde_json::Value>,
+    /// The final evaluation; `None` when the job had no evaluation set.
+    #[sqlx(json(nullable))]
+    pub metrics: Option<Value>,
     /// Its folder (Hugging Face classifier layout).
     pub path: String,
     /// When registered (Unix ms).
@@ -109,31 +142,19 @@ pub struct ModelRow {
 /// What [`Store::finish_succeeded`] registers.
 #[derive(Debug, Clone)]
 pub struct NewModel {
-    /// Its id.
+    /// The id to register it under.
     pub id: String,
-    /// Its base model.
+    /// The base model of the job.
     pub base_model: String,
-    /// Class names.
+    /// Class names, by label id.
     pub labels: Vec<String>,
-    /// The final evaluation.
-    pub metrics: Option<serde_json::Value>,
+    /// The final evaluation, if the job had an evaluation set.
+    pub metrics: Option<Value>,
     /// Its folder.
     pub path: String,
 }
 
 const MODEL_COLUMNS: &str = "id, job_id, base_model, labels, metrics, path, created_at";
-
-fn model(row: &SqliteRow) -> Result<ModelRow, StoreError> {
-    Ok(ModelRow {
-        id: row.try_get("id")?,
-        job_id: row.try_get("job_id")?,
-        base_model: row.try_get("base_model")?,
-        labels: from_json(row.try_get("labels")?)?,
-        metrics: from_json_opt(row.try_get("metrics")?)?,
-        path: row.try_get("path")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
 
 impl Store {
     /// Records (or, on a replayed step, overwrites) a metrics row.
@@ -144,83 +165,70 @@ impl Store {
         step: i64,
         epoch: f64,
         loss: Option<f64>,
-        data: &serde_json::Value,
+        data: &Value,
     ) -> Result<bool, StoreError> {
         let sql = format!(
             "INSERT INTO metrics (job_id, split, step, epoch, loss, data, attempt, created_at)
-             SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE {FENCED})
+             SELECT $1, $4, $5, $6, $7, $8, $2, $9 WHERE EXISTS (SELECT 1 FROM jobs WHERE {FENCED})
              ON CONFLICT (job_id, split, step) DO UPDATE SET epoch = excluded.epoch,
                  loss = excluded.loss, data = excluded.data, attempt = excluded.attempt"
         );
-        self.fenced_write(
-            sqlx::query(&sql)
-                .bind(&fence.job_id)
-                .bind(split.as_str())
-                .bind(step)
-                .bind(epoch)
-                .bind(loss)
-                .bind(serde_json::to_string(data)?)
-                .bind(fence.attempt)
-                .bind(now_ms()),
-            fence,
-        )
-        .await
+        let statement = fence
+            .bind(&sql)
+            .bind(split)
+            .bind(step)
+            .bind(epoch)
+            .bind(loss)
+            .bind(Json(data))
+            .bind(now_ms());
+        self.fenced_write(statement).await
     }
 
-    /// A job's metrics by split then step.
+    /// A job's metrics: training windows first, then evaluations, each by step.
     pub async fn list_metrics(&self, job_id: &str) -> Result<Vec<MetricRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT split, step, epoch, loss, data FROM metrics WHERE job_id = ?
+        Ok(sqlx::query_as(
+            "SELECT split, step, epoch, loss, data FROM metrics WHERE job_id = $1
              ORDER BY split DESC, step",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MetricRow {
-                    split: r.try_get("split")?,
-                    step: r.try_get("step")?,
-                    epoch: r.try_get("epoch")?,
-                    loss: r.try_get("loss")?,
-                    data: from_json(r.try_get("data")?)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
-    /// Appends to a job's log. With a fence, only while it holds; without
-    /// (client actions), unconditionally at the job's current attempt.
+    /// Appends to a job's log and returns the entry written. With a fence,
+    /// only while it holds (`None` when it no longer does); without (client
+    /// actions), at the job's current attempt (`None` when there is no such job).
     pub async fn add_event(
         &self,
         job_id: &str,
         fence: Option<&Fence>,
         event: NewEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let data = event.data.as_ref().map(serde_json::to_string).transpose()?;
-        let query = match fence {
+    ) -> Result<Option<EventRow>, StoreError> {
+        const INSERT: &str =
+            "INSERT INTO events (job_id, attempt, level, kind, message, data, created_at)";
+        const RETURNING: &str = "RETURNING seq, attempt, level, kind, message, data, created_at";
+        let sql = match fence {
             Some(_) => format!(
-                "INSERT INTO events (job_id, attempt, level, kind, message, data, created_at)
-                 SELECT id, attempt, ?, ?, ?, ?, ? FROM jobs WHERE {FENCED}"
+                "{INSERT} SELECT id, attempt, $4, $5, $6, $7, $8 FROM jobs WHERE {FENCED} {RETURNING}"
             ),
-            None => "INSERT INTO events (job_id, attempt, level, kind, message, data, created_at)
-                 SELECT id, attempt, ?, ?, ?, ?, ? FROM jobs WHERE id = ?"
-                .to_string(),
+            None => format!(
+                "{INSERT} SELECT id, attempt, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1 {RETURNING}"
+            ),
         };
-        let mut q = sqlx::query(&query)
+        let statement = match fence {
+            Some(f) => f.bind(&sql),
+            None => sqlx::query(&sql).bind(job_id),
+        };
+        let statement = statement
             .bind(event.level)
             .bind(event.kind)
-            .bind(&event.message)
-            .bind(data)
-            .bind(now_ms())
-            .bind(job_id);
-        if let Some(f) = fence {
-            q = q.bind(f.attempt).bind(&f.owner);
-        }
-        let done = q.execute(&mut *tx).await?.rows_affected();
+            .bind(event.message)
+            .bind(event.data.map(Json))
+            .bind(now_ms());
+        let mut tx = self.write().await?;
+        let row = statement.fetch_optional(&mut *tx).await?;
         tx.commit().await?;
-        Ok(done == 1)
+        Ok(row.map(|r| EventRow::from_row(&r)).transpose()?)
     }
 
     /// A job's log entries after `after_seq`, oldest first.
@@ -230,28 +238,15 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT seq, attempt, level, kind, message, data, created_at FROM events
-             WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+             WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(job_id)
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRow {
-                    seq: r.try_get("seq")?,
-                    attempt: r.try_get("attempt")?,
-                    level: r.try_get("level")?,
-                    kind: r.try_get("kind")?,
-                    message: r.try_get("message")?,
-                    data: from_json_opt(r.try_get("data")?)?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Records a written checkpoint.
@@ -260,57 +255,41 @@ impl Store {
         fence: &Fence,
         step: i64,
         path: &str,
-        metrics: Option<&serde_json::Value>,
+        metrics: Option<&Value>,
     ) -> Result<bool, StoreError> {
-        let metrics = metrics.map(serde_json::to_string).transpose()?;
         let sql = format!(
             "INSERT INTO checkpoints (job_id, step, path, metrics, attempt, created_at)
-             SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE {FENCED})
+             SELECT $1, $4, $5, $6, $2, $7 WHERE EXISTS (SELECT 1 FROM jobs WHERE {FENCED})
              ON CONFLICT (job_id, step) DO UPDATE SET path = excluded.path,
                  metrics = excluded.metrics, attempt = excluded.attempt"
         );
-        self.fenced_write(
-            sqlx::query(&sql)
-                .bind(&fence.job_id)
-                .bind(step)
-                .bind(path)
-                .bind(metrics)
-                .bind(fence.attempt)
-                .bind(now_ms()),
-            fence,
-        )
-        .await
+        let statement = fence
+            .bind(&sql)
+            .bind(step)
+            .bind(path)
+            .bind(metrics.map(Json))
+            .bind(now_ms());
+        self.fenced_write(statement).await
     }
 
     /// Forgets a checkpoint deleted under `save_total_limit`.
     pub async fn remove_checkpoint(&self, fence: &Fence, step: i64) -> Result<bool, StoreError> {
         let sql = format!(
-            "DELETE FROM checkpoints WHERE job_id = ? AND step = ?
+            "DELETE FROM checkpoints WHERE job_id = $1 AND step = $4
                AND EXISTS (SELECT 1 FROM jobs WHERE {FENCED})"
         );
-        self.fenced_write(sqlx::query(&sql).bind(&fence.job_id).bind(step), fence)
-            .await
+        self.fenced_write(fence.bind(&sql).bind(step)).await
     }
 
     /// A job's kept checkpoints by step.
     pub async fn list_checkpoints(&self, job_id: &str) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT step, path, metrics, created_at FROM checkpoints WHERE job_id = ?
+        Ok(sqlx::query_as(
+            "SELECT step, path, metrics, created_at FROM checkpoints WHERE job_id = $1
              ORDER BY step",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CheckpointRow {
-                    step: r.try_get("step")?,
-                    path: r.try_get("path")?,
-                    metrics: from_json_opt(r.try_get("metrics")?)?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Registers the job's model and marks it succeeded, in one transaction;
@@ -322,69 +301,57 @@ impl Store {
     ) -> Result<Option<ModelRow>, StoreError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let done = sqlx::query(&format!(
-            "UPDATE jobs SET status = 'succeeded', model_id = ?, lease_owner = NULL,
-                 lease_expires_at = NULL, finished_at = ?, updated_at = ?, error = NULL
+        let sql = format!(
+            "UPDATE jobs SET status = 'succeeded', model_id = $4, lease_owner = NULL,
+                 lease_expires_at = NULL, finished_at = $5, updated_at = $5, error = NULL
              WHERE {FENCED}"
-        ))
-        .bind(&new.id)
-        .bind(now)
-        .bind(now)
-        .bind(&fence.job_id)
-        .bind(fence.attempt)
-        .bind(&fence.owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        );
+        let done = fence
+            .bind(&sql)
+            .bind(&new.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if done != 1 {
             return Ok(None);
         }
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as(&format!(
             "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {MODEL_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {MODEL_COLUMNS}"
         ))
         .bind(&new.id)
         .bind(&fence.job_id)
         .bind(&new.base_model)
-        .bind(serde_json::to_string(&new.labels)?)
-        .bind(
-            new.metrics
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()?,
-        )
+        .bind(Json(&new.labels))
+        .bind(new.metrics.as_ref().map(Json))
         .bind(&new.path)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let out = model(&row)?;
         tx.commit().await?;
-        Ok(Some(out))
+        Ok(Some(row))
     }
 
     /// One model.
     pub async fn get_model(&self, id: &str) -> Result<ModelRow, StoreError> {
-        let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = ?"))
+        sqlx::query_as(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "model",
                 id: id.to_string(),
-            })?;
-        model(&row)
+            })
     }
 
     /// Models, newest first.
     pub async fn list_models(&self, limit: i64) -> Result<Vec<ModelRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {MODEL_COLUMNS} FROM models ORDER BY seq DESC LIMIT ?"
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MODEL_COLUMNS} FROM models ORDER BY seq DESC LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(model)
-        .collect()
+        .await?)
     }
 }

@@ -2,8 +2,8 @@
 //! padded micro-batches, and evaluation over a prepared set.
 
 use super::{EvalMetrics, Hyperparameters, TrainError};
-use crate::data::{shuffled_indices, shuffled_indices_in_stream, Encoded, Example, TextTokenizer};
-use crate::model::{Gpt2ForSequenceClassification, Mode};
+use crate::data::{select_indices, shuffled_indices_in_stream, Encoded, Example, TextTokenizer};
+use crate::model::{argmax, log_softmax, BatchInput, Gpt2ForSequenceClassification, Mode};
 
 /// Examples prepared once: token ids (truncated) and labels.
 pub(super) struct Tokenized {
@@ -35,15 +35,14 @@ pub(super) fn tokenize(
     })
 }
 
-/// `examples` or a seeded subset of `n` of them.
+/// `examples`, or the recipe's subset of `n` of them (see [`select_indices`]).
 pub(super) fn subset(examples: &[Example], n: Option<usize>, seed: u64) -> Vec<&Example> {
     match n {
-        Some(n) if n < examples.len() => shuffled_indices(examples.len(), seed)
+        Some(n) => select_indices(examples, n, seed)
             .into_iter()
-            .take(n)
             .map(|i| &examples[i])
             .collect(),
-        _ => examples.iter().collect(),
+        None => examples.iter().collect(),
     }
 }
 
@@ -93,26 +92,13 @@ pub(super) fn evaluate(
     let (mut actual, mut predicted, mut loss_sum) = (Vec::new(), Vec::new(), 0f64);
     for rows in order.chunks(h.batch_size.max(32)) {
         let (enc, labels) = encode(data, rows, tok, h);
-        let (ids, mask) = enc.to_tensors(model.device())?;
-        let logits = model
-            .forward(&ids, Some(&mask), &mut Mode::Eval)?
-            .to_vec2::<f32>()?;
+        let input = BatchInput::new(&enc, model.device())?;
+        let logits = model.forward(&input, &mut Mode::Eval)?.to_vec2::<f32>()?;
         for (row, &label) in logits.iter().zip(&labels) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let lse = f64::from(max)
-                + row
-                    .iter()
-                    .map(|&l| f64::from(l - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            loss_sum += lse - f64::from(row[label as usize]);
-            let best = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
+            let log_probs = log_softmax(row);
+            loss_sum -= log_probs[label as usize];
             actual.push(label as usize);
-            predicted.push(best);
+            predicted.push(argmax(row));
         }
     }
     Ok(EvalMetrics::compute(

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
-use super::{History, Hyperparameters, TrainError};
-use crate::model::{write_dir_atomically, write_model_files, LoadedModel, WeightLayout, Weights};
+use super::{History, Hyperparameters, Observer, TrainError, TrainEvent};
+use crate::atomic;
+use crate::model::{write_model_files, LoadedModel, WeightLayout, Weights};
 
 /// Where a run stands, saved with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +52,7 @@ pub(crate) fn write(
     state: &TrainerState,
 ) -> Result<PathBuf, TrainError> {
     let out = dir.join(format!("step-{}", state.step));
-    write_dir_atomically(&out, |tmp| -> Result<(), TrainError> {
+    atomic::write_dir(&out, |tmp| -> Result<(), TrainError> {
         write_model_files(
             &model.config,
             weights,
@@ -93,4 +94,23 @@ pub fn list_checkpoints(dir: &Path) -> Vec<(usize, PathBuf)> {
         .collect();
     found.sort();
     found
+}
+
+/// Deletes the oldest checkpoints beyond `limit`, never the best one, and
+/// reports each deletion.
+pub(crate) fn prune(
+    checkpoints: &mut Vec<(usize, PathBuf)>,
+    limit: usize,
+    best_step: Option<usize>,
+    observer: &mut dyn Observer,
+) -> Result<(), TrainError> {
+    while checkpoints.len() > limit {
+        let Some(pos) = checkpoints.iter().position(|(s, _)| Some(*s) != best_step) else {
+            break;
+        };
+        let (step, path) = checkpoints.remove(pos);
+        std::fs::remove_dir_all(&path).map_err(|e| ckpt_err(&path, e))?;
+        observer.on_event(&TrainEvent::CheckpointRemoved { step, path });
+    }
+    Ok(())
 }

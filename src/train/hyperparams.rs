@@ -6,20 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::Padding;
 
 /// How the learning rate moves after warmup.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum LrScheduler {
     /// Linear decay to 0 at the last step (the `Trainer`'s default).
     #[default]
@@ -31,20 +19,8 @@ pub enum LrScheduler {
 }
 
 /// When to evaluate or save.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Strategy {
     /// At the end of each epoch.
     #[default]
@@ -56,20 +32,8 @@ pub enum Strategy {
 }
 
 /// The metric that picks the best checkpoint and drives early stopping.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum BestMetric {
     /// Evaluation accuracy (higher is better).
     #[default]
@@ -82,84 +46,65 @@ pub enum BestMetric {
 
 /// Every knob of a fine-tuning run. Unknown fields are rejected when parsed.
 ///
-/// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), with the same defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
+/// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), made from
+/// this definition and these defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hyperparameters {
     /// Passes over the training set.
-    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Peak learning rate of AdamW.
-    #[arg(long, default_value_t = 5e-5)]
     pub learning_rate: f64,
     /// Examples per micro-batch.
-    #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Micro-batches averaged into one optimizer step.
-    #[arg(long, default_value_t = 1)]
     pub gradient_accumulation_steps: usize,
     /// Truncation length in tokens (default: the model's `n_positions`).
-    #[arg(long)]
     pub max_length: Option<usize>,
     /// `longest` (pad to the longest in a batch) or `max_length`.
-    #[arg(long, default_value = "longest")]
+    #[schema(inline)]
     pub padding: Padding,
     /// Optimizer steps of linear warmup from 0.
-    #[arg(long, default_value_t = 0)]
     pub warmup_steps: usize,
     /// Decoupled weight decay (never on biases or LayerNorm weights).
-    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clip the global gradient norm to this (0 turns clipping off).
-    #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
     /// Learning-rate schedule after warmup.
-    #[arg(long, default_value = "linear")]
+    #[schema(inline)]
     pub lr_scheduler: LrScheduler,
     /// Seeds shuffling, subsets, dropout and a new head.
-    #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Use only this many training examples (after shuffling).
-    #[arg(long)]
     pub train_subset: Option<usize>,
     /// Use only this many evaluation examples (after shuffling).
-    #[arg(long)]
     pub eval_subset: Option<usize>,
     /// Shuffle the training set each epoch.
-    #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
     pub shuffle: bool,
     /// Group training examples of similar length into the same batch.
-    #[arg(long, default_value = "false", action = clap::ArgAction::Set)]
     pub group_by_length: bool,
     /// When to evaluate.
-    #[arg(long, default_value = "epoch")]
+    #[schema(inline)]
     pub eval_strategy: Strategy,
     /// Evaluate every this many steps when `eval_strategy` is `steps`.
-    #[arg(long)]
     pub eval_steps: Option<usize>,
     /// When to save a checkpoint.
-    #[arg(long, default_value = "epoch")]
+    #[schema(inline)]
     pub save_strategy: Strategy,
     /// Save every this many steps when `save_strategy` is `steps`.
-    #[arg(long)]
     pub save_steps: Option<usize>,
     /// Checkpoints kept on disk (the best one is never deleted).
-    #[arg(long, default_value_t = 2)]
     pub save_total_limit: usize,
     /// Stop after this many evaluations without improvement (off when absent).
-    #[arg(long)]
     pub early_stopping_patience: Option<usize>,
     /// The metric for the best checkpoint and early stopping.
-    #[arg(long, default_value = "accuracy")]
+    #[schema(inline)]
     pub metric_for_best_model: BestMetric,
     /// Report the training loss every this many optimizer steps.
-    #[arg(long, default_value_t = 10)]
     pub logging_steps: usize,
     /// Overrides the config's attention, embedding and residual dropout.
-    #[arg(long)]
     pub dropout: Option<f32>,
     /// Attempts a job gets before it is marked failed (used by the service).
-    #[arg(long, default_value_t = 3)]
     pub max_attempts: usize,
 }
 
@@ -216,93 +161,146 @@ fn check(ok: bool, field: &'static str, reason: &str) -> Result<(), InvalidHyper
     }
 }
 
+/// The range of a numeric hyperparameter. The same table checks submitted
+/// values ([`Hyperparameters::validate`]) and puts `minimum` / `maximum` into
+/// the OpenAPI schema (which the dashboard's form reads), so the two cannot
+/// drift apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// The field.
+    pub field: &'static str,
+    /// The least value allowed (or, with `exclusive_min`, the greatest not allowed).
+    pub min: f64,
+    /// The greatest value allowed (or, with `exclusive_max`, the least not allowed).
+    pub max: Option<f64>,
+    /// Whether `min` itself is refused.
+    pub exclusive_min: bool,
+    /// Whether `max` itself is refused.
+    pub exclusive_max: bool,
+}
+
+const fn range(field: &'static str, min: f64, max: f64) -> Bound {
+    Bound {
+        field,
+        min,
+        max: Some(max),
+        exclusive_min: false,
+        exclusive_max: false,
+    }
+}
+
+const fn at_least(field: &'static str, min: f64) -> Bound {
+    Bound {
+        field,
+        min,
+        max: None,
+        exclusive_min: false,
+        exclusive_max: false,
+    }
+}
+
+impl Bound {
+    fn allows(&self, v: f64) -> bool {
+        let above = if self.exclusive_min {
+            v > self.min
+        } else {
+            v >= self.min
+        };
+        let below = match self.max {
+            None => true,
+            Some(max) if self.exclusive_max => v < max,
+            Some(max) => v <= max,
+        };
+        v.is_finite() && above && below
+    }
+
+    fn describe(&self) -> String {
+        let low = if self.exclusive_min { ">" } else { ">=" };
+        match self.max {
+            None if !self.exclusive_min => format!("must be at least {}", self.min),
+            None => format!("must be {low} {}", self.min),
+            Some(max) if !self.exclusive_min && !self.exclusive_max => {
+                format!("must be between {} and {max}", self.min)
+            }
+            Some(max) => {
+                let high = if self.exclusive_max { "<" } else { "<=" };
+                format!("must be {low} {} and {high} {max}", self.min)
+            }
+        }
+    }
+}
+
 impl Hyperparameters {
-    /// Checks every field's range; the first violation names its field.
+    /// Every numeric field's range (optional fields are checked when set).
+    pub const BOUNDS: [Bound; 17] = [
+        range("epochs", 1.0, 1000.0),
+        Bound {
+            exclusive_min: true,
+            ..range("learning_rate", 0.0, 1.0)
+        },
+        range("batch_size", 1.0, 4096.0),
+        range("gradient_accumulation_steps", 1.0, 4096.0),
+        at_least("max_length", 1.0),
+        at_least("warmup_steps", 0.0),
+        range("weight_decay", 0.0, 1.0),
+        at_least("max_grad_norm", 0.0),
+        at_least("train_subset", 1.0),
+        at_least("eval_subset", 1.0),
+        at_least("eval_steps", 1.0),
+        at_least("save_steps", 1.0),
+        at_least("save_total_limit", 1.0),
+        at_least("early_stopping_patience", 1.0),
+        at_least("logging_steps", 1.0),
+        Bound {
+            exclusive_max: true,
+            ..range("dropout", 0.0, 1.0)
+        },
+        range("max_attempts", 1.0, 100.0),
+    ];
+
+    /// Checks every field's range and the fields that depend on each other;
+    /// the first violation names its field.
     pub fn validate(&self) -> Result<(), InvalidHyperparameter> {
-        check(
-            (1..=1000).contains(&self.epochs),
-            "epochs",
-            "must be between 1 and 1000",
-        )?;
-        check(
-            self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0,
-            "learning_rate",
-            "must be > 0 and <= 1",
-        )?;
-        check(
-            (1..=4096).contains(&self.batch_size),
-            "batch_size",
-            "must be between 1 and 4096",
-        )?;
-        check(
-            (1..=4096).contains(&self.gradient_accumulation_steps),
-            "gradient_accumulation_steps",
-            "must be between 1 and 4096",
-        )?;
-        check(self.max_length != Some(0), "max_length", "must be positive")?;
-        check(
-            (0.0..=1.0).contains(&self.weight_decay),
-            "weight_decay",
-            "must be between 0 and 1",
-        )?;
-        check(
-            self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0,
-            "max_grad_norm",
-            "must be >= 0 (0 turns clipping off)",
-        )?;
-        check(
-            self.train_subset != Some(0),
-            "train_subset",
-            "must be positive",
-        )?;
-        check(
-            self.eval_subset != Some(0),
-            "eval_subset",
-            "must be positive",
-        )?;
-        check(self.eval_steps != Some(0), "eval_steps", "must be positive")?;
+        let values = serde_json::to_value(self).unwrap_or_default();
+        for b in &Self::BOUNDS {
+            match &values[b.field] {
+                serde_json::Value::Null if self.float_field_is_set(b.field) => {
+                    // A float that JSON cannot hold (NaN, infinite).
+                    check(false, b.field, &b.describe())?;
+                }
+                serde_json::Value::Null => {}
+                v => check(
+                    v.as_f64().is_some_and(|v| b.allows(v)),
+                    b.field,
+                    &b.describe(),
+                )?,
+            }
+        }
         check(
             self.eval_strategy != Strategy::Steps || self.eval_steps.is_some(),
             "eval_steps",
             "is required when eval_strategy is \"steps\"",
         )?;
-        check(self.save_steps != Some(0), "save_steps", "must be positive")?;
         check(
             self.save_strategy != Strategy::Steps || self.save_steps.is_some(),
             "save_steps",
             "is required when save_strategy is \"steps\"",
         )?;
         check(
-            self.save_total_limit >= 1,
-            "save_total_limit",
-            "must be at least 1",
-        )?;
-        check(
-            self.early_stopping_patience != Some(0),
-            "early_stopping_patience",
-            "must be positive",
-        )?;
-        check(
             self.early_stopping_patience.is_none() || self.eval_strategy != Strategy::No,
             "early_stopping_patience",
             "needs evaluation (eval_strategy is \"no\")",
-        )?;
-        check(
-            self.logging_steps >= 1,
-            "logging_steps",
-            "must be at least 1",
-        )?;
-        check(
-            self.dropout.is_none_or(|p| (0.0..1.0).contains(&p)),
-            "dropout",
-            "must be >= 0 and < 1",
-        )?;
-        check(
-            (1..=100).contains(&self.max_attempts),
-            "max_attempts",
-            "must be between 1 and 100",
-        )?;
-        Ok(())
+        )
+    }
+
+    /// Whether the float field `field` holds a value (JSON writes a
+    /// non-finite one as null).
+    fn float_field_is_set(&self, field: &str) -> bool {
+        match field {
+            "learning_rate" | "weight_decay" | "max_grad_norm" => true,
+            "dropout" => self.dropout.is_some(),
+            _ => false,
+        }
     }
 }
 
@@ -331,5 +329,39 @@ mod tests {
         assert_eq!(h.validate().unwrap_err().field, "eval_steps");
         let h: Hyperparameters = serde_json::from_str(r#"{"dropout": 1.0}"#).unwrap();
         assert_eq!(h.validate().unwrap_err().field, "dropout");
+        let nan = Hyperparameters {
+            learning_rate: f64::NAN,
+            ..Hyperparameters::default()
+        };
+        assert_eq!(nan.validate().unwrap_err().field, "learning_rate");
+    }
+
+    #[test]
+    fn every_bound_is_enforced_at_its_edges() {
+        for b in Hyperparameters::BOUNDS {
+            let with = |v: f64| {
+                let mut value = serde_json::to_value(Hyperparameters::default()).unwrap();
+                value[b.field] = if v.fract() == 0.0
+                    && !b.field.contains("rate")
+                    && !["weight_decay", "max_grad_norm", "dropout"].contains(&b.field)
+                {
+                    serde_json::json!(v as i64)
+                } else {
+                    serde_json::json!(v)
+                };
+                let h: Hyperparameters = serde_json::from_value(value).unwrap();
+                h.validate().map_err(|e| e.field)
+            };
+            let low = if b.exclusive_min { b.min + 1e-9 } else { b.min };
+            assert!(with(low).is_ok(), "{b:?} at its minimum");
+            if b.min >= 1.0 || b.exclusive_min {
+                assert_eq!(with(b.min - 1.0), Err(b.field), "{b:?} below");
+            }
+            if let Some(max) = b.max {
+                let high = if b.exclusive_max { max - 1e-6 } else { max };
+                assert!(with(high).is_ok(), "{b:?} at its maximum");
+                assert_eq!(with(max + 1.0), Err(b.field), "{b:?} above");
+            }
+        }
     }
 }

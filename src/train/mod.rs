@@ -1,9 +1,11 @@
 //! Fine-tuning: the Hugging Face `Trainer`'s maths on a GPT-2 classifier.
 //!
-//! A library with no HTTP or SQL in it. [`run`] takes a loaded model, labelled
-//! examples and [`Hyperparameters`], trains on the calling thread (run it on a
-//! thread of its own), reports progress through an [`Observer`], and writes
-//! resumable checkpoints (`step-N/`) into a folder.
+//! A library with no HTTP or SQL in it. [`run`] (or a [`Trainer`] driven step
+//! by step) takes a loaded model, labelled examples and [`Hyperparameters`],
+//! trains on the calling thread (run it on a thread of its own), reports
+//! progress through an [`Observer`], writes resumable checkpoints (`step-N/`)
+//! into a folder and resumes from them ([`Resume`]); [`TrainOutcome::export`]
+//! writes the trained model for Hugging Face.
 //!
 //! Determinism: the data order of epoch `e` is a function of `(seed, e)` and the
 //! dropout masks of step `s` of `(seed, s)`, so a run resumed from step `k`
@@ -16,6 +18,7 @@ mod clip;
 mod hyperparams;
 mod metrics;
 mod optim;
+mod resume;
 mod schedule;
 mod step;
 mod trainer;
@@ -29,9 +32,10 @@ pub use clip::{clip_scale, global_norm};
 pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
 pub use metrics::EvalMetrics;
 pub use optim::{takes_weight_decay, AdamConfig, AdamW};
+pub use resume::Resume;
 pub use schedule::learning_rate;
 pub use step::{step_gradients, MicroBatch, StepTiming};
-pub use trainer::{run, TrainSpec};
+pub use trainer::{run, TrainSpec, Trainer};
 
 /// Training failures.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,9 @@ pub enum TrainError {
     /// A checkpoint could not be written or read.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A file could not be written or read.
+    #[error(transparent)]
+    Io(#[from] crate::atomic::IoError),
     /// The loss became NaN or infinite.
     #[error("loss is not finite at step {step} (try a lower learning_rate)")]
     NonFiniteLoss {
@@ -95,6 +102,24 @@ pub struct EvalLog {
 /// Progress reported while training.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainEvent {
+    /// A checkpoint was skipped while looking for one to resume from.
+    CheckpointSkipped {
+        /// Its folder.
+        path: PathBuf,
+        /// Why it does not load (naming the file at fault).
+        reason: String,
+    },
+    /// The run continues from a checkpoint; `history` is what the run logged
+    /// up to it (steps and evaluations), so an observer that missed them (a new
+    /// attempt of a job) can record them.
+    Resumed {
+        /// The checkpoint's folder.
+        path: PathBuf,
+        /// Its optimizer step.
+        step: usize,
+        /// Logged steps and evaluations up to that step.
+        history: History,
+    },
     /// The run starts (or resumes) with this plan.
     Started {
         /// Optimizer steps of the whole run.
@@ -118,6 +143,8 @@ pub enum TrainEvent {
         step: usize,
         /// Its folder.
         path: PathBuf,
+        /// The evaluation taken at that step, if one was.
+        eval: Option<EvalMetrics>,
     },
     /// An old checkpoint was deleted under `save_total_limit`.
     CheckpointRemoved {
@@ -169,6 +196,10 @@ pub struct TrainOutcome {
     pub step: usize,
     /// The weights after the last step (named as `model::parameter_shapes`).
     pub weights: crate::model::Weights,
+    /// The model's configuration as trained (labels, dropout).
+    pub config: crate::model::Gpt2Config,
+    /// The model's tokenizer.
+    pub tokenizer: crate::data::TextTokenizer,
     /// The last evaluation, if any.
     pub final_metrics: Option<EvalMetrics>,
     /// The checkpoint with the best `metric_for_best_model`, if any.
@@ -176,6 +207,63 @@ pub struct TrainOutcome {
     /// Every logged step and evaluation of the run (a resumed run includes the
     /// history up to its checkpoint).
     pub history: History,
+    /// Where this run's time went.
+    pub timing: RunTiming,
+    /// The run's settings.
+    pub hyperparameters: Hyperparameters,
+}
+
+/// Seconds a run spent in each kind of work (a resumed run counts its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTiming {
+    /// Optimizer steps this run took (a resumed run counts its own).
+    pub steps: usize,
+    /// Those steps: forward, backward and update.
+    pub train_seconds: f64,
+    /// Evaluations, the baseline included.
+    pub eval_seconds: f64,
+    /// Writing checkpoints.
+    pub checkpoint_seconds: f64,
+}
+
+impl TrainOutcome {
+    /// The trained model, ready to serve.
+    pub fn model(&self) -> crate::model::LoadedModel {
+        crate::model::LoadedModel {
+            config: self.config.clone(),
+            weights: self.weights.clone(),
+            tokenizer: self.tokenizer.clone(),
+            layout: crate::model::WeightLayout::Classifier,
+            new_head: false,
+        }
+    }
+
+    /// Writes the trained model to `dir` in Hugging Face's classifier layout,
+    /// with a model card saying where it came from and how it was trained.
+    pub fn export(&self, dir: &std::path::Path, from: &Provenance) -> Result<(), TrainError> {
+        let card = crate::model::ModelCard {
+            base_model: from.base_model.clone(),
+            datasets: from.datasets.clone(),
+            labels: self.config.labels.clone(),
+            hyperparameters: serde_json::to_value(&self.hyperparameters).unwrap_or_default(),
+            metrics: self
+                .final_metrics
+                .as_ref()
+                .map(|m| serde_json::to_value(m).unwrap_or_default()),
+            steps: self.step,
+        };
+        crate::model::export(&self.model(), dir, &card)?;
+        Ok(())
+    }
+}
+
+/// Where a trained model came from, for its model card.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The base model as the user named it (Hub id or model name).
+    pub base_model: String,
+    /// The training and evaluation data, as named when uploaded.
+    pub datasets: Vec<String>,
 }
 
 /// The log of a run, kept in `trainer_state.json`.

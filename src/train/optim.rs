@@ -188,16 +188,6 @@ impl AdamW {
         })
     }
 
-    /// Optimizer steps taken.
-    pub fn steps_taken(&self) -> usize {
-        self.step
-    }
-
-    /// The variables, in a fixed order.
-    pub fn vars(&self) -> impl Iterator<Item = (&str, &Var)> {
-        self.slots.iter().map(|s| (s.name.as_str(), &s.var))
-    }
-
     /// One AdamW update with `grads[i] · grad_scale` the gradient of the i-th
     /// variable (`grad_scale` carries gradient clipping into the same pass).
     pub fn step(&mut self, grads: &[Tensor], lr: f64, grad_scale: f64) -> candle_core::Result<()> {
@@ -270,8 +260,9 @@ impl AdamW {
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
     }
 
-    /// Restores moments and step count written by [`AdamW::save`].
-    pub fn load(&mut self, path: &Path) -> Result<(), TrainError> {
+    /// Reads and checks moments and step count written by [`AdamW::save`],
+    /// without applying them (see [`AdamW::restore`]).
+    pub(crate) fn read(&self, path: &Path) -> Result<SavedMoments, TrainError> {
         let bad = |why: String| TrainError::Checkpoint(format!("{}: {why}", path.display()));
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let (_, meta) =
@@ -286,20 +277,38 @@ impl AdamW {
         let tensors =
             candle_core::safetensors::load_buffer(&bytes, &dev.unwrap_or(candle_core::Device::Cpu))
                 .map_err(|e| bad(e.to_string()))?;
-        for s in &mut self.slots {
-            let get = |key: String| {
-                tensors
-                    .get(&key)
-                    .filter(|t| t.shape() == s.var.shape())
-                    .cloned()
-                    .ok_or_else(|| bad(format!("moment `{key}` missing or misshaped")))
-            };
-            let (m, v) = (get(format!("m.{}", s.name))?, get(format!("v.{}", s.name))?);
-            s.set_moments(m, v)?;
+        let moments = self
+            .slots
+            .iter()
+            .map(|s| {
+                let get = |key: String| {
+                    tensors
+                        .get(&key)
+                        .filter(|t| t.shape() == s.var.shape())
+                        .cloned()
+                        .ok_or_else(|| bad(format!("moment `{key}` missing or misshaped")))
+                };
+                Ok((get(format!("m.{}", s.name))?, get(format!("v.{}", s.name))?))
+            })
+            .collect::<Result<_, TrainError>>()?;
+        Ok(SavedMoments { step, moments })
+    }
+
+    /// Applies moments read by [`AdamW::read`].
+    pub(crate) fn restore(&mut self, saved: SavedMoments) -> candle_core::Result<()> {
+        for (slot, (m, v)) in self.slots.iter_mut().zip(saved.moments) {
+            slot.set_moments(m, v)?;
         }
-        self.step = step;
+        self.step = saved.step;
         Ok(())
     }
+}
+
+/// Optimizer state read from a checkpoint, checked against the optimizer's
+/// variables: `(m, v)` per variable, in order, and Adam's step count.
+pub(crate) struct SavedMoments {
+    step: usize,
+    moments: Vec<(Tensor, Tensor)>,
 }
 
 /// An f32 moment as a safetensors tensor, borrowed where it lives on the host.

@@ -6,15 +6,13 @@ use std::time::Instant;
 use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{embedding_gradient, Gpt2ForSequenceClassification};
+use crate::model::{embedding_gradient, BatchInput, Gpt2ForSequenceClassification};
 
-/// One micro-batch on the model's device: `[b, t]` ids and mask, `[b]` labels.
+/// One micro-batch on the model's device.
 pub struct MicroBatch {
-    /// Token ids (u32).
-    pub ids: Tensor,
-    /// Attention mask (1 = token).
-    pub mask: Tensor,
-    /// Class ids (u32).
+    /// The padded texts.
+    pub input: BatchInput,
+    /// Class ids `[batch]` (u32).
     pub labels: Tensor,
 }
 
@@ -40,7 +38,7 @@ fn backward_groups(micro: &[MicroBatch]) -> Vec<&[MicroBatch]> {
     let mut groups = Vec::new();
     let (mut start, mut tokens) = (0, 0);
     for (i, mb) in micro.iter().enumerate() {
-        let t = mb.ids.elem_count();
+        let t = mb.input.ids.elem_count();
         if i > start && tokens + t > TOKENS_PER_BACKWARD {
             groups.push(&micro[start..i]);
             (start, tokens) = (i, 0);
@@ -78,7 +76,7 @@ pub fn step_gradients(
         let mut objective: Option<Tensor> = None;
         let mut leaves = Vec::with_capacity(group.len());
         for mb in group {
-            let (logits, tokens) = net.forward_train(&mb.ids, Some(&mb.mask), rng)?;
+            let (logits, tokens) = net.forward_train(&mb.input, rng)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
             loss_sum += f64::from(loss.to_scalar::<f32>()?);
             let share = (loss / n)?;
@@ -86,7 +84,7 @@ pub fn step_gradients(
                 Some(o) => (o + share)?,
                 None => share,
             });
-            leaves.push((&mb.ids, tokens));
+            leaves.push((&mb.input.ids, tokens));
         }
         let Some(objective) = objective else { continue };
         let forward_done = Instant::now();
@@ -130,11 +128,11 @@ mod tests {
     use candle_core::Device;
 
     fn micro(t: usize) -> MicroBatch {
-        let ids = Tensor::zeros((1, t), candle_core::DType::U32, &Device::Cpu).unwrap();
+        let row = vec![1u32; t];
+        let enc = crate::data::Encoded::pad(&[&row], 0, crate::data::Padding::Longest, t);
         MicroBatch {
-            mask: ids.ones_like().unwrap(),
+            input: BatchInput::new(&enc, &Device::Cpu).unwrap(),
             labels: Tensor::zeros(1, candle_core::DType::U32, &Device::Cpu).unwrap(),
-            ids,
         }
     }
 
@@ -144,7 +142,11 @@ mod tests {
             let mbs: Vec<_> = ts.iter().map(|&t| micro(t)).collect();
             backward_groups(&mbs)
                 .iter()
-                .map(|g| g.iter().map(|m| m.ids.elem_count()).collect::<Vec<_>>())
+                .map(|g| {
+                    g.iter()
+                        .map(|m| m.input.ids.elem_count())
+                        .collect::<Vec<_>>()
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(sizes(&[30, 40, 50, 60]), vec![vec![30, 40, 50, 60]]);

@@ -1,4 +1,8 @@
-//! The training loop.
+//! The training loop as a [`Trainer`]: [`Trainer::new`] prepares a run (data,
+//! trainable weights, optimizer, resume), [`Trainer::step`] takes one optimizer
+//! step with what is due after it (logging, evaluation, checkpoint),
+//! [`Trainer::evaluate`] and [`Trainer::checkpoint`] do one thing each, and
+//! [`Trainer::finish`] hands the trained weights back. [`run`] drives them.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,18 +11,19 @@ use candle_core::{Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::batches::{encode, epoch_batches, evaluate, subset, tokenize};
+use super::batches::{encode, epoch_batches, evaluate, subset, tokenize, Tokenized};
 use super::checkpoint::{self, TrainerState};
 use super::clip::{clip_scale, global_norm};
 use super::optim::{AdamConfig, AdamW};
+use super::resume::{resume, Resume};
 use super::schedule::learning_rate;
 use super::step::{step_gradients, MicroBatch};
 use super::{
     BestMetric, EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter,
-    Observer, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
+    Observer, RunTiming, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
 };
-use crate::data::Example;
-use crate::model::{parameter_shapes, LoadedModel};
+use crate::data::{Example, TextTokenizer};
+use crate::model::{parameter_shapes, BatchInput, Gpt2ForSequenceClassification, LoadedModel};
 
 /// Everything a run needs.
 pub struct TrainSpec<'a> {
@@ -35,8 +40,423 @@ pub struct TrainSpec<'a> {
     pub hyperparameters: &'a Hyperparameters,
     /// Where `step-N/` checkpoints go.
     pub checkpoint_dir: PathBuf,
-    /// A checkpoint folder to continue from.
-    pub resume_from: Option<PathBuf>,
+    /// Which checkpoint to continue from.
+    pub resume: Resume,
+}
+
+/// The run's size in micro-batches and optimizer steps.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    micro_per_epoch: usize,
+    steps_per_epoch: usize,
+    total_steps: usize,
+}
+
+/// The training loss and tokens of the current logging window.
+struct Window {
+    loss: f64,
+    steps: usize,
+    tokens: u64,
+    /// Training time in the window (evaluations and checkpoints excluded).
+    seconds: f64,
+}
+
+/// A run in progress; see the module docs.
+pub struct Trainer<'a> {
+    h: &'a Hyperparameters,
+    /// Configuration and tokenizer of the model (its weights live in `vars`).
+    model: LoadedModel,
+    net: Gpt2ForSequenceClassification,
+    vars: Vec<(String, Var)>,
+    optimizer: AdamW,
+    tok: TextTokenizer,
+    train: Tokenized,
+    eval: Option<Tokenized>,
+    plan: Plan,
+    state: TrainerState,
+    checkpoint_dir: PathBuf,
+    /// Checkpoints on disk, by step (for `save_total_limit`).
+    checkpoints: Vec<(usize, PathBuf)>,
+    /// The current epoch's micro-batches, as indices into `train`.
+    epoch_order: Option<(usize, Vec<Vec<usize>>)>,
+    window: Window,
+    /// The newest evaluation of this run or of the checkpoint it resumed.
+    last_eval: Option<EvalLog>,
+    timing: RunTiming,
+}
+
+/// Trains `spec.model` on `spec.train`; see the docs of [`crate::train`].
+pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome, TrainError> {
+    let mut trainer = Trainer::new(spec, observer)?;
+    if trainer.state.step == 0 && trainer.eval.is_some() {
+        let metrics = trainer.evaluate()?;
+        trainer.record_eval(metrics, observer);
+    }
+    let mut finish = Finish::Completed;
+    while trainer.state.step < trainer.plan.total_steps {
+        if observer.should_stop() {
+            finish = Finish::Stopped;
+            break;
+        }
+        if trainer.step(observer)? {
+            finish = Finish::EarlyStopped;
+            break;
+        }
+    }
+    trainer.finish(finish)
+}
+
+impl<'a> Trainer<'a> {
+    /// Validates the settings, tokenizes the data, makes the weights trainable
+    /// and resumes as `spec.resume` says; reports [`TrainEvent::Started`].
+    pub fn new(spec: TrainSpec<'a>, observer: &mut dyn Observer) -> Result<Self, TrainError> {
+        let h = spec.hyperparameters;
+        h.validate()?;
+        let mut model = spec.model;
+        let tok = configure(&mut model, h)?;
+        let n_labels = model.config.num_labels();
+        let train = tokenize(&tok, &subset(spec.train, h.train_subset, h.seed), n_labels)?;
+        if train.ids.is_empty() {
+            return Err(TrainError::Data("the training set is empty".into()));
+        }
+        let eval = match spec.eval {
+            Some(e) if h.eval_strategy != Strategy::No && !e.is_empty() => {
+                Some(tokenize(&tok, &subset(e, h.eval_subset, h.seed), n_labels)?)
+            }
+            _ => None,
+        };
+        let micro_per_epoch = train.ids.len().div_ceil(h.batch_size);
+        let steps_per_epoch = micro_per_epoch.div_ceil(h.gradient_accumulation_steps);
+        let plan = Plan {
+            micro_per_epoch,
+            steps_per_epoch,
+            total_steps: steps_per_epoch * h.epochs,
+        };
+        let (net, vars) = trainable(&mut model)?;
+        let adam = AdamConfig {
+            weight_decay: h.weight_decay,
+            ..AdamConfig::default()
+        };
+        let mut optimizer = AdamW::new(vars.clone(), adam)?;
+        let dir = spec.checkpoint_dir;
+        let resumed = resume(&spec.resume, &dir, h, &vars, &mut optimizer, observer)?;
+        let state = resumed.unwrap_or_else(|| TrainerState::fresh(plan.total_steps, h));
+        let checkpoints = checkpoint::list_checkpoints(&dir)
+            .into_iter()
+            .filter(|(s, _)| *s <= state.step)
+            .collect();
+        observer.on_event(&TrainEvent::Started {
+            total_steps: plan.total_steps,
+            steps_per_epoch,
+            train_examples: train.ids.len(),
+            eval_examples: eval.as_ref().map_or(0, |e| e.ids.len()),
+            start_step: state.step,
+        });
+        Ok(Self {
+            h,
+            last_eval: state.history.evals.last().cloned(),
+            model,
+            net,
+            vars,
+            optimizer,
+            tok,
+            train,
+            eval,
+            plan,
+            state,
+            checkpoint_dir: dir,
+            checkpoints,
+            epoch_order: None,
+            window: Window::new(),
+            timing: RunTiming::default(),
+        })
+    }
+
+    /// Takes the next optimizer step, then logs, evaluates and checkpoints as
+    /// due. `true` when early stopping ends the run here.
+    pub fn step(&mut self, observer: &mut dyn Observer) -> Result<bool, TrainError> {
+        let started = Instant::now();
+        let h = self.h;
+        let step = self.state.step + 1;
+        let (micro, first) = self.micro_batches(step)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(h.seed);
+        rng.set_stream(1 << 32 | step as u64);
+        let tokens = micro.iter().map(|(_, t)| *t).sum::<u64>();
+        let count = micro.len();
+        let batches: Vec<MicroBatch> = micro.into_iter().map(|(b, _)| b).collect();
+        let (grads, loss, _) = step_gradients(&self.net, &self.vars, &batches, &mut rng)?;
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step });
+        }
+        let grad_norm = global_norm(&grads)?;
+        let p = self.plan;
+        let lr = learning_rate(
+            h.lr_scheduler,
+            h.learning_rate,
+            h.warmup_steps,
+            p.total_steps,
+            step,
+        );
+        self.optimizer
+            .step(&grads, lr, clip_scale(grad_norm, h.max_grad_norm))?;
+        self.advance(step, first + count, tokens);
+        let seconds = started.elapsed().as_secs_f64();
+        self.timing.train_seconds += seconds;
+        self.timing.steps += 1;
+        self.window.add(loss, tokens, seconds);
+        if step.is_multiple_of(h.logging_steps) || step == p.total_steps {
+            self.log_window(step, lr, grad_norm, observer);
+        }
+        self.after_step(step, observer)
+    }
+
+    /// The micro-batches of optimizer step `step` (with their real tokens), and
+    /// the position of the first one in its epoch.
+    fn micro_batches(
+        &mut self,
+        step: usize,
+    ) -> Result<(Vec<(MicroBatch, u64)>, usize), TrainError> {
+        let (h, p) = (self.h, self.plan);
+        let epoch = (step - 1) / p.steps_per_epoch;
+        let first = ((step - 1) % p.steps_per_epoch) * h.gradient_accumulation_steps;
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch_order = Some((epoch, epoch_batches(&self.train, h, epoch)));
+        }
+        let order = &self.epoch_order.as_ref().expect("set above").1;
+        let last = (first + h.gradient_accumulation_steps).min(p.micro_per_epoch);
+        let device = self.net.device();
+        let micro = order[first..last]
+            .iter()
+            .map(|rows| {
+                let (enc, labels) = encode(&self.train, rows, &self.tok, h);
+                let batch = MicroBatch {
+                    input: BatchInput::new(&enc, device)?,
+                    labels: Tensor::new(labels, device)?,
+                };
+                Ok((batch, enc.real_tokens() as u64))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok((micro, first))
+    }
+
+    /// Moves the run's position past `step`, whose micro-batches end at
+    /// `micro_done` within its epoch.
+    fn advance(&mut self, step: usize, micro_done: usize, tokens: u64) {
+        let p = self.plan;
+        let s = &mut self.state;
+        s.step = step;
+        s.epoch = (step - 1) / p.steps_per_epoch;
+        s.micro_batches_done = micro_done;
+        if micro_done == p.micro_per_epoch {
+            (s.epoch, s.micro_batches_done) = (s.epoch + 1, 0);
+        }
+        s.tokens += tokens;
+    }
+
+    fn log_window(&mut self, step: usize, lr: f64, grad_norm: f64, observer: &mut dyn Observer) {
+        let w = std::mem::replace(&mut self.window, Window::new());
+        let log = StepLog {
+            step,
+            epoch: self.epoch_at(step),
+            loss: w.loss / w.steps as f64,
+            learning_rate: lr,
+            grad_norm,
+            tokens: self.state.tokens,
+            tokens_per_second: if w.seconds > 0.0 {
+                w.tokens as f64 / w.seconds
+            } else {
+                0.0
+            },
+        };
+        self.state.history.steps.push(log.clone());
+        observer.on_event(&TrainEvent::Step(log));
+    }
+
+    /// Evaluation and checkpoint, when due after `step`; `true` when early
+    /// stopping ends the run.
+    fn after_step(&mut self, step: usize, observer: &mut dyn Observer) -> Result<bool, TrainError> {
+        let h = self.h;
+        let epoch_end = step.is_multiple_of(self.plan.steps_per_epoch);
+        let due = |strategy: Strategy, every: Option<usize>| match strategy {
+            Strategy::Epoch => epoch_end,
+            Strategy::Steps => every.is_some_and(|n| step.is_multiple_of(n)),
+            Strategy::No => false,
+        };
+        let mut stop_early = false;
+        if self.eval.is_some() && due(h.eval_strategy, h.eval_steps) {
+            let metrics = self.evaluate()?;
+            self.record_eval(metrics, observer);
+            stop_early = h
+                .early_stopping_patience
+                .is_some_and(|p| self.state.evals_without_improvement >= p);
+        }
+        if due(h.save_strategy, h.save_steps) || stop_early {
+            self.checkpoint(observer)?;
+        }
+        if stop_early {
+            observer.on_event(&TrainEvent::EarlyStopped { step });
+        }
+        Ok(stop_early)
+    }
+
+    /// Evaluates the current weights on the evaluation set (an error when the
+    /// run has none).
+    pub fn evaluate(&mut self) -> Result<EvalMetrics, TrainError> {
+        let started = Instant::now();
+        let data = self
+            .eval
+            .as_ref()
+            .ok_or_else(|| TrainError::Data("no evaluation set".into()))?;
+        let metrics = evaluate(&self.net, data, &self.tok, self.h)?;
+        self.timing.eval_seconds += started.elapsed().as_secs_f64();
+        Ok(metrics)
+    }
+
+    /// Records an evaluation at the current step: best-so-far bookkeeping,
+    /// history, and the [`TrainEvent::Eval`] report.
+    fn record_eval(&mut self, metrics: EvalMetrics, observer: &mut dyn Observer) {
+        let epoch = self.epoch_at(self.state.step);
+        let s = &mut self.state;
+        let value = score(&metrics, self.h.metric_for_best_model);
+        if s.best_metric.is_none_or(|b| value > b) {
+            (s.best_metric, s.best_step) = (Some(value), Some(s.step));
+            s.evals_without_improvement = 0;
+        } else {
+            s.evals_without_improvement += 1;
+        }
+        let log = EvalLog {
+            step: s.step,
+            epoch,
+            metrics,
+        };
+        self.state.history.evals.push(log.clone());
+        observer.on_event(&TrainEvent::Eval(log.clone()));
+        self.last_eval = Some(log);
+    }
+
+    /// Writes `step-N/` for the current step (model, optimizer, state), reports
+    /// it with the evaluation taken at that step, and prunes old checkpoints
+    /// beyond `save_total_limit` (never the best one).
+    pub fn checkpoint(&mut self, observer: &mut dyn Observer) -> Result<PathBuf, TrainError> {
+        let started = Instant::now();
+        let step = self.state.step;
+        let weights = current_weights(&self.vars)?;
+        let path = checkpoint::write(
+            &self.checkpoint_dir,
+            &self.model,
+            &weights,
+            &self.optimizer,
+            &self.state,
+        )?;
+        let eval = self.last_eval.as_ref().filter(|e| e.step == step);
+        observer.on_event(&TrainEvent::Checkpoint {
+            step,
+            path: path.clone(),
+            eval: eval.map(|e| e.metrics.clone()),
+        });
+        self.checkpoints.push((step, path.clone()));
+        let keep = (self.h.save_total_limit, self.state.best_step);
+        checkpoint::prune(&mut self.checkpoints, keep.0, keep.1, observer)?;
+        self.timing.checkpoint_seconds += started.elapsed().as_secs_f64();
+        Ok(path)
+    }
+
+    /// Ends the run: the trained model and what the run measured.
+    pub fn finish(self, finish: Finish) -> Result<TrainOutcome, TrainError> {
+        let best_checkpoint = self
+            .state
+            .best_step
+            .and_then(|b| self.checkpoints.iter().find(|(s, _)| *s == b))
+            .map(|(_, p)| p.clone());
+        Ok(TrainOutcome {
+            finish,
+            step: self.state.step,
+            weights: current_weights(&self.vars)?,
+            config: self.model.config,
+            tokenizer: self.model.tokenizer,
+            final_metrics: self.last_eval.map(|e| e.metrics),
+            best_checkpoint,
+            history: self.state.history,
+            timing: self.timing,
+            hyperparameters: self.h.clone(),
+        })
+    }
+
+    fn epoch_at(&self, step: usize) -> f64 {
+        step as f64 / self.plan.steps_per_epoch as f64
+    }
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            loss: 0.0,
+            steps: 0,
+            tokens: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn add(&mut self, loss: f64, tokens: u64, seconds: f64) {
+        self.loss += loss;
+        self.steps += 1;
+        self.tokens += tokens;
+        self.seconds += seconds;
+    }
+}
+
+impl TrainerState {
+    /// The state of a run at step 0.
+    fn fresh(total_steps: usize, h: &Hyperparameters) -> Self {
+        Self {
+            step: 0,
+            epoch: 0,
+            micro_batches_done: 0,
+            total_steps,
+            seed: h.seed,
+            tokens: 0,
+            best_metric: None,
+            best_step: None,
+            evals_without_improvement: 0,
+            hyperparameters: h.clone(),
+            history: History::default(),
+        }
+    }
+}
+
+/// Applies the run's settings to `model` (dropout, length limit) and returns
+/// the tokenizer configured for it.
+fn configure(model: &mut LoadedModel, h: &Hyperparameters) -> Result<TextTokenizer, TrainError> {
+    let n_positions = model.config.n_positions;
+    let max_length = h.max_length.unwrap_or(n_positions);
+    if max_length > n_positions {
+        return Err(InvalidHyperparameter {
+            field: "max_length",
+            reason: format!("must be at most the model's n_positions ({n_positions})"),
+        }
+        .into());
+    }
+    if let Some(p) = h.dropout {
+        let c = &mut model.config;
+        (c.attn_pdrop, c.embd_pdrop, c.resid_pdrop) = (p, p, p);
+    }
+    let pad = model.config.pad_id();
+    Ok(model.tokenizer.with_settings(pad, max_length, h.padding))
+}
+
+/// The trainable network over `model`'s weights, and its variables in
+/// [`parameter_shapes`] order; `model`'s own copy of the weights is dropped.
+fn trainable(
+    model: &mut LoadedModel,
+) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), TrainError> {
+    let (net, varmap) = model.build_trainable()?;
+    drop(std::mem::take(&mut model.weights));
+    let map = varmap.data().lock().expect("varmap lock");
+    let vars = parameter_shapes(&model.config)
+        .into_iter()
+        .map(|(name, _)| (name.clone(), map[&name].clone()))
+        .collect();
+    Ok((net, vars))
 }
 
 /// Higher is better for every metric (the loss is negated).
@@ -48,269 +468,6 @@ fn score(m: &EvalMetrics, which: BestMetric) -> f64 {
     }
 }
 
-/// Trains `spec.model` on `spec.train`; see the module docs of [`crate::train`].
-pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome, TrainError> {
-    let h = spec.hyperparameters;
-    h.validate()?;
-    let mut model = spec.model;
-    let n_positions = model.config.n_positions;
-    let max_length = h.max_length.unwrap_or(n_positions);
-    if max_length > n_positions {
-        return Err(InvalidHyperparameter {
-            field: "max_length",
-            reason: format!("must be at most the model's n_positions ({n_positions})"),
-        }
-        .into());
-    }
-    if let Some(p) = h.dropout {
-        (
-            model.config.attn_pdrop,
-            model.config.embd_pdrop,
-            model.config.resid_pdrop,
-        ) = (p, p, p);
-    }
-    let tok = model
-        .tokenizer
-        .with_settings(model.config.pad_id(), max_length, h.padding);
-    let n_labels = model.config.num_labels();
-    let train = tokenize(&tok, &subset(spec.train, h.train_subset, h.seed), n_labels)?;
-    if train.ids.is_empty() {
-        return Err(TrainError::Data("the training set is empty".into()));
-    }
-    let eval = match spec.eval {
-        Some(e) if h.eval_strategy != Strategy::No && !e.is_empty() => {
-            Some(tokenize(&tok, &subset(e, h.eval_subset, h.seed), n_labels)?)
-        }
-        _ => None,
-    };
-
-    let micro_per_epoch = train.ids.len().div_ceil(h.batch_size);
-    let steps_per_epoch = micro_per_epoch.div_ceil(h.gradient_accumulation_steps);
-    let total_steps = steps_per_epoch * h.epochs;
-
-    let (net, varmap) = model.build_trainable()?;
-    drop(std::mem::take(&mut model.weights));
-    let vars: Vec<(String, Var)> = {
-        let map = varmap.data().lock().expect("varmap lock");
-        parameter_shapes(&model.config)
-            .into_iter()
-            .map(|(name, _)| (map[&name].clone(), name))
-            .map(|(v, n)| (n, v))
-            .collect()
-    };
-    let mut optimizer = AdamW::new(
-        vars.clone(),
-        AdamConfig {
-            weight_decay: h.weight_decay,
-            ..AdamConfig::default()
-        },
-    )?;
-
-    let mut state = TrainerState {
-        step: 0,
-        epoch: 0,
-        micro_batches_done: 0,
-        total_steps,
-        seed: h.seed,
-        tokens: 0,
-        best_metric: None,
-        best_step: None,
-        evals_without_improvement: 0,
-        hyperparameters: h.clone(),
-        history: History::default(),
-    };
-    if let Some(dir) = &spec.resume_from {
-        state = checkpoint::read_trainer_state(dir)?;
-        if &state.hyperparameters != h {
-            return Err(TrainError::Checkpoint(format!(
-                "{}: written with other hyperparameters; resume needs the same",
-                dir.display()
-            )));
-        }
-        let saved = candle_core::safetensors::load(dir.join("model.safetensors"), net.device())?;
-        for (name, var) in &vars {
-            let t = saved.get(name).ok_or_else(|| {
-                TrainError::Checkpoint(format!("{}: no tensor `{name}`", dir.display()))
-            })?;
-            var.set(t)?;
-        }
-        optimizer.load(&dir.join("optimizer.safetensors"))?;
-    }
-
-    observer.on_event(&TrainEvent::Started {
-        total_steps,
-        steps_per_epoch,
-        train_examples: train.ids.len(),
-        eval_examples: eval.as_ref().map_or(0, |e| e.ids.len()),
-        start_step: state.step,
-    });
-
-    let mut last_eval: Option<EvalMetrics> = state.history.evals.last().map(|e| e.metrics.clone());
-    if let (Some(data), 0) = (&eval, state.step) {
-        let metrics = evaluate(&net, data, &tok, h)?;
-        record_eval(&mut state, &metrics, 0, 0.0, h, observer);
-        last_eval = Some(metrics);
-    }
-
-    let mut batches: Option<(usize, Vec<Vec<usize>>)> = None;
-    let (mut window_loss, mut window_steps, mut window_tokens) = (0f64, 0usize, 0u64);
-    let mut step_tokens;
-    let mut window_start = Instant::now();
-    let mut finish = Finish::Completed;
-    let mut checkpoints: Vec<(usize, PathBuf)> = checkpoint::list_checkpoints(&spec.checkpoint_dir)
-        .into_iter()
-        .filter(|(s, _)| *s <= state.step)
-        .collect();
-    while state.step < total_steps {
-        if observer.should_stop() {
-            finish = Finish::Stopped;
-            break;
-        }
-        let step = state.step + 1;
-        let epoch = (step - 1) / steps_per_epoch;
-        let first = ((step - 1) % steps_per_epoch) * h.gradient_accumulation_steps;
-        if batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            batches = Some((epoch, epoch_batches(&train, h, epoch)));
-        }
-        let epoch_plan = &batches.as_ref().expect("set above").1;
-        let micro =
-            &epoch_plan[first..(first + h.gradient_accumulation_steps).min(micro_per_epoch)];
-
-        let mut rng = ChaCha8Rng::seed_from_u64(h.seed);
-        rng.set_stream(1 << 32 | step as u64);
-        step_tokens = 0u64;
-        let batches = micro
-            .iter()
-            .map(|rows| {
-                let (enc, labels) = encode(&train, rows, &tok, h);
-                step_tokens += enc.real_tokens() as u64;
-                let (ids, mask) = enc.to_tensors(net.device())?;
-                let labels = Tensor::new(labels, net.device())?;
-                Ok(MicroBatch { ids, mask, labels })
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let (grads, step_loss, _timing) = step_gradients(&net, &vars, &batches, &mut rng)?;
-        if !step_loss.is_finite() {
-            return Err(TrainError::NonFiniteLoss { step });
-        }
-        let grad_norm = global_norm(&grads)?;
-        let lr = learning_rate(
-            h.lr_scheduler,
-            h.learning_rate,
-            h.warmup_steps,
-            total_steps,
-            step,
-        );
-        optimizer.step(&grads, lr, clip_scale(grad_norm, h.max_grad_norm))?;
-
-        state.step = step;
-        state.micro_batches_done = first + micro.len();
-        state.epoch = epoch;
-        if state.micro_batches_done == micro_per_epoch {
-            (state.epoch, state.micro_batches_done) = (epoch + 1, 0);
-        }
-        state.tokens += step_tokens;
-        window_tokens += step_tokens;
-        let epoch_f = step as f64 / steps_per_epoch as f64;
-        window_loss += step_loss;
-        window_steps += 1;
-        if step.is_multiple_of(h.logging_steps) || step == total_steps {
-            let secs = window_start.elapsed().as_secs_f64();
-            let log = StepLog {
-                step,
-                epoch: epoch_f,
-                loss: window_loss / window_steps as f64,
-                learning_rate: lr,
-                grad_norm,
-                tokens: state.tokens,
-                tokens_per_second: if secs > 0.0 {
-                    window_tokens as f64 / secs
-                } else {
-                    0.0
-                },
-            };
-            state.history.steps.push(log.clone());
-            observer.on_event(&TrainEvent::Step(log));
-            (window_loss, window_steps, window_tokens) = (0.0, 0, 0);
-            window_start = Instant::now();
-        }
-
-        let epoch_end = step.is_multiple_of(steps_per_epoch);
-        let due = |strategy: Strategy, every: Option<usize>| match strategy {
-            Strategy::Epoch => epoch_end,
-            Strategy::Steps => every.is_some_and(|n| step.is_multiple_of(n)),
-            Strategy::No => false,
-        };
-        let mut stop_early = false;
-        if let (Some(data), true) = (&eval, due(h.eval_strategy, h.eval_steps)) {
-            let metrics = evaluate(&net, data, &tok, h)?;
-            record_eval(&mut state, &metrics, step, epoch_f, h, observer);
-            last_eval = Some(metrics);
-            stop_early = h
-                .early_stopping_patience
-                .is_some_and(|p| state.evals_without_improvement >= p);
-        }
-        if due(h.save_strategy, h.save_steps) || stop_early {
-            let weights = current_weights(&vars)?;
-            let path =
-                checkpoint::write(&spec.checkpoint_dir, &model, &weights, &optimizer, &state)?;
-            observer.on_event(&TrainEvent::Checkpoint {
-                step,
-                path: path.clone(),
-            });
-            checkpoints.push((step, path));
-            prune(
-                &mut checkpoints,
-                h.save_total_limit,
-                state.best_step,
-                observer,
-            )?;
-        }
-        if stop_early {
-            observer.on_event(&TrainEvent::EarlyStopped { step });
-            finish = Finish::EarlyStopped;
-            break;
-        }
-    }
-
-    let best_checkpoint = state
-        .best_step
-        .and_then(|b| checkpoints.iter().find(|(s, _)| *s == b))
-        .map(|(_, p)| p.clone());
-    Ok(TrainOutcome {
-        finish,
-        step: state.step,
-        weights: current_weights(&vars)?,
-        final_metrics: last_eval,
-        best_checkpoint,
-        history: state.history,
-    })
-}
-
-fn record_eval(
-    state: &mut TrainerState,
-    metrics: &EvalMetrics,
-    step: usize,
-    epoch: f64,
-    h: &Hyperparameters,
-    observer: &mut dyn Observer,
-) {
-    let value = score(metrics, h.metric_for_best_model);
-    if state.best_metric.is_none_or(|b| value > b) {
-        (state.best_metric, state.best_step) = (Some(value), Some(step));
-        state.evals_without_improvement = 0;
-    } else {
-        state.evals_without_improvement += 1;
-    }
-    let log = EvalLog {
-        step,
-        epoch,
-        metrics: metrics.clone(),
-    };
-    state.history.evals.push(log.clone());
-    observer.on_event(&TrainEvent::Eval(log));
-}
-
 /// The parameters as plain tensors sharing the variables' storage (no copy: a
 /// `gpt2` copy is 500 MB at every checkpoint). Valid as a snapshot only until
 /// the next optimizer step writes the variables in place, so callers use it
@@ -320,23 +477,4 @@ fn current_weights(vars: &[(String, Var)]) -> candle_core::Result<crate::model::
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
         .collect())
-}
-
-/// Deletes the oldest checkpoints beyond `limit`, never the best one.
-fn prune(
-    checkpoints: &mut Vec<(usize, PathBuf)>,
-    limit: usize,
-    best_step: Option<usize>,
-    observer: &mut dyn Observer,
-) -> Result<(), TrainError> {
-    while checkpoints.len() > limit {
-        let Some(pos) = checkpoints.iter().position(|(s, _)| Some(*s) != best_step) else {
-            break;
-        };
-        let (step, path) = checkpoints.remove(pos);
-        std::fs::remove_dir_all(&path)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        observer.on_event(&TrainEvent::CheckpointRemoved { step, path });
-    }
-    Ok(())
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tuneserve::data::{
-    fetch_hub_split, load_hub_split, shuffled_indices, Dataset, DatasetError, DatasetFormat,
-    Example, ParseOptions, RowError,
+    fetch_hub_split, load_hub_split, select_indices, shuffled_indices_in_stream, Dataset,
+    DatasetError, DatasetFormat, Example, ParseOptions, RowError,
 };
 
 fn tweets(file: &str) -> PathBuf {
@@ -463,13 +463,14 @@ fn given_label_map() {
 
 #[test]
 fn new_checks_labels_and_to_jsonl_round_trips() {
-    let ex = |text: &str, label| Example {
+    let ex = |text: &str, label, idx| Example {
         text: text.to_string(),
         label,
+        idx: Some(idx),
     };
     let names = vec!["no".to_string(), "yes".to_string()];
-    assert!(Dataset::new(vec![ex("a", 2)], names.clone()).is_err());
-    let ds = Dataset::new(vec![ex(" a\n\"q\"", 1), ex("b", 0)], names).unwrap();
+    assert!(Dataset::new(vec![ex("a", 2, 0)], names.clone()).is_err());
+    let ds = Dataset::new(vec![ex(" a\n\"q\"", 1, 0), ex("b", 0, 1)], names).unwrap();
     let back = jsonl(std::str::from_utf8(&ds.to_jsonl()).unwrap()).unwrap();
     assert_eq!(back, ds);
 }
@@ -501,74 +502,84 @@ fn format_guessing() {
     ));
 }
 
-// ---- shuffles and subsets -----------------------------------------------------------
+// ---- subsets ----------------------------------------------------------------------
 
-fn numbered(n: usize) -> Dataset {
-    let examples = (0..n)
+#[test]
+fn train_subset_1000_seed_42_picks_the_tutorials_rows() {
+    // The full train split has 27,481 rows; our files leave out idx 314 (empty
+    // text). The recipe's rows are numpy's default_rng(42).permutation(27481)[:1000].
+    let examples: Vec<Example> = (0..27_481)
+        .filter(|&i| i != 314)
         .map(|i| Example {
             text: i.to_string(),
-            label: i % 2,
+            label: 0,
+            idx: Some(i),
         })
         .collect();
-    Dataset::new(examples, vec!["even".into(), "odd".into()]).unwrap()
-}
-
-#[test]
-fn seeded_shuffle_is_deterministic() {
-    let ds = numbered(500);
-    let a = ds.shuffled(42);
-    assert_eq!(a, ds.shuffled(42));
-    assert_ne!(a.texts(), ds.shuffled(43).texts());
-    assert_ne!(a.texts(), ds.texts());
-    let mut sorted: Vec<usize> = a.texts().iter().map(|t| t.parse().unwrap()).collect();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (0..500).collect::<Vec<_>>());
-    // Shuffling applies the same permutation as `shuffled_indices`.
-    let order: Vec<String> = shuffled_indices(500, 42)
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::common::repo_path(
+            "tests/fixtures/numpy_permutations.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let expected: Vec<usize> = fixture["tutorial_selections"][0]["first_1000"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|i| i.to_string())
+        .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    assert_eq!(a.texts(), order);
-    // Every example keeps its label.
-    assert!(a
-        .examples
-        .iter()
-        .all(|ex| ex.label == ex.text.parse::<usize>().unwrap() % 2));
+    let picked: Vec<usize> = select_indices(&examples, 1000, 42)
+        .into_iter()
+        .map(|pos| examples[pos].idx.unwrap())
+        .collect();
+    assert_eq!(picked, expected);
+    assert_eq!(picked[..5], [12554, 7987, 10281, 17412, 14051]);
 }
 
 #[test]
-fn seeded_order_is_pinned() {
+fn files_carry_each_rows_index_in_the_full_split() {
+    let ds = Dataset::from_path(&tweets("train.jsonl"), None, &ParseOptions::default()).unwrap();
+    let idx: Vec<Option<usize>> = ds.examples.iter().map(|e| e.idx).collect();
+    assert_eq!(
+        idx[313..316],
+        [Some(313), Some(315), Some(316)],
+        "idx 314 is left out"
+    );
+    let opts = ParseOptions {
+        drop_empty_text: true,
+        ..Default::default()
+    };
+    let csv = Dataset::from_path(&tweets("train.csv"), None, &opts).unwrap();
+    assert_eq!(
+        csv.examples, ds.examples,
+        "a CSV row's idx is its record number"
+    );
+    let picked = select_indices(&ds.examples, 1000, 42);
+    assert_eq!(picked.len(), 1000);
+    let counts = picked.iter().fold([0usize; 3], |mut c, &i| {
+        c[ds.examples[i].label] += 1;
+        c
+    });
+    assert!(counts.iter().all(|&c| c > 200), "{counts:?}");
+    let err =
+        jsonl("{\"text\":\"a\",\"label\":0,\"idx\":3}\n{\"text\":\"b\",\"label\":1,\"idx\":3}\n");
+    assert_one_error(err, 2, "idx", "is also the idx of line 1");
+    assert_one_error(
+        jsonl("{\"text\":\"a\",\"label\":0,\"idx\":-1}\n"),
+        1,
+        "idx",
+        "whole number",
+    );
+}
+
+const EPOCH_1_ORDER: [usize; 10] = [8, 9, 5, 3, 2, 1, 0, 7, 6, 4];
+
+#[test]
+fn epoch_orders_are_pinned() {
     // Changing `rand`/`rand_chacha` must not silently change data orders (resumed
     // jobs rely on them); update this only on purpose.
-    assert_eq!(shuffled_indices(10, 42), [7, 1, 5, 4, 6, 9, 3, 8, 2, 0]);
-}
-
-#[test]
-fn subsets_and_the_recipe_selection() {
-    let ds = numbered(30);
-    assert_eq!(ds.subset(10).texts(), ds.texts()[..10]);
-    assert_eq!(ds.subset(100).len(), 30);
-    let picked = ds.select(Some(10), 42, true);
-    assert_eq!(picked.len(), 10);
-    assert_eq!(picked.texts(), ds.shuffled(42).texts()[..10]);
-    assert_eq!(picked.labels, ds.labels);
-    assert_eq!(ds.select(None, 42, true), ds.shuffled(42));
-    assert_eq!(ds.select(Some(1000), 42, true).len(), 30);
-    assert_eq!(ds.select(Some(5), 42, false).texts(), ds.texts()[..5]);
-}
-
-#[test]
-fn recipe_subset_of_the_real_train_split() {
-    let ds = Dataset::from_path(&tweets("train.jsonl"), None, &ParseOptions::default()).unwrap();
-    let train = ds.select(Some(1000), 42, true);
-    assert_eq!(train.len(), 1000);
-    assert_eq!(train, ds.select(Some(1000), 42, true));
-    assert_eq!(train.label_counts().iter().sum::<usize>(), 1000);
-    assert!(
-        train.label_counts().iter().all(|&c| c > 200),
-        "{:?}",
-        train.label_counts()
-    );
+    assert_eq!(shuffled_indices_in_stream(10, 42, 1), EPOCH_1_ORDER);
 }
 
 // ---- Hub ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 mod common;
 mod support;
 
+mod browser;
 mod cli;
 mod cli_train;
 mod data_dataset;

@@ -3,7 +3,7 @@
 use crate::common::{gpt2_tokenizer, max_abs_diff, tiny_config, tweets};
 use candle_core::Device;
 use tuneserve::data::Padding;
-use tuneserve::model::{random_weights, Gpt2ForSequenceClassification, Mode};
+use tuneserve::model::{random_weights, BatchInput, Gpt2ForSequenceClassification, Mode};
 
 fn model() -> Gpt2ForSequenceClassification {
     let cfg = tiny_config(&["a", "b", "c"]);
@@ -22,9 +22,9 @@ fn logits(
     if padding == Padding::MaxLength {
         assert_eq!(enc.seq_len, 96);
     }
-    let (ids, mask) = enc.to_tensors(&Device::Cpu).unwrap();
+    let input = BatchInput::new(&enc, &Device::Cpu).unwrap();
     model
-        .forward(&ids, Some(&mask), &mut Mode::Eval)
+        .forward(&input, &mut Mode::Eval)
         .unwrap()
         .to_vec2()
         .unwrap()

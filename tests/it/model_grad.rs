@@ -3,7 +3,9 @@
 use crate::common::{tweets, write_tiny_model};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
-use tuneserve::model::{load, parameter_shapes, LoadOptions, Mode, ModelSource, WeightLayout};
+use tuneserve::model::{
+    load, parameter_shapes, BatchInput, LoadOptions, Mode, ModelSource, WeightLayout,
+};
 
 #[test]
 fn every_parameter_gets_a_nonzero_gradient() {
@@ -23,12 +25,10 @@ fn every_parameter_gets_a_nonzero_gradient() {
         .with_settings(50256, 64, Default::default())
         .encode_batch(&refs)
         .unwrap();
-    let (ids, mask) = enc.to_tensors(&Device::Cpu).unwrap();
+    let input = BatchInput::new(&enc, &Device::Cpu).unwrap();
     let labels = Tensor::new(&[0u32, 1, 2, 1], &Device::Cpu).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let logits = model
-        .forward(&ids, Some(&mask), &mut Mode::Train(&mut rng))
-        .unwrap();
+    let logits = model.forward(&input, &mut Mode::Train(&mut rng)).unwrap();
     let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
     let grads = loss.backward().unwrap();
 

@@ -27,7 +27,7 @@ async fn store_with_job(max_attempts: i64) -> (tempfile::TempDir, Store) {
             base_model: "gpt2".into(),
             train_dataset: "ds-1".into(),
             eval_dataset: None,
-            hyperparameters: json!({}),
+            hyperparameters: Default::default(),
             suffix: None,
             max_attempts,
         })

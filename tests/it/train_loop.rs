@@ -7,8 +7,8 @@ use crate::common::write_tiny_model;
 use tuneserve::data::Example;
 use tuneserve::model::{load, LoadOptions, LoadedModel, ModelSource, WeightLayout};
 use tuneserve::train::{
-    self, list_checkpoints, Finish, Hyperparameters, Observer, StepLog, Strategy, TrainEvent,
-    TrainOutcome,
+    self, list_checkpoints, Finish, Hyperparameters, Observer, Resume, StepLog, Strategy,
+    TrainEvent, TrainOutcome,
 };
 
 /// Three classes told apart by their words.
@@ -30,6 +30,7 @@ fn synthetic(n: usize) -> Vec<Example> {
                     w[(i / 7 + 2) % 6]
                 ),
                 label,
+                idx: None,
             }
         })
         .collect()
@@ -59,7 +60,7 @@ fn run(
             eval: Some(data),
             hyperparameters: h,
             checkpoint_dir: ckpt.to_path_buf(),
-            resume_from: resume.map(Path::to_path_buf),
+            resume: resume.map_or(Resume::No, |p| Resume::From(p.to_path_buf())),
         },
         observer,
     )

@@ -17,6 +17,7 @@ fn first_rows(n: usize) -> Vec<Example> {
             Example {
                 text: v["text"].as_str().unwrap().to_string(),
                 label: v["label"].as_u64().unwrap() as usize,
+                idx: None,
             }
         })
         .collect()
@@ -59,7 +60,7 @@ fn losses_grad_norms_and_learning_rates_match_pytorch() {
             eval: None,
             hyperparameters: &h,
             checkpoint_dir: tmp.path().to_path_buf(),
-            resume_from: None,
+            resume: train::Resume::No,
         },
         &mut (),
     )

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::error::ErrorBody;
-use crate::api::{load_blocking, ApiError, AppState, Json};
+use crate::api::{ApiError, AppState, Json};
 use crate::infer::{InferError, ServedModel, SubmitError};
+use crate::model::{ModelError, ModelSource};
 use crate::store::StoreError;
 
 /// One text or several.
@@ -97,7 +98,7 @@ pub async fn classify(
         .map_err(|e| match e {
             SubmitError::Full(_) => ApiError::Overloaded(e.to_string()),
             SubmitError::Closed => ApiError::Unavailable(e.to_string()),
-            SubmitError::TooLong { index, .. } => {
+            SubmitError::Infer(InferError::TooLong { index, .. }) => {
                 ApiError::invalid(format!("inputs[{index}]"), e.to_string())
             }
             SubmitError::Infer(InferError::Tokenizer(t)) => {
@@ -119,7 +120,9 @@ pub async fn classify(
     }))
 }
 
-/// `latest`, a loaded model, or a stored one loaded now.
+/// `latest`, or the model named: loaded already, or loaded now from where
+/// the store says it is (or, for the model the service was started with,
+/// from its source).
 async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>, ApiError> {
     let Some(id) = id else {
         return state.registry.latest().ok_or_else(|| {
@@ -133,27 +136,16 @@ async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>,
     if let Some(model) = state.registry.get(id) {
         return Ok(model);
     }
-    let row = match state.store.get_model(id).await {
-        Ok(row) => row,
-        // The `--model` one, no longer `latest`: load it again from its source.
-        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => {
-            let model = load_blocking(id.to_string(), id.to_string(), state.device.clone())
-                .await
-                .map_err(ApiError::Internal)?;
-            state.registry.insert(model.clone());
-            return Ok(model);
-        }
-        Err(StoreError::NotFound { .. }) => {
-            return Err(ApiError::NotFound {
-                what: "model",
-                id: id.to_string(),
-            })
-        }
+    let source = match state.store.get_model(id).await {
+        Ok(row) => ModelSource::Dir(state.data_dir.resolve(&row.path)),
+        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => id
+            .parse()
+            .map_err(|e: ModelError| ApiError::Internal(e.to_string()))?,
         Err(e) => return Err(e.into()),
     };
-    let model = load_blocking(row.id, row.path, state.device.clone())
+    state
+        .registry
+        .get_or_load(id, source)
         .await
-        .map_err(ApiError::Internal)?;
-    state.registry.insert(model.clone());
-    Ok(model)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -141,7 +141,8 @@ pub async fn upload(
     let bytes = axum::body::to_bytes(body, state.config.max_dataset_bytes)
         .await
         .map_err(|e| {
-            if format!("{e:?}").contains("LengthLimit") {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::TooLarge
             } else {
                 ApiError::BadRequest(format!("cannot read the body: {e}"))
@@ -176,11 +177,7 @@ async fn store(
     name: Option<String>,
 ) -> Result<Dataset, ApiError> {
     let id = new_id("ds");
-    let path = state
-        .config
-        .data_dir
-        .join("datasets")
-        .join(format!("{id}.jsonl"));
+    let path = state.data_dir.dataset(&id);
     let label_counts: BTreeMap<String, i64> = parsed
         .named_label_counts()
         .into_iter()
@@ -189,10 +186,17 @@ async fn store(
     let rows = parsed.examples.len() as i64;
     let file = path.clone();
     let jsonl = parsed.to_jsonl();
-    tokio::task::spawn_blocking(move || write_atomically(&file, &jsonl))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?;
+    tokio::task::spawn_blocking(move || {
+        crate::atomic::write_file(&file, |f| {
+            std::io::Write::write_all(f, &jsonl).map_err(|source| crate::atomic::IoError {
+                path: file.clone(),
+                source,
+            })
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let row = state
         .store
         .insert_dataset(NewDataset {
@@ -202,7 +206,7 @@ async fn store(
             rows,
             labels: parsed.labels,
             label_counts,
-            path: path.display().to_string(),
+            path: state.data_dir.relative(&path),
         })
         .await?;
     Ok(row.into())
@@ -257,16 +261,6 @@ fn dataset_error(e: DatasetError) -> ApiError {
         param: Some("body".into()),
         details: (!rows.is_empty()).then(|| serde_json::to_value(rows).unwrap_or_default()),
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsynced and renamed.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Datasets, newest first.

@@ -9,13 +9,17 @@ use axum::http::header::ACCEPT;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::stream::{self, Stream};
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use utoipa::{IntoParams, ToSchema};
 
 use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
+use crate::queue::LoggedEvent;
 use crate::store::EventRow;
 
 /// A job log entry.
@@ -43,7 +47,7 @@ impl From<EventRow> for JobEvent {
         Self {
             id: e.seq,
             attempt: e.attempt,
-            level: e.level,
+            level: e.level.as_str().to_string(),
             kind: e.kind,
             message: e.message,
             data: e.data,
@@ -110,56 +114,90 @@ pub async fn events(
     .into_response())
 }
 
+/// How often a live stream looks at the database when nothing was announced:
+/// entries written by other processes, and status changes that come without
+/// a log entry, are seen within this.
+const STREAM_POLL: Duration = Duration::from_secs(1);
+
+/// The job's entries after `after`, then new ones as they are written, until
+/// the job has finished (or the service shuts down, or the client leaves).
 fn event_stream(
     state: AppState,
     id: String,
     after: i64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let start = (state, id, after, Vec::<Event>::new().into_iter(), false);
-    stream::unfold(
-        start,
-        |(state, id, mut after, mut pending, mut finished)| async move {
-            loop {
-                if let Some(event) = pending.next() {
-                    return Some((Ok(event), (state, id, after, pending, finished)));
-                }
-                if finished || state.shutdown.is_cancelled() {
-                    return None;
-                }
-                // Read the status first: events written before a terminal status are all seen.
-                let done = match state.store.get_job(&id).await {
-                    Ok(job) => job.status.is_terminal(),
-                    Err(_) => true,
-                };
-                let rows = state
-                    .store
-                    .list_events(&id, after, 1000)
-                    .await
-                    .unwrap_or_default();
-                if let Some(last) = rows.last() {
-                    after = last.seq;
-                }
-                finished = done && rows.len() < 1000;
-                let events: Vec<Event> = rows
-                    .into_iter()
-                    .map(|row| {
-                        let kind = row.kind.clone();
-                        let seq = row.seq;
-                        Event::default()
-                            .id(seq.to_string())
-                            .event(kind)
-                            .json_data(JobEvent::from(row))
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                pending = events.into_iter();
-                if pending.len() == 0 && !finished {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                        _ = state.shutdown.cancelled() => {}
-                    }
-                }
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // Subscribed before the first read: nothing written meanwhile is missed.
+    let live = state.queue.log().subscribe();
+    tokio::spawn(follow(state, id, after, live, tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok)
+}
+
+async fn follow(
+    state: AppState,
+    id: String,
+    mut after: i64,
+    mut live: broadcast::Receiver<Arc<LoggedEvent>>,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) {
+    loop {
+        // Read the status first: entries written before a terminal status are all seen.
+        let done = state
+            .store
+            .get_job(&id)
+            .await
+            .map_or(true, |job| job.status.is_terminal());
+        let rows = state
+            .store
+            .list_events(&id, after, 1000)
+            .await
+            .unwrap_or_default();
+        let full_page = rows.len() == 1000;
+        for row in rows {
+            after = row.seq;
+            if tx.send(sse(row)).await.is_err() {
+                return; // the client went away
             }
-        },
-    )
+        }
+        if full_page {
+            continue;
+        }
+        if done || !wait_for(&id, &mut live, &state, &tx).await {
+            return;
+        }
+    }
+}
+
+/// Waits until an entry of job `id` is announced, or the poll interval passes;
+/// `false` when the stream should end instead.
+async fn wait_for(
+    id: &str,
+    live: &mut broadcast::Receiver<Arc<LoggedEvent>>,
+    state: &AppState,
+    tx: &tokio::sync::mpsc::Sender<Event>,
+) -> bool {
+    let poll = tokio::time::sleep(STREAM_POLL);
+    tokio::pin!(poll);
+    loop {
+        tokio::select! {
+            msg = live.recv() => match msg {
+                Ok(logged) if logged.job_id == id => return true,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                Err(broadcast::error::RecvError::Closed) => return false,
+            },
+            _ = &mut poll => return true,
+            _ = state.shutdown.cancelled() => return false,
+            _ = tx.closed() => return false,
+        }
+    }
+}
+
+fn sse(row: EventRow) -> Event {
+    let (kind, seq) = (row.kind.clone(), row.seq);
+    Event::default()
+        .id(seq.to_string())
+        .event(kind)
+        .json_data(JobEvent::from(row))
+        .unwrap_or_default()
 }

@@ -1,11 +1,8 @@
 //! `GET /health` and `GET /metrics` (Prometheus), both open without an API key.
 
-use std::sync::OnceLock;
-
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -39,22 +36,12 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     }))
 }
 
-/// The process-wide Prometheus recorder (installed once).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
-    })
-}
-
 /// Prometheus text: requests, latencies, inference batch sizes, jobs by
 /// status, training tokens per second.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let handle = prometheus();
+    let handle = crate::api::telemetry::install();
     for (status, n) in state.store.count_jobs_by_status().await? {
         metrics::gauge!("tuneserve_jobs", "status" => status.as_str()).set(n as f64);
     }

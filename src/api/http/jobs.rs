@@ -10,7 +10,7 @@ use super::{new_id, timestamp};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::model::ModelSource;
-use crate::store::{JobRow, JobStatus, NewEvent, NewJob, StoreError};
+use crate::store::{JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
 
 /// A job to submit.
@@ -23,7 +23,8 @@ pub struct CreateJob {
     pub train_dataset: String,
     /// Evaluation dataset id (its labels must be the training set's).
     pub eval_dataset: Option<String>,
-    /// Hyperparameters (DESIGN §3); unknown fields are refused.
+    /// Hyperparameters; each omitted one takes its default, unknown ones are
+    /// refused (422 naming the field).
     pub hyperparameters: Option<Hyperparameters>,
     /// Up to 40 of `[a-z0-9-]`, added to the model's id.
     pub suffix: Option<String>,
@@ -71,8 +72,7 @@ pub struct Job {
     /// Evaluation dataset id.
     pub eval_dataset: Option<String>,
     /// Every hyperparameter, defaults filled in.
-    #[schema(value_type = Hyperparameters)]
-    pub hyperparameters: serde_json::Value,
+    pub hyperparameters: Hyperparameters,
     /// Model id suffix.
     pub suffix: Option<String>,
     /// The current (or last) attempt.
@@ -204,19 +204,13 @@ pub async fn create(
             base_model: req.base_model,
             train_dataset: req.train_dataset,
             eval_dataset: req.eval_dataset,
-            hyperparameters: serde_json::to_value(&hp)
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
-            suffix: req.suffix,
             max_attempts: hp.max_attempts as i64,
+            hyperparameters: hp,
+            suffix: req.suffix,
         })
         .await?;
-    let event = NewEvent {
-        level: "info",
-        kind: "created",
-        message: "job queued".into(),
-        data: None,
-    };
-    state.store.add_event(&row.id, None, event).await?;
+    let event = NewEvent::info("created", "job queued", None);
+    state.queue.log().write(&row.id, None, event).await?;
     state.queue.notify();
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
@@ -286,7 +280,7 @@ pub async fn get(
 ) -> Result<Json<Job>, ApiError> {
     let row = state.store.get_job(&id).await?;
     let metrics = state.store.list_metrics(&id).await?;
-    let newest = |split: &str| {
+    let newest = |split: Split| {
         metrics
             .iter()
             .filter(|m| m.split == split)
@@ -295,8 +289,8 @@ pub async fn get(
     };
     let mut job: Job = row.into();
     job.latest_metrics = Some(LatestMetrics {
-        train: newest("train"),
-        eval: newest("eval"),
+        train: newest(Split::Train),
+        eval: newest(Split::Eval),
     });
     Ok(Json(job))
 }
@@ -335,15 +329,15 @@ pub async fn metrics(
 ) -> Result<Json<JobMetrics>, ApiError> {
     state.store.get_job(&id).await?;
     let rows = state.store.list_metrics(&id).await?;
-    let pick = |split: &str| {
+    let pick = |split: Split| {
         rows.iter()
             .filter(|m| m.split == split)
             .map(|m| flatten(m.step, m.epoch, &m.data))
             .collect()
     };
     Ok(Json(JobMetrics {
-        train: pick("train"),
-        eval: pick("eval"),
+        train: pick(Split::Train),
+        eval: pick(Split::Eval),
     }))
 }
 
@@ -352,7 +346,8 @@ pub async fn metrics(
 pub struct Checkpoint {
     /// Its step.
     pub step: i64,
-    /// Its folder (a model in Hugging Face's classifier layout).
+    /// Its folder, relative to the server's data folder (a model in Hugging
+    /// Face's classifier layout).
     pub path: String,
     /// The evaluation at that step, if any.
     #[schema(value_type = Option<Object>)]
@@ -410,12 +405,7 @@ pub async fn cancel(
         JobStatus::Cancelled => "cancelled while queued",
         _ => "cancel requested; the trainer stops at its next step",
     };
-    let event = NewEvent {
-        level: "info",
-        kind: "cancel_requested",
-        message: message.into(),
-        data: None,
-    };
-    state.store.add_event(&id, None, event).await?;
+    let event = NewEvent::info("cancel_requested", message, None);
+    state.queue.log().write(&id, None, event).await?;
     Ok(Json(row.into()))
 }

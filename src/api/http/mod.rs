@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -21,8 +22,9 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::middleware::{require_api_key, track_metrics};
+use super::middleware::require_api_key;
 use super::AppState;
+use crate::train::Hyperparameters;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -55,6 +57,43 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Puts each hyperparameter's range ([`Hyperparameters::BOUNDS`], the table
+/// the server checks submissions against) into the schema as `minimum`,
+/// `maximum` (or their exclusive forms). Applied to the finished document:
+/// the schema is collected from the routes after `ApiDoc`'s own modifiers run.
+struct HyperparameterBounds;
+
+impl utoipa::Modify for HyperparameterBounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let number = |v: f64| match v.fract() {
+            0.0 => utoipa::Number::Int(v as isize),
+            _ => utoipa::Number::Float(v),
+        };
+        let schemas = openapi.components.as_mut().map(|c| &mut c.schemas);
+        let Some(RefOr::T(Schema::Object(h))) = schemas.and_then(|s| s.get_mut("Hyperparameters"))
+        else {
+            return;
+        };
+        for b in Hyperparameters::BOUNDS {
+            let Some(RefOr::T(Schema::Object(p))) = h.properties.get_mut(b.field) else {
+                continue;
+            };
+            let (min, max) = (Some(number(b.min)), b.max.map(number));
+            (p.minimum, p.exclusive_minimum) = if b.exclusive_min {
+                (None, min)
+            } else {
+                (min, None)
+            };
+            (p.maximum, p.exclusive_maximum) = if b.exclusive_max {
+                (None, max)
+            } else {
+                (max, None)
+            };
+        }
+    }
+}
+
 /// The routes that need the API key (when one is set).
 fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -80,16 +119,18 @@ fn open() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+    let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(protected())
         .merge(open())
         .split_for_parts()
-        .1
+        .1;
+    utoipa::Modify::modify(&HyperparameterBounds, &mut doc);
+    doc
 }
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (protected, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (protected, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
             protected().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -98,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(open())
         .split_for_parts();
+    let doc = openapi();
     let config = &state.config;
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -121,7 +163,8 @@ pub fn router(state: AppState) -> Router {
         ));
     protected
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .layer(axum::middleware::from_fn(track_metrics))
+        .merge(web::router())
+        .layer(axum::middleware::from_fn(super::telemetry::track))
         .layer(DefaultBodyLimit::max(config.max_json_bytes))
         .layer(layers)
         .fallback(not_found)

@@ -1,5 +1,6 @@
 //! CSV: a header row naming a `text` column and a `label` (or `sentiment`) column,
-//! optionally `label_text`; other columns are ignored.
+//! optionally `label_text` and `idx` (the row's index in the full split); other
+//! columns are ignored.
 //!
 //! Parsed with the `csv` crate, which never rejects malformed quoting on its own;
 //! each record's raw bytes are therefore checked here for the two RFC 4180
@@ -16,6 +17,7 @@ struct Columns {
     text: usize,
     label: usize,
     label_text: Option<usize>,
+    idx: Option<usize>,
 }
 
 /// Parses CSV `bytes` into `state`.
@@ -131,11 +133,13 @@ fn header(line: usize, raw: &[u8], record: &ByteRecord, state: &mut ParseState) 
         text: text?,
         label: label?,
         label_text: find("label_text"),
+        idx: find("idx"),
         names,
     })
 }
 
 fn row(line: usize, raw: &[u8], record: &ByteRecord, columns: &Columns, state: &mut ParseState) {
+    let position = state.next_record();
     if let Some((column, message)) = quoting_problem(raw) {
         let field = columns
             .names
@@ -168,6 +172,18 @@ fn row(line: usize, raw: &[u8], record: &ByteRecord, columns: &Columns, state: &
         Some(index) => field(index, "label_text").map(Some),
         None => Some(None),
     };
+    let idx = columns.idx.map(|i| field(i, "idx").map(str::trim));
+    let idx = match idx {
+        None | Some(Some("")) => Ok(None),
+        Some(Some(text)) => text.parse::<u64>().map(Some).map_err(|_| text.to_string()),
+        Some(None) => Err(String::new()),
+    };
+    let idx = idx.map_err(|text| {
+        if !text.is_empty() {
+            let message = format!("must be a whole number from 0, found `{text}`");
+            state.error(line, "idx", message);
+        }
+    });
     let text = match text {
         Some(text) => match state.check_text(line, text) {
             TextCheck::Keep => Some(text),
@@ -183,7 +199,10 @@ fn row(line: usize, raw: &[u8], record: &ByteRecord, columns: &Columns, state: &
         }
         other => other,
     };
-    if let (Some(text), Some(label), Some(label_text)) = (text, label, label_text) {
+    if let (Some(text), Some(label), Some(label_text), Ok(idx)) = (text, label, label_text, idx) {
+        let Some(idx) = state.idx(line, idx, position) else {
+            return;
+        };
         state.rows.push(RawRow {
             line,
             text: text.to_string(),
@@ -192,6 +211,7 @@ fn row(line: usize, raw: &[u8], record: &ByteRecord, columns: &Columns, state: &
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string),
+            idx,
         });
     }
 }

@@ -1,4 +1,5 @@
-//! JSONL: one JSON object per line with `text`, `label` and optionally `label_text`.
+//! JSONL: one JSON object per line with `text`, `label` and optionally
+//! `label_text` and `idx` (the row's index in the full split).
 //!
 //! Lines are numbered from 1; blank lines are skipped (and still counted), a
 //! trailing `\r` is ignored.
@@ -26,8 +27,9 @@ pub(crate) fn parse(bytes: &[u8], state: &mut ParseState) {
                 continue;
             }
         };
+        let position = state.next_record();
         match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(object)) => parse_object(number, &object, state),
+            Ok(Value::Object(object)) => parse_object(number, position, &object, state),
             Ok(other) => state.error(
                 number,
                 "row",
@@ -38,7 +40,7 @@ pub(crate) fn parse(bytes: &[u8], state: &mut ParseState) {
     }
 }
 
-fn parse_object(line: usize, object: &Map<String, Value>, state: &mut ParseState) {
+fn parse_object(line: usize, position: usize, object: &Map<String, Value>, state: &mut ParseState) {
     let text = match object.get("text") {
         Some(Value::String(text)) => match state.check_text(line, text) {
             TextCheck::Keep => Some(text.clone()),
@@ -78,13 +80,25 @@ fn parse_object(line: usize, object: &Map<String, Value>, state: &mut ParseState
             Err(())
         }
     };
-    if let (Some(text), Some(label), Ok(label_text)) = (text, label, label_text) {
-        state.rows.push(RawRow {
-            line,
-            text,
-            label,
-            label_text,
-        });
+    let idx = match object.get("idx") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(other) => {
+            let message = format!("must be a whole number from 0, found {other}");
+            state.error(line, "idx", message);
+            Err(())
+        }
+    };
+    if let (Some(text), Some(label), Ok(label_text), Ok(idx)) = (text, label, label_text, idx) {
+        if let Some(idx) = state.idx(line, idx, position) {
+            state.rows.push(RawRow {
+                line,
+                text,
+                label,
+                label_text,
+                idx,
+            });
+        }
     }
 }
 

@@ -222,10 +222,16 @@ fn resolve_from_data(rows: &[RawRow], errors: &mut ErrorSink) -> Result<Resolved
     let names = (0..=max)
         .map(|id| match id_name.get(&id) {
             Some((name, _)) => name.to_string(),
-            None => format!("LABEL_{id}"),
+            None => default_label(id as usize),
         })
         .collect();
     Ok((ids, names))
+}
+
+/// `LABEL_0`, `LABEL_1`, …: how Hugging Face names a class it was not told
+/// the name of.
+pub fn default_label(id: usize) -> String {
+    format!("LABEL_{id}")
 }
 
 /// Records that row `line` pairs `id` with `name`, flagging contradictions.

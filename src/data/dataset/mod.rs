@@ -32,7 +32,8 @@ use std::path::Path;
 pub use error::{DatasetError, RowError, DEFAULT_MAX_ERRORS};
 pub use format::DatasetFormat;
 pub use hub::{fetch_hub_split, load_hub_split, split_candidates};
-pub use sample::{shuffled_indices, shuffled_indices_in_stream};
+pub use labels::default_label;
+pub use sample::{select_indices, shuffled_indices_in_stream};
 
 use raw::ParseState;
 
@@ -43,6 +44,12 @@ pub struct Example {
     pub text: String,
     /// The label id, an index into [`Dataset::labels`].
     pub label: usize,
+    /// The row's index in the full split it comes from (the `idx` field or
+    /// column, else its position among the file's records), so subsets pick
+    /// the same rows as Python's `datasets` even from a file that left rows
+    /// out; `None` for examples made in code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idx: Option<usize>,
 }
 
 /// Labelled examples and their label map.
@@ -142,6 +149,7 @@ impl Dataset {
                 id.map(|label| Example {
                     text: row.text,
                     label,
+                    idx: Some(row.idx),
                 })
             })
             .collect();
@@ -235,17 +243,21 @@ impl Dataset {
         self.examples.iter().map(|ex| ex.label).collect()
     }
 
-    /// The normalised JSONL form: `{"text","label","label_text"}` per line with
-    /// integer ids and their names, which [`Dataset::from_bytes`] reads back (pass
-    /// the label map when some label has no example).
+    /// The normalised JSONL form: `{"text","label","label_text","idx"}` per
+    /// line with integer ids and their names (`idx` when known), which
+    /// [`Dataset::from_bytes`] reads back (pass the label map when some label
+    /// has no example).
     pub fn to_jsonl(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for ex in &self.examples {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "text": ex.text,
                 "label": ex.label,
                 "label_text": self.labels.get(ex.label),
             });
+            if let Some(idx) = ex.idx {
+                line["idx"] = idx.into();
+            }
             out.extend_from_slice(line.to_string().as_bytes());
             out.push(b'\n');
         }

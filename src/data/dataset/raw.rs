@@ -1,6 +1,8 @@
 //! Rows as read from a file, before labels are mapped to ids, and the state the
 //! format parsers share (errors, dropped rows).
 
+use std::collections::HashMap;
+
 use super::error::ErrorSink;
 use super::ParseOptions;
 
@@ -34,6 +36,9 @@ pub(crate) struct RawRow {
     pub label: RawLabel,
     /// The `label_text` field, trimmed, when present and not empty.
     pub label_text: Option<String>,
+    /// The row's index in the full split: its `idx` field, else its 0-based
+    /// position among the file's records (rows dropped or refused count too).
+    pub idx: usize,
 }
 
 /// What the parsers build: rows, errors, dropped lines.
@@ -43,6 +48,10 @@ pub(crate) struct ParseState {
     pub errors: ErrorSink,
     pub dropped: Vec<usize>,
     drop_empty_text: bool,
+    /// Records started so far: the next record's position.
+    records: usize,
+    /// The line each `idx` was first seen on.
+    idx_lines: HashMap<usize, usize>,
 }
 
 /// The verdict on a row's text.
@@ -62,6 +71,38 @@ impl ParseState {
             errors: ErrorSink::new(opts.max_errors),
             dropped: Vec::new(),
             drop_empty_text: opts.drop_empty_text,
+            records: 0,
+            idx_lines: HashMap::new(),
+        }
+    }
+
+    /// Starts a record: returns its position (0-based, in file order).
+    pub(crate) fn next_record(&mut self) -> usize {
+        self.records += 1;
+        self.records - 1
+    }
+
+    /// The record's `idx`: `given` (the row's `idx` field, if it has one) or
+    /// its `position`; `None`, with the error recorded, when it repeats an
+    /// earlier row's.
+    pub(crate) fn idx(
+        &mut self,
+        line: usize,
+        given: Option<u64>,
+        position: usize,
+    ) -> Option<usize> {
+        let idx = given.map_or(position, |i| usize::try_from(i).unwrap_or(usize::MAX));
+        match self.idx_lines.insert(idx, line) {
+            None => Some(idx),
+            Some(first) => {
+                self.idx_lines.insert(idx, first);
+                self.error(
+                    line,
+                    "idx",
+                    format!("{idx} is also the idx of line {first}"),
+                );
+                None
+            }
         }
     }
 

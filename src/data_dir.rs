@@ -1,0 +1,119 @@
+//! The layout of the service's data folder (`--data-dir`), in one place:
+//!
+//! ```text
+//! tuneserve.db                      SQLite: datasets, jobs, metrics, events, checkpoints, models
+//! datasets/{id}.jsonl               the normalised copy of each uploaded dataset
+//! jobs/{id}/checkpoints/step-N/     a job's checkpoints (each also a model folder)
+//! models/{id}/                      fine-tuned models, Hugging Face classifier layout
+//! ```
+//!
+//! Paths kept in the database are relative to the folder ([`DataDir::relative`]),
+//! so the same database works wherever the folder is mounted; [`DataDir::resolve`]
+//! turns them back into paths (absolute ones, written by older versions, are
+//! taken as they are).
+
+use std::path::{Path, PathBuf};
+
+/// The data folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// The folders directly under the root that hold files.
+const SUBDIRS: [&str; 3] = ["datasets", "jobs", "models"];
+
+impl DataDir {
+    /// The folder at `root` (nothing is created yet: see [`DataDir::create`]).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Creates the folder and its subfolders when missing.
+    pub fn create(&self) -> std::io::Result<()> {
+        for sub in SUBDIRS {
+            std::fs::create_dir_all(self.root.join(sub))?;
+        }
+        Ok(())
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite database file.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("tuneserve.db")
+    }
+
+    /// The normalised copy of dataset `id`.
+    pub fn dataset(&self, id: &str) -> PathBuf {
+        self.root.join("datasets").join(format!("{id}.jsonl"))
+    }
+
+    /// Where job `id` keeps its checkpoints.
+    pub fn checkpoints(&self, job_id: &str) -> PathBuf {
+        self.root.join("jobs").join(job_id).join("checkpoints")
+    }
+
+    /// The folder of fine-tuned model `id`.
+    pub fn model(&self, id: &str) -> PathBuf {
+        self.root.join("models").join(id)
+    }
+
+    /// `path` as stored in the database: relative to the folder when inside it.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// A path read from the database, as a path on this machine.
+    pub fn resolve(&self, stored: &str) -> PathBuf {
+        let path = Path::new(stored);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+
+    /// Removes what interrupted writes left behind (temporary files and
+    /// folders untouched for `min_age`) in the dataset, model and checkpoint
+    /// folders; returns how many.
+    pub fn sweep_temporaries(&self, min_age: std::time::Duration) -> std::io::Result<usize> {
+        let mut dirs = vec![self.root.join("datasets"), self.root.join("models")];
+        if let Ok(jobs) = std::fs::read_dir(self.root.join("jobs")) {
+            dirs.extend(jobs.flatten().map(|job| job.path().join("checkpoints")));
+        }
+        let mut removed = 0;
+        for dir in dirs {
+            removed += crate::atomic::sweep_temporaries(&dir, min_age)?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_paths_are_relative_and_resolve_back() {
+        let dir = DataDir::new("/srv/data");
+        let model = dir.model("model-a");
+        assert_eq!(dir.relative(&model), "models/model-a");
+        assert_eq!(dir.resolve("models/model-a"), model);
+        assert_eq!(dir.resolve("/old/abs/path"), Path::new("/old/abs/path"));
+        assert_eq!(
+            dir.relative(&dir.checkpoints("job-1").join("step-3")),
+            "jobs/job-1/checkpoints/step-3"
+        );
+        assert_eq!(
+            dir.dataset("ds-1"),
+            Path::new("/srv/data/datasets/ds-1.jsonl")
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The model card (`README.md`) of an exported model, in the Hugging Face
+//! Hub's form: YAML metadata between `---` lines (base model, datasets,
+//! pipeline tag, metrics, the tool that made it), then prose and tables a
+//! person reads on the Hub or in the folder.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// What a card says about a fine-tuned model.
+#[derive(Debug, Clone)]
+pub struct ModelCard {
+    /// The model it was fine-tuned from (Hub id, or the name it was given).
+    pub base_model: String,
+    /// The training and evaluation data, as named when uploaded.
+    pub datasets: Vec<String>,
+    /// Class names, by label id.
+    pub labels: Vec<String>,
+    /// Every hyperparameter of the run (a JSON object).
+    pub hyperparameters: Value,
+    /// The final evaluation (a JSON object with `accuracy`, `macro_f1`,
+    /// `loss`, …), when there was an evaluation set.
+    pub metrics: Option<Value>,
+    /// Optimizer steps taken.
+    pub steps: usize,
+}
+
+impl ModelCard {
+    /// The card as Markdown with YAML front matter.
+    pub fn render(&self) -> String {
+        let mut out = String::from("---\n");
+        out.push_str("library_name: transformers\npipeline_tag: text-classification\n");
+        let _ = writeln!(out, "base_model: {}", yaml_str(&self.base_model));
+        if !self.datasets.is_empty() {
+            out.push_str("datasets:\n");
+            for d in &self.datasets {
+                let _ = writeln!(out, "- {}", yaml_str(d));
+            }
+        }
+        out.push_str("tags:\n- tuneserve\n- gpt2\n- text-classification\n");
+        if self.metrics.is_some() {
+            out.push_str("metrics:\n- accuracy\n- f1\n");
+        }
+        out.push_str("---\n\n");
+        self.body(&mut out);
+        out
+    }
+
+    fn body(&self, out: &mut String) {
+        let version = env!("CARGO_PKG_VERSION");
+        let _ = writeln!(
+            out,
+            "# GPT-2 sequence classifier\n\nFine-tuned from `{}` by tuneserve {version} for \
+             {} classes ({}) in {} optimizer steps. It loads with \
+             `GPT2ForSequenceClassification.from_pretrained(<this folder>)` and \
+             `pipeline(\"text-classification\", model=<this folder>)`; the tokenizer pads with \
+             its end-of-text token.\n",
+            self.base_model,
+            self.labels.len(),
+            self.labels.join(", "),
+            self.steps
+        );
+        if !self.datasets.is_empty() {
+            let _ = writeln!(out, "Data: {}.\n", self.datasets.join(", "));
+        }
+        if let Some(m) = &self.metrics {
+            out.push_str("## Evaluation (final)\n\n| metric | value |\n|---|---|\n");
+            for key in ["accuracy", "macro_f1", "loss", "examples"] {
+                let _ = writeln!(out, "| {key} | {} |", number(m, key));
+            }
+            out.push('\n');
+        }
+        out.push_str("## Hyperparameters\n\n| name | value |\n|---|---|\n");
+        if let Some(map) = self.hyperparameters.as_object() {
+            for (name, value) in map {
+                let _ = writeln!(out, "| {name} | {value} |");
+            }
+        }
+    }
+}
+
+/// A field of `m` as written in JSON (`null` when absent).
+fn number(m: &Value, key: &str) -> String {
+    m.get(key).map_or_else(|| "null".into(), Value::to_string)
+}
+
+/// `text` as a double-quoted YAML scalar (JSON strings are valid YAML).
+fn yaml_str(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_matter_and_tables() {
+        let card = ModelCard {
+            base_model: "gpt2".into(),
+            datasets: vec!["tweets: train".into()],
+            labels: vec!["negative".into(), "positive".into()],
+            hyperparameters: serde_json::json!({"epochs": 3, "learning_rate": 5e-5}),
+            metrics: Some(serde_json::json!({"accuracy": 0.75, "macro_f1": 0.7, "loss": 0.5})),
+            steps: 12,
+        };
+        let text = card.render();
+        assert!(
+            text.starts_with("---\nlibrary_name: transformers\n"),
+            "{text}"
+        );
+        assert!(text.contains("base_model: \"gpt2\"\n"), "{text}");
+        assert!(text.contains("datasets:\n- \"tweets: train\"\n"), "{text}");
+        assert!(text.contains("| accuracy | 0.75 |"), "{text}");
+        assert!(text.contains("| epochs | 3 |"), "{text}");
+        assert!(text.contains("2 classes (negative, positive) in 12 optimizer steps"));
+    }
+}

@@ -1,0 +1,188 @@
+//! What an attempt's trainer reports, written to the store: metrics, progress,
+//! checkpoints and log entries, each fenced by the attempt so a worker that
+//! lost its lease writes nothing.
+
+use serde_json::json;
+
+use super::Shared;
+use crate::store::{Fence, Level, NewEvent, Progress, Split, StoreError};
+use crate::train::{EvalLog, History, StepLog, TrainEvent};
+
+/// Writes what the trainer reports, fenced by the attempt.
+pub(super) struct Recorder<'a> {
+    shared: &'a Shared,
+    fence: &'a Fence,
+    total_steps: Option<i64>,
+}
+
+impl<'a> Recorder<'a> {
+    pub(super) fn new(shared: &'a Shared, fence: &'a Fence) -> Self {
+        Self {
+            shared,
+            fence,
+            total_steps: None,
+        }
+    }
+
+    /// Records one trainer event.
+    pub(super) async fn record(&mut self, event: &TrainEvent) {
+        match event {
+            TrainEvent::CheckpointSkipped { path, reason } => {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                let name = name.unwrap_or_default();
+                let message = format!("checkpoint {name} skipped: it does not load ({reason})");
+                tracing::warn!(job = %self.fence.job_id, "{message}");
+                let data = json!({"checkpoint": name, "reason": reason});
+                self.log(Level::Warning, "checkpoint_skipped", message, Some(data))
+                    .await;
+            }
+            TrainEvent::Resumed { step, history, .. } => self.resumed(*step, history).await,
+            TrainEvent::Started {
+                total_steps,
+                start_step,
+                train_examples,
+                eval_examples,
+                ..
+            } => {
+                self.total_steps = Some(*total_steps as i64);
+                let progress = Progress {
+                    step: *start_step as i64,
+                    total_steps: self.total_steps,
+                    ..Progress::default()
+                };
+                let written = self.store().update_progress(self.fence, &progress).await;
+                self.check(written);
+                let message = format!(
+                    "training {total_steps} steps on {train_examples} examples \
+                     ({eval_examples} for evaluation) from step {start_step}"
+                );
+                tracing::info!(job = %self.fence.job_id, "{message}");
+                let data = json!({"total_steps": total_steps, "start_step": start_step});
+                self.info("plan", message, Some(data)).await;
+            }
+            TrainEvent::Step(log) => self.step(log).await,
+            TrainEvent::Eval(log) => self.eval(log).await,
+            TrainEvent::Checkpoint { step, path, eval } => {
+                let dir = &self.shared.config.data_dir;
+                let path = dir.relative(path);
+                let metrics = eval.as_ref().map(|m| json!(m));
+                let c =
+                    self.store()
+                        .add_checkpoint(self.fence, *step as i64, &path, metrics.as_ref());
+                self.check(c.await);
+                let data = json!({"step": step, "path": path});
+                let message = format!("checkpoint at step {step}");
+                tracing::info!(job = %self.fence.job_id, "{message}");
+                self.info("checkpoint", message, Some(data)).await;
+            }
+            TrainEvent::CheckpointRemoved { step, .. } => {
+                let removed = self.store().remove_checkpoint(self.fence, *step as i64);
+                self.check(removed.await);
+            }
+            TrainEvent::EarlyStopped { step } => {
+                let message = format!("early stopping at step {step}");
+                self.info("early_stopped", message, None).await;
+            }
+        }
+    }
+
+    /// Records the logged steps and evaluations of the checkpoint a run
+    /// resumes from again (upserts: steps already recorded stay once). A worker
+    /// that lost its lease may have written that checkpoint after the store
+    /// stopped taking its metrics.
+    async fn resumed(&mut self, step: usize, history: &History) {
+        for log in &history.steps {
+            self.metric(Split::Train, log.step, log.epoch, log.loss, json!(log))
+                .await;
+        }
+        for log in &history.evals {
+            let m = &log.metrics;
+            self.metric(Split::Eval, log.step, log.epoch, m.loss, json!(m))
+                .await;
+        }
+        let message = format!("resuming from checkpoint step-{step}");
+        tracing::info!(job = %self.fence.job_id, "{message}");
+        self.info("note", message, None).await;
+    }
+
+    async fn step(&mut self, log: &StepLog) {
+        let data = json!(log);
+        self.metric(Split::Train, log.step, log.epoch, log.loss, data.clone())
+            .await;
+        let progress = Progress {
+            step: log.step as i64,
+            total_steps: self.total_steps,
+            epoch: Some(log.epoch),
+            tokens: log.tokens as i64,
+            tokens_per_second: Some(log.tokens_per_second),
+        };
+        let written = self.store().update_progress(self.fence, &progress).await;
+        self.check(written);
+        metrics::gauge!("tuneserve_training_tokens_per_second").set(log.tokens_per_second);
+        let message = format!("step {}: loss {:.4}", log.step, log.loss);
+        self.info("step", message, Some(data)).await;
+    }
+
+    async fn eval(&mut self, log: &EvalLog) {
+        let m = &log.metrics;
+        let data = json!(m);
+        self.metric(Split::Eval, log.step, log.epoch, m.loss, data.clone())
+            .await;
+        let message = format!(
+            "eval at step {}: loss {:.4}, accuracy {:.4}, macro-F1 {:.4}",
+            log.step, m.loss, m.accuracy, m.macro_f1
+        );
+        tracing::info!(job = %self.fence.job_id, "{message}");
+        self.info("eval", message, Some(data)).await;
+    }
+
+    async fn metric(
+        &self,
+        split: Split,
+        step: usize,
+        epoch: f64,
+        loss: f64,
+        data: serde_json::Value,
+    ) {
+        let m =
+            self.store()
+                .record_metric(self.fence, split, step as i64, epoch, Some(loss), &data);
+        self.check(m.await);
+    }
+
+    async fn info(&self, kind: &'static str, message: String, data: Option<serde_json::Value>) {
+        self.log(Level::Info, kind, message, data).await;
+    }
+
+    async fn log(
+        &self,
+        level: Level,
+        kind: &'static str,
+        message: String,
+        data: Option<serde_json::Value>,
+    ) {
+        let event = NewEvent {
+            level,
+            kind,
+            message,
+            data,
+        };
+        let written = self
+            .shared
+            .log
+            .write(&self.fence.job_id, Some(self.fence), event);
+        self.check(written.await.map(|row| row.is_some()));
+    }
+
+    fn store(&self) -> &crate::store::Store {
+        &self.shared.store
+    }
+
+    fn check(&self, result: Result<bool, StoreError>) {
+        match result {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(job = %self.fence.job_id, "write fenced off (lease lost)"),
+            Err(e) => tracing::warn!(job = %self.fence.job_id, "recording progress failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+// Model page: one fine-tuned model — where it came from, its final metrics
+// with per-class precision/recall and confusion matrix, a "try it" box, and,
+// where this server has the routes, its files, promote and delete.
+
+import { get, post, del, supports } from '../api.js';
+import { h, fill, link, ago, metric, num, facts, table, confusionMatrix, errorBox, confirmed } from '../ui.js';
+import { tryIt } from '../tryit.js';
+
+export const title = 'Model';
+
+const enc = encodeURIComponent;
+
+export async function render(root, ctx) {
+  const id = ctx.params[0];
+  const { signal } = ctx;
+  ctx.setTitle(`Model ${id}`);
+  const [model, canFiles, canPromote, canDelete] = await Promise.all([
+    get(`/models/${enc(id)}`, { signal }),
+    supports('get', '/models/{id}/files'),
+    supports('post', '/models/{id}/promote'),
+    supports('delete', '/models/{id}'),
+  ]);
+  const m = model.metrics || {};
+  const message = h('div', { 'aria-live': 'polite' });
+  const actions = h('div', { class: 'actions' });
+  if (canPromote && !model.latest) {
+    const promote = h('button', { type: 'button' }, 'Serve as latest');
+    promote.addEventListener('click', async () => {
+      try {
+        await post(`/models/${enc(id)}/promote`, undefined, { signal });
+        ctx.navigate(location.pathname, { replace: true });
+      } catch (e) {
+        fill(message, errorBox(e));
+      }
+    });
+    actions.append(promote);
+  }
+  if (canDelete) {
+    const remove = h('button', { type: 'button', class: 'danger' }, 'Delete model');
+    remove.addEventListener('click', async () => {
+      if (!confirmed(`Delete model ${id} and its files?`)) return;
+      try {
+        await del(`/models/${enc(id)}`, { signal });
+        ctx.navigate('/ui/models');
+      } catch (e) {
+        fill(message, errorBox(e));
+      }
+    });
+    actions.append(remove);
+  }
+  const perClass = Array.isArray(m.precision)
+    ? table(
+        ['Label', 'Precision', 'Recall', 'F1', 'Examples'],
+        model.labels.map((label, i) => {
+          const p = m.precision[i];
+          const r = m.recall?.[i];
+          const f1 = p + r > 0 ? (2 * p * r) / (p + r) : 0;
+          const support = m.confusion?.[i]?.reduce((a, b) => a + b, 0);
+          return [label, metric(p), metric(r), metric(f1), support ?? '—'];
+        }),
+        { class: 'compact' },
+      )
+    : null;
+  const files = h('div');
+  fill(
+    root,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Model ', h('code', {}, id), model.latest ? h('span', { class: 'tag' }, 'latest') : null), actions),
+    message,
+    h(
+      'div',
+      { class: 'two-col' },
+      h(
+        'div',
+        {},
+        facts([
+          ['Made by job', link(`/ui/jobs/${enc(model.job)}`, model.job)],
+          ['Base model', h('code', {}, model.base_model)],
+          ['Labels', model.labels.join(', ')],
+          ['Accuracy', metric(m.accuracy)],
+          ['Macro-F1', metric(m.macro_f1)],
+          ['Eval loss', num(m.loss)],
+          ['Evaluated on', m.examples ? `${m.examples} examples` : null],
+          ['Created', ago(model.created_at)],
+        ]),
+        perClass ? h('section', {}, h('h2', {}, 'Per class'), perClass) : null,
+        Array.isArray(m.confusion)
+          ? h(
+              'section',
+              {},
+              h('h2', {}, 'Confusion matrix'),
+              h('figure', { class: 'confusion-figure' }, confusionMatrix({ labels: model.labels, confusion: m.confusion, precision: m.precision, recall: m.recall }), h('figcaption', {}, 'Final evaluation')),
+            )
+          : null,
+      ),
+      h('div', {}, tryIt({ model: id, signal }), files),
+    ),
+  );
+  if (canFiles) {
+    try {
+      const list = await get(`/models/${enc(id)}/files`, { signal });
+      const items = Array.isArray(list) ? list : list?.data || [];
+      fill(
+        files,
+        h('h2', {}, 'Files'),
+        table(
+          ['File', 'Size'],
+          items.map((f) => [h('code', {}, f.name ?? f.path ?? JSON.stringify(f)), typeof f.size === 'number' ? bytes(f.size) : (f.bytes !== undefined ? bytes(f.bytes) : '—')]),
+          { class: 'compact' },
+        ),
+      );
+    } catch (e) {
+      if (e.status !== 404 && e.status !== 405) fill(files, errorBox(e));
+    }
+  }
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  return `${(n / (1 << 30)).toFixed(2)} GiB`;
+}

@@ -1,0 +1,267 @@
+// New-job page: a form with every hyperparameter, built from the OpenAPI
+// schema (`components.schemas.Hyperparameters`: type, default, bounds, enum,
+// description, nullable) so nothing is written twice; the API's 422 is shown
+// next to the field its `param` names.
+
+import { get, post, listAll, openapi, resolveRef } from '../api.js';
+import { h, fill, errorBox, num, rich } from '../ui.js';
+
+export const title = 'New job';
+
+const enc = encodeURIComponent;
+
+// Reading order only; every hyperparameter of the schema is shown, unknown ones last.
+const ORDER = [
+  'epochs', 'learning_rate', 'batch_size', 'gradient_accumulation_steps', 'train_subset', 'eval_subset',
+  'max_length', 'padding', 'lr_scheduler', 'warmup_steps', 'weight_decay', 'max_grad_norm', 'dropout',
+  'eval_strategy', 'eval_steps', 'metric_for_best_model', 'early_stopping_patience', 'save_strategy',
+  'save_steps', 'save_total_limit', 'logging_steps', 'seed', 'shuffle', 'group_by_length', 'max_attempts',
+];
+
+/** What a schema property asks for: kind, default, bounds, choices, description. */
+export function describe(doc, prop) {
+  let type = prop.type;
+  let nullable = false;
+  if (Array.isArray(type)) {
+    nullable = type.includes('null');
+    type = type.find((t) => t !== 'null');
+  }
+  let description = prop.description || '';
+  let choices = prop.enum || null;
+  const alternatives = [...(prop.oneOf || []), ...(prop.anyOf || []), ...(prop.allOf || [])];
+  if (prop.$ref) alternatives.push({ $ref: prop.$ref });
+  for (const alt of alternatives) {
+    if (alt.type === 'null') {
+      nullable = true;
+      continue;
+    }
+    description = description || alt.description || '';
+    const target = alt.$ref ? resolveRef(doc, alt.$ref) || {} : alt;
+    if (target.enum) choices = target.enum;
+    if (target.type && !type) type = Array.isArray(target.type) ? target.type.find((t) => t !== 'null') : target.type;
+    description = description || target.description || '';
+  }
+  if (choices) {
+    nullable = nullable || choices.includes(null);
+    choices = choices.filter((c) => c !== null);
+  }
+  const bound = (k) => (typeof prop[k] === 'number' ? prop[k] : null);
+  return {
+    kind: choices ? 'enum' : type || 'string',
+    nullable,
+    description,
+    choices,
+    default: prop.default,
+    minimum: bound('minimum'),
+    maximum: bound('maximum'),
+    exclusiveMinimum: bound('exclusiveMinimum'),
+    exclusiveMaximum: bound('exclusiveMaximum'),
+  };
+}
+
+/** `≥ 1`, `> 0 and ≤ 1`… from the schema's bounds. */
+export function boundsText(s) {
+  const parts = [];
+  if (s.exclusiveMinimum !== null) parts.push(`> ${num(s.exclusiveMinimum)}`);
+  else if (s.minimum !== null) parts.push(`≥ ${num(s.minimum)}`);
+  if (s.exclusiveMaximum !== null) parts.push(`< ${num(s.exclusiveMaximum)}`);
+  else if (s.maximum !== null) parts.push(`≤ ${num(s.maximum)}`);
+  return parts.join(' and ');
+}
+
+const show = (v) => (v === null || v === undefined ? 'none' : typeof v === 'number' ? num(v, 6) : String(v));
+
+export async function render(root, ctx) {
+  const { signal } = ctx;
+  const from = ctx.query.get('from');
+  const [doc, datasets, jobs, template] = await Promise.all([
+    openapi(),
+    listAll('/datasets', { signal }),
+    listAll('/jobs', { signal }).catch(() => []),
+    from ? get(`/jobs/${enc(from)}`, { signal }) : Promise.resolve(null),
+  ]);
+  const schemas = doc.components?.schemas || {};
+  const hpProps = schemas.Hyperparameters?.properties || {};
+  const jobProps = schemas.CreateJob?.properties || {};
+  const names = [...ORDER.filter((n) => n in hpProps), ...Object.keys(hpProps).filter((n) => !ORDER.includes(n)).sort()];
+
+  const fields = new Map(); // param -> {wrap, input, error, read()}
+  const general = h('div', { id: 'form-error', 'aria-live': 'assertive' });
+
+  const wrapField = (param, labelText, input, hintParts) => {
+    const key = param.replace(/[^a-z0-9_-]/gi, '-');
+    input.id = `f-${key}`;
+    const error = h('p', { class: 'field-error', id: `e-${key}` });
+    const parts = hintParts.filter(Boolean);
+    const hint = parts.length ? h('p', { class: 'hint', id: `h-${key}` }, parts.map((p, i) => [i ? ' · ' : '', rich(p)])) : null;
+    input.setAttribute('aria-describedby', [hint ? `h-${key}` : null, `e-${key}`].filter(Boolean).join(' '));
+    const wrap = h('div', { class: 'field', dataset: { param } }, h('label', { for: input.id }, labelText), input, hint, error);
+    return { wrap, input, error };
+  };
+
+  // --- job fields --------------------------------------------------------------
+  const baseModels = [...new Set(jobs.map((j) => j.base_model).reverse())];
+  const baseInput = h('input', { type: 'text', name: 'base_model', list: 'base-models', autocomplete: 'off', spellcheck: 'false', placeholder: 'gpt2, or a model folder on the server', value: template?.base_model || baseModels[0] || '' });
+  const datasetOptions = (withNone) => [
+    withNone ? h('option', { value: '' }, 'none (no evaluation)') : h('option', { value: '', disabled: true }, 'choose a dataset'),
+    datasets.map((d) => h('option', { value: d.id }, `${d.name || d.id} — ${d.rows} rows, ${d.labels.length} labels (${d.id})`)),
+  ];
+  const trainSelect = h('select', { name: 'train_dataset' }, datasetOptions(false));
+  const evalSelect = h('select', { name: 'eval_dataset' }, datasetOptions(true));
+  trainSelect.value = template?.train_dataset || ctx.query.get('train') || datasets[0]?.id || '';
+  evalSelect.value = template ? template.eval_dataset || '' : ctx.query.get('eval') || '';
+  const suffixInput = h('input', { type: 'text', name: 'suffix', autocomplete: 'off', placeholder: 'tweets-small', value: template?.suffix || '' });
+  const jobFields = [
+    ['base_model', 'Base model', baseInput],
+    ['train_dataset', 'Training dataset', trainSelect],
+    ['eval_dataset', 'Evaluation dataset', evalSelect],
+    ['suffix', 'Model id suffix', suffixInput],
+  ].map(([param, label, input]) => {
+    const f = wrapField(param, label, input, [jobProps[param]?.description]);
+    fields.set(param, f);
+    return f.wrap;
+  });
+
+  // --- hyperparameters, from the schema --------------------------------------------
+  const hpFields = names.map((name) => {
+    const spec = describe(doc, hpProps[name]);
+    const initial = template?.hyperparameters && name in template.hyperparameters ? template.hyperparameters[name] : spec.default;
+    let input;
+    let read;
+    if (spec.kind === 'boolean' && !spec.nullable) {
+      input = h('input', { type: 'checkbox', name, checked: Boolean(initial) });
+      read = () => input.checked;
+    } else if (spec.kind === 'enum' || spec.kind === 'boolean') {
+      const choices = spec.kind === 'boolean' ? [true, false] : spec.choices;
+      input = h('select', { name }, spec.nullable ? h('option', { value: '' }, 'none') : null, choices.map((c) => h('option', { value: String(c) }, String(c))));
+      input.value = initial === null || initial === undefined ? '' : String(initial);
+      read = () => (input.value === '' ? null : spec.kind === 'boolean' ? input.value === 'true' : input.value);
+    } else if (spec.kind === 'integer' || spec.kind === 'number') {
+      input = h('input', {
+        type: 'number',
+        name,
+        step: spec.kind === 'integer' ? '1' : 'any',
+        inputmode: spec.kind === 'integer' ? 'numeric' : 'decimal',
+        min: spec.minimum ?? spec.exclusiveMinimum,
+        max: spec.maximum ?? spec.exclusiveMaximum,
+        placeholder: spec.nullable ? 'none' : '',
+        value: initial === null || initial === undefined ? '' : String(initial),
+      });
+      read = () => {
+        if (input.validity.badInput) return { invalid: 'not a number' };
+        if (input.value.trim() === '') return null;
+        return Number(input.value);
+      };
+    } else {
+      input = h('input', { type: 'text', name, value: initial ?? '' });
+      read = () => (input.value === '' && spec.nullable ? null : input.value);
+    }
+    const hint = [
+      spec.description,
+      `default ${show(spec.default)}`,
+      boundsText(spec),
+      spec.nullable && spec.kind !== 'enum' && spec.kind !== 'boolean' ? 'empty: none' : null,
+    ];
+    const f = wrapField(`hyperparameters.${name}`, name, input, hint);
+    f.read = read;
+    f.spec = spec;
+    fields.set(`hyperparameters.${name}`, f);
+    return f.wrap;
+  });
+
+  const preview = h('pre', { class: 'json', id: 'request-preview' });
+  const submit = h('button', { type: 'submit', class: 'primary', id: 'submit-job' }, 'Start fine-tuning');
+  const form = h(
+    'form',
+    { class: 'job-form', id: 'job-form', novalidate: true },
+    general,
+    h('fieldset', {}, h('legend', {}, 'Job'), h('div', { class: 'field-grid' }, jobFields)),
+    h(
+      'fieldset',
+      {},
+      h('legend', {}, 'Hyperparameters'),
+      h('p', { class: 'muted small' }, 'Defaults and bounds come from the service\'s OpenAPI schema; only values that differ from a default are sent.'),
+      h('div', { class: 'field-grid' }, hpFields),
+    ),
+    h('div', { class: 'form-actions' }, submit, h('details', {}, h('summary', {}, 'Request body'), preview)),
+  );
+
+  /** The request body, or the fields the browser could not read. */
+  const build = () => {
+    const body = { base_model: baseInput.value.trim(), train_dataset: trainSelect.value };
+    if (evalSelect.value) body.eval_dataset = evalSelect.value;
+    if (suffixInput.value.trim()) body.suffix = suffixInput.value.trim();
+    const hp = {};
+    const bad = [];
+    for (const name of names) {
+      const f = fields.get(`hyperparameters.${name}`);
+      const v = f.read();
+      if (v && typeof v === 'object' && v.invalid) {
+        bad.push([`hyperparameters.${name}`, v.invalid]);
+        continue;
+      }
+      const dflt = f.spec.default === undefined ? null : f.spec.default;
+      if (JSON.stringify(v) !== JSON.stringify(dflt)) hp[name] = v;
+    }
+    if (Object.keys(hp).length) body.hyperparameters = hp;
+    return { body, bad };
+  };
+  const updatePreview = () => {
+    preview.textContent = JSON.stringify(build().body, null, 2);
+  };
+  form.addEventListener('input', updatePreview);
+  form.addEventListener('change', updatePreview);
+  updatePreview();
+
+  const clearErrors = () => {
+    fill(general);
+    for (const f of fields.values()) {
+      fill(f.error);
+      f.input.removeAttribute('aria-invalid');
+      f.wrap.classList.remove('invalid');
+    }
+  };
+  const showError = (param, message) => {
+    const f = fields.get(param);
+    if (!f) return false;
+    // Next to the field, its name in front of the message says nothing new.
+    fill(f.error, message.startsWith(`${param}: `) ? message.slice(param.length + 2) : message);
+    f.input.setAttribute('aria-invalid', 'true');
+    f.wrap.classList.add('invalid');
+    return f;
+  };
+
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors();
+    const { body, bad } = build();
+    if (bad.length) {
+      bad.forEach(([p, m]) => showError(p, m));
+      fields.get(bad[0][0]).input.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const job = await post('/jobs', body, { signal });
+      ctx.navigate(`/ui/jobs/${enc(job.id)}`);
+    } catch (e) {
+      submit.disabled = false;
+      const f = e.param ? showError(e.param, e.message) : null;
+      if (f) {
+        f.input.focus();
+        f.wrap.scrollIntoView({ block: 'center' });
+      } else {
+        fill(general, errorBox(e));
+        general.scrollIntoView({ block: 'center' });
+      }
+    }
+  });
+
+  fill(
+    root,
+    h('div', { class: 'page-head' }, h('h1', {}, 'New fine-tuning job'), template ? h('p', { class: 'muted' }, 'Settings copied from ', h('a', { href: `/ui/jobs/${enc(from)}` }, from), '.') : null),
+    datasets.length ? null : h('p', { class: 'error-box' }, 'Upload a dataset first: ', h('a', { href: '/ui/datasets' }, 'Datasets'), '.'),
+    h('datalist', { id: 'base-models' }, baseModels.map((m) => h('option', { value: m }))),
+    form,
+  );
+}
