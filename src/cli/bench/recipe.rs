@@ -17,7 +17,8 @@ use serde_json::json;
 
 use super::{median, peak_rss_mib, BenchArgs};
 use crate::data::numpy_rng::numpy_permutation;
-use crate::model::{parameter_shapes, LoadedModel, Mode};
+use crate::data::{Encoded, Padding};
+use crate::model::{parameter_shapes, BatchInput, LoadedModel, Mode};
 use crate::train::{clip_scale, global_norm, step_gradients, AdamConfig, AdamW, MicroBatch};
 
 /// One labelled row of the JSONL file.
@@ -98,14 +99,14 @@ pub fn run(
     for (s, chunk) in ids.chunks(accum).zip(rows.chunks(accum)).enumerate() {
         let (chunk_ids, chunk_rows) = chunk;
         let start = Instant::now();
+        let pad = loaded.config.pad_id();
         let micro = chunk_ids
             .iter()
             .zip(chunk_rows)
             .map(|(ids, row)| {
-                let t = Tensor::from_vec(ids.clone(), (1, ids.len()), &dev)?;
+                let enc = Encoded::pad(&[ids.as_slice()], pad, Padding::Longest, usize::MAX);
                 Ok(MicroBatch {
-                    mask: t.ones_like()?,
-                    ids: t,
+                    input: BatchInput::new(&enc, &dev)?,
                     labels: Tensor::new(&[row.label], &dev)?,
                 })
             })
@@ -153,10 +154,9 @@ fn evaluate(
     let pad = loaded.config.pad_id();
     for batch in ids.chunks(8) {
         let seqs: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
-        let enc = crate::data::Encoded::pad(&seqs, pad, crate::data::Padding::Longest, usize::MAX);
-        let (ids, mask) = enc.to_tensors(&Device::Cpu)?;
-        net.forward(&ids, Some(&mask), &mut Mode::Eval)?
-            .to_vec2::<f32>()?;
+        let enc = Encoded::pad(&seqs, pad, Padding::Longest, usize::MAX);
+        let input = BatchInput::new(&enc, &Device::Cpu)?;
+        net.forward(&input, &mut Mode::Eval)?.to_vec2::<f32>()?;
     }
     Ok(Some(t.elapsed().as_secs_f64()))
 }
