@@ -67,13 +67,7 @@ impl HubRepo {
             None => (text, None),
         };
         let parts: Vec<&str> = id.split('/').collect();
-        let valid_part = |p: &&str| {
-            !p.is_empty()
-                && !p.starts_with('.')
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        };
-        if parts.len() > 2 || !parts.iter().all(valid_part) {
+        if parts.len() > 2 || !parts.iter().all(|p| is_name(p)) {
             return None;
         }
         Some(Self {
@@ -121,6 +115,17 @@ impl HubRepo {
             .get(file)
             .map_err(|e| fetch_error(e.to_string()))
     }
+}
+
+/// Whether `text` is one part of a Hub name (an owner, a repository, a
+/// split): letters, digits, `-`, `_` and `.`, not empty, not starting with `.`
+/// (so never `..` or a hidden file).
+pub fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn offline() -> bool {

@@ -10,7 +10,6 @@ mod tokenizer;
 pub use batch::{pool_index, Encoded, Padding};
 pub use dataset::{
     default_label, fetch_hub_split, load_hub_split, select_indices, shuffled_indices_in_stream,
-    split_candidates, Dataset, DatasetError, DatasetFormat, Example, ParseOptions, RowError,
-    DEFAULT_MAX_ERRORS,
+    Dataset, DatasetError, DatasetFormat, Example, ParseOptions, RowError,
 };
 pub use tokenizer::{TextTokenizer, TokenizerError, TokenizerFiles};

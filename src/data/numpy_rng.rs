@@ -197,6 +197,7 @@ impl Pcg64 {
 
     /// The LCG state and increment, as numpy's `bit_generator.state["state"]`
     /// reports them (`"state"`, `"inc"`).
+    #[cfg(test)]
     pub fn state_and_inc(&self) -> (u128, u128) {
         (self.state, self.inc)
     }

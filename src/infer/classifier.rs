@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use candle_core::Device;
 
-use crate::data::{Encoded, Padding, TextTokenizer, TokenizerError};
+use crate::data::{Padding, TextTokenizer, TokenizerError};
 use crate::model::{
     argmax, log_softmax, BatchInput, Gpt2ForSequenceClassification, LoadedModel, Mode, ModelError,
 };
@@ -144,8 +144,7 @@ impl Classifier {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let max = self.tokenizer.max_length();
-        let enc = Encoded::pad(rows, self.tokenizer.pad_id(), Padding::Longest, max);
+        let enc = self.tokenizer.pad(rows)?;
         let input = BatchInput::new(&enc, self.device())?;
         let logits = self
             .model

@@ -62,11 +62,6 @@ impl Registry {
         }
     }
 
-    /// The device models are loaded on.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
     /// Makes `model` `latest`. The previous `latest` stays loaded as a recent
     /// model (until evicted).
     pub fn promote(&self, model: Arc<ServedModel>) {

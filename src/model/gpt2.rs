@@ -358,11 +358,6 @@ impl BatchInput {
             pool_rows: Tensor::from_vec(rows, b, dev)?,
         })
     }
-
-    /// Texts in the batch.
-    pub fn batch(&self) -> usize {
-        self.ids.dims().first().copied().unwrap_or(0)
-    }
 }
 
 /// The gradient of `wte.weight` (`[vocab, n_embd]`) from the token ids of a step's

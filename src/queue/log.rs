@@ -8,13 +8,12 @@ use tokio::sync::broadcast;
 
 use crate::store::{EventRow, Fence, NewEvent, Store, StoreError};
 
-/// An entry as written, with its job.
+/// The announcement that a job's log has a new entry (readers fetch it from
+/// the store, in order).
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
     /// The job the entry belongs to.
     pub job_id: String,
-    /// The entry.
-    pub event: EventRow,
 }
 
 /// Writes job log entries and announces them to live readers.
@@ -47,11 +46,10 @@ impl JobLog {
         event: NewEvent,
     ) -> Result<Option<EventRow>, StoreError> {
         let row = self.store.add_event(job_id, fence, event).await?;
-        if let Some(event) = &row {
+        if row.is_some() {
             // No receiver is not an error: nobody is watching this job live.
             let _ = self.live.send(Arc::new(LoggedEvent {
                 job_id: job_id.to_string(),
-                event: event.clone(),
             }));
         }
         Ok(row)

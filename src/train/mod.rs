@@ -27,13 +27,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use checkpoint::{list_checkpoints, read_trainer_state, TrainerState};
-pub use clip::{clip_scale, global_norm};
-pub use hyperparams::{BestMetric, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy};
+pub use checkpoint::list_checkpoints;
+pub use hyperparams::{
+    BestMetric, Bound, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy,
+};
 pub use metrics::EvalMetrics;
-pub use optim::{takes_weight_decay, AdamConfig, AdamW};
+pub use optim::{AdamConfig, AdamW};
 pub use resume::Resume;
-pub use schedule::learning_rate;
 pub use step::{step_gradients, MicroBatch, StepTiming};
 pub use trainer::{run, TrainSpec, Trainer};
 

@@ -8,7 +8,7 @@ use crate::hub::{HubRepo, RepoKind};
 use super::{Dataset, DatasetError, ParseOptions};
 
 /// The files that may hold `split`, in the order they are tried.
-pub fn split_candidates(split: &str) -> Vec<String> {
+fn split_candidates(split: &str) -> Vec<String> {
     vec![
         format!("{split}.jsonl"),
         format!("data/{split}.jsonl"),
@@ -26,12 +26,7 @@ pub fn split_candidates(split: &str) -> Vec<String> {
 pub fn fetch_hub_split(repo: &str, split: &str) -> Result<PathBuf, DatasetError> {
     let hub = HubRepo::parse(repo, RepoKind::Dataset)
         .ok_or_else(|| DatasetError::BadRepo(repo.to_string()))?;
-    let valid_split = !split.is_empty()
-        && !split.starts_with('.')
-        && split
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !valid_split {
+    if !crate::hub::is_name(split) {
         return Err(DatasetError::BadSplit(split.to_string()));
     }
     let tried = split_candidates(split);

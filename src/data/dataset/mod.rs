@@ -31,7 +31,7 @@ use std::path::Path;
 
 pub use error::{DatasetError, RowError, DEFAULT_MAX_ERRORS};
 pub use format::DatasetFormat;
-pub use hub::{fetch_hub_split, load_hub_split, split_candidates};
+pub use hub::{fetch_hub_split, load_hub_split};
 pub use labels::default_label;
 pub use sample::{select_indices, shuffled_indices_in_stream};
 
@@ -203,11 +203,6 @@ impl Dataset {
         self.examples.is_empty()
     }
 
-    /// Number of labels in the label map (the classifier's `num_labels`).
-    pub fn num_labels(&self) -> usize {
-        self.labels.len()
-    }
-
     /// The id of the label called `name`.
     pub fn label_id(&self, name: &str) -> Option<usize> {
         self.labels.iter().position(|n| n == name)
@@ -231,11 +226,6 @@ impl Dataset {
             .map(String::as_str)
             .zip(self.label_counts())
             .collect()
-    }
-
-    /// The texts, in order.
-    pub fn texts(&self) -> Vec<&str> {
-        self.examples.iter().map(|ex| ex.text.as_str()).collect()
     }
 
     /// The label ids, in order.
