@@ -1,6 +1,6 @@
 //! tuneserve: fine-tune GPT-2-family models for text classification and serve them.
 //!
-//! The crate is laid out by domain (see `DESIGN.md` §2 in the shared folder):
+//! The crate is laid out by domain; each module owns one concern:
 //!
 //! * [`model`] — GPT-2 with a sequence-classification head in candle, its
 //!   configuration, loading from local folders or the Hugging Face Hub, and export
@@ -13,6 +13,8 @@
 //! * [`api`] — the HTTP service (`tuneserve serve`): routes, errors, auth, OpenAPI.
 //! * [`store`] — SQLite persistence; the only module that speaks SQL.
 //! * [`queue`] — the jobs table as a queue: claims, leases, workers on their own threads.
+//! * [`data_dir`] — the layout of the service's data folder.
+//! * `atomic` — files and folders written all-or-nothing.
 //! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
 
 pub mod api;
@@ -20,10 +22,10 @@ mod atomic;
 pub mod cli;
 pub mod data;
 pub mod data_dir;
-pub mod hub;
+pub(crate) mod hub;
 pub mod infer;
 pub mod model;
-pub mod queue;
+pub(crate) mod queue;
 mod simd;
 pub mod store;
 pub mod train;

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::peak_rss_mib;
-use crate::data::{Encoded, Padding};
+use crate::data::{Encoded, Padding, TextTokenizer, TokenizerFiles};
 use crate::model::{
     load, parameter_shapes, random_weights, BatchInput, Gpt2ForSequenceClassification, LoadOptions,
     LoadedModel, Mode, ModelSource, Preset,
@@ -32,9 +32,10 @@ pub struct BenchArgs {
     /// Presets to time with random weights when no --model is given.
     #[arg(long, value_enum, num_args = 1.., default_values_t = [Preset::Small])]
     pub preset: Vec<Preset>,
-    /// Tokenizer folder for --preset models (the bench itself feeds random token ids).
-    #[arg(long, default_value = "../shared/data/gpt2-tokenizer")]
-    pub tokenizer: std::path::PathBuf,
+    /// Tokenizer folder for --preset models (default: GPT-2's, built in; the
+    /// bench itself feeds random token ids).
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
     /// Untimed runs before timing.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -257,8 +258,10 @@ fn models(args: &BenchArgs) -> anyhow::Result<Vec<(String, LoadedModel)>> {
             })
             .collect();
     }
-    let files = crate::data::TokenizerFiles::in_dir(&args.tokenizer)?;
-    let tokenizer = crate::data::TextTokenizer::load(&files)?;
+    let tokenizer = match &args.tokenizer {
+        Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
+        None => TextTokenizer::gpt2()?,
+    };
     args.preset
         .iter()
         .map(|preset| {

@@ -14,9 +14,10 @@ pub struct InitModelArgs {
     /// The shape: tiny (2×64), small (4×256), gpt2 (12×768), distilgpt2 (6×768).
     #[arg(long, value_enum, env = "TUNESERVE_PRESET")]
     pub preset: Preset,
-    /// Folder with tokenizer.json (or vocab.json + merges.txt) to ship with the model.
+    /// Folder with tokenizer.json (or vocab.json + merges.txt) to ship with the
+    /// model; without it, GPT-2's own tokenizer (built into tuneserve).
     #[arg(long, env = "TUNESERVE_TOKENIZER")]
-    pub tokenizer: PathBuf,
+    pub tokenizer: Option<PathBuf>,
     /// Seed of the random weights (same seed, same weights).
     #[arg(long, default_value_t = 0, env = "TUNESERVE_SEED")]
     pub seed: u64,
@@ -35,8 +36,10 @@ pub fn run(args: InitModelArgs) -> anyhow::Result<()> {
         anyhow::ensure!(n > 0, "--n-positions must be positive");
         config.n_positions = n;
     }
-    let files = TokenizerFiles::in_dir(&args.tokenizer)?;
-    let tokenizer = TextTokenizer::load(&files)?;
+    let tokenizer = match &args.tokenizer {
+        Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
+        None => TextTokenizer::gpt2()?,
+    };
     let weights = random_weights(&config, args.seed, &Device::Cpu)?;
     save(&config, &weights, &tokenizer, WeightLayout::Base, &args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;

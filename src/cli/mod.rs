@@ -33,7 +33,7 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Fine-tune a classifier: the recipe offline, with a progress bar and metrics.
     Train(Box<train::TrainArgs>),
-    /// Time a training step (8×64) and a forward pass (32×64), as shared/reference/hf_bench.py does.
+    /// Time a training step (8×64) and a forward pass (32×64), as reference/hf_bench.py does for PyTorch.
     Bench(bench::BenchArgs),
     /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
     Serve(serve::ServeArgs),
@@ -84,12 +84,10 @@ fn parse() -> Cli {
 /// * element-wise ops run on the calling thread unless the user set
 ///   `CANDLE_NUM_THREADS`: its second, busy-waiting pool fights the matmul pool
 ///   for the same cores, and on short batches the hand-offs cost more than the
-///   work (measured: 50 training steps of the `small` preset, batch 8 of tweets,
-///   14.1–17.0 s with the pool, 7.3–7.8 s without);
+///   work (README → Performance has the measurement);
 /// * `RAYON_NUM_THREADS` gets candle's default (the physical cores) unless set:
 ///   without it candle counts the cores again for every matmul by reading and
-///   parsing `/proc/cpuinfo` (measured: 4% of the batch-1 recipe's CPU time, most
-///   of it in the kernel).
+///   parsing `/proc/cpuinfo`, a visible share of a small model's training time.
 fn fix_thread_counts() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
@@ -102,11 +100,10 @@ fn fix_thread_counts() {
 
 /// Tells glibc's allocator to keep freed memory instead of handing big blocks
 /// back to the kernel: candle frees and reallocates tensors of the same sizes
-/// every step, and fresh pages cost a page fault and zeroing each time (measured:
-/// a 10.9 s GPT-2 training step went to 6.2 s; see shared/notes/candle-cpu.md).
+/// every step, and fresh pages cost a page fault and zeroing each time.
 /// Trimming is off altogether (-1), not just above 2 GiB: a `gpt2`-sized step
-/// frees more than that at once, and trimming it made some runs fault 1.4 GB of
-/// pages back in every step (train step 8×64: 6.4–9.3 s instead of 3.0 s).
+/// frees more than that at once, and trimming it had runs fault more than a
+/// gigabyte of pages back in every step (README → Performance).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tunables; called before any threads

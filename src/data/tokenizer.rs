@@ -109,6 +109,18 @@ impl TextTokenizer {
         Ok(Self::new(raw, 50256, 1024, Padding::Longest))
     }
 
+    /// GPT-2's own tokenizer (the Hub's `gpt2`), compiled into the binary so
+    /// that models can be made offline (`assets/gpt2-tokenizer/` in the
+    /// repository says where it comes from).
+    pub fn gpt2() -> Result<Self, TokenizerError> {
+        const JSON: &[u8] = include_bytes!("../../assets/gpt2-tokenizer/tokenizer.json");
+        let raw = Tokenizer::from_bytes(JSON).map_err(|e| TokenizerError::Load {
+            path: PathBuf::from("<built-in gpt2 tokenizer>"),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::new(raw, 50256, 1024, Padding::Longest))
+    }
+
     /// Wraps a loaded tokenizer: pad with `pad_id`, truncate to `max_length`.
     pub fn new(mut raw: Tokenizer, pad_id: u32, max_length: usize, padding: Padding) -> Self {
         // Truncation and padding are ours; a tokenizer.json that sets them is overridden.

@@ -1,4 +1,4 @@
-//! Fine-tuning hyperparameters: DESIGN.md §3's names and defaults, with
+//! Fine-tuning hyperparameters: the Hugging Face `Trainer`'s names and defaults, with
 //! validation that names the offending field.
 
 use serde::{Deserialize, Serialize};

@@ -171,3 +171,39 @@ fn bench_reports_the_matmul_probe_phases_and_a_text() {
     assert_eq!(m["text"]["tokens"], 4);
     assert!(m["text"]["texts_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn init_model_without_a_tokenizer_ships_gpt2s_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    let out = tuneserve()
+        .args(["init-model", "--preset", "tiny", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shipped = std::fs::read(model.join("tokenizer.json")).unwrap();
+    let reference = tuneserve::data::TextTokenizer::load(
+        &tuneserve::data::TokenizerFiles::in_dir(&tokenizer_dir()).unwrap(),
+    )
+    .unwrap();
+    let built_in = tuneserve::data::TextTokenizer::gpt2().unwrap();
+    for text in [
+        "Hello world",
+        " what a great game tonight<|endoftext|>",
+        "😀 日本",
+    ] {
+        assert_eq!(
+            built_in.encode(text).unwrap(),
+            reference.encode(text).unwrap()
+        );
+    }
+    assert!(
+        shipped.len() > 1_000_000,
+        "the full GPT-2 vocabulary is written"
+    );
+}
