@@ -33,7 +33,7 @@ PACKAGES=(
 )
 
 started=$SECONDS
-if [ ! -x "$VENV/bin/nvcc-installed" ]; then
+if [ ! -f "$VENV/bin/nvcc-installed" ]; then
   echo "== installing CUDA 13.0's nvcc, headers and runtime into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"

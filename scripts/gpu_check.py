@@ -131,7 +131,8 @@ class Service:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [b / "bin" / "tuneserve", "serve", "--port", str(self.port), "--data-dir", data_dir,
-             "--devices", dev, "--infer-device", dev, "--heartbeat-secs", "0.5", "--lease-secs", "5"],
+             "--devices", dev, "--infer-device", dev, "--model-dir", b / "fixtures",
+             "--heartbeat-secs", "0.5", "--lease-secs", "5"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def call(self, method, path, body=None, content_type="application/json"):
@@ -184,7 +185,7 @@ def step_service(b, dev, out):
         status, ds = svc.call("POST", "/datasets?format=jsonl&name=train64", data, "application/x-ndjson")
         if status != 201:
             return check("3_service", False, f"upload answered {status}: {ds}")
-        job_body = {"base_model": str(b / "fixtures" / "gpt2-tiny-parity"), "train_dataset": ds["id"],
+        job_body = {"base_model": "gpt2-tiny-parity", "train_dataset": ds["id"],  # under --model-dir
                     "suffix": "gpu-check",
                     "hyperparameters": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "max_length": 128,
                                         "eval_strategy": "no", "save_strategy": "no"}}

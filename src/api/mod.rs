@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::{ApiError, Json, Query};
 
 use crate::data_dir::DataDir;
-use crate::infer::{Batcher, Registry};
+use crate::infer::{BatchLimits, Batcher, BatchingConfig, Registry};
 use crate::model::{parse_device, ModelSource};
 use crate::queue::{Queue, QueueConfig};
 use crate::store::Store;
@@ -45,10 +45,17 @@ pub struct ServeConfig {
     pub infer_device: String,
     /// A model (folder or Hub id) to serve before any job succeeds.
     pub model: Option<String>,
+    /// Folders whose subfolders clients may name as base models.
+    pub model_dirs: Vec<PathBuf>,
     /// Bearer token required on every route but `/health`, `/metrics` and the docs.
     pub api_key: Option<String>,
     /// Texts per forward pass of the inference thread.
     pub max_batch_size: usize,
+    /// Padded tokens (texts × the longest one's tokens) per forward pass of
+    /// the inference thread.
+    pub max_batch_tokens: usize,
+    /// Tokens one `/classify` request may hold (after truncation).
+    pub max_request_tokens: usize,
     /// Classification requests waiting at most (more: 429).
     pub queue_capacity: usize,
     /// Texts in one `/classify` request at most.
@@ -80,8 +87,11 @@ impl ServeConfig {
             devices: vec!["cpu".into()],
             infer_device: "cpu".into(),
             model: None,
+            model_dirs: Vec::new(),
             api_key: None,
             max_batch_size: 32,
+            max_batch_tokens: 8192,
+            max_request_tokens: 16384,
             queue_capacity: 64,
             max_inputs: 64,
             max_json_bytes: 1 << 20,
@@ -149,6 +159,9 @@ pub struct AppState {
     pub data_dir: DataDir,
     /// The training devices and the inference device, each once.
     pub devices: Arc<Vec<ServiceDevice>>,
+    /// The id the model the service was started with (`--model`) is served
+    /// under; `None` without one.
+    pub preloaded: Option<String>,
     /// The configuration.
     pub config: Arc<ServeConfig>,
     /// Cancelled on shutdown (ends event streams).
@@ -165,6 +178,20 @@ pub struct Application {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Creates the data folder and sweeps the temporaries interrupted writes left.
+fn open_data_dir(config: &ServeConfig) -> anyhow::Result<DataDir> {
+    let data_dir = DataDir::new(&config.data_dir);
+    data_dir
+        .create()
+        .with_context(|| format!("creating {}", data_dir.root().display()))?;
+    match data_dir.sweep_temporaries(STALE_TEMPORARY) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} temporaries left by interrupted writes"),
+        Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
+    }
+    Ok(data_dir)
+}
+
 impl Application {
     /// Opens the store under `config.data_dir`, starts the inference thread
     /// and the workers, preloads a model and binds the listener.
@@ -179,15 +206,7 @@ impl Application {
             config.heartbeat,
             config.lease
         );
-        let data_dir = DataDir::new(&config.data_dir);
-        data_dir
-            .create()
-            .with_context(|| format!("creating {}", data_dir.root().display()))?;
-        match data_dir.sweep_temporaries(STALE_TEMPORARY) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("removed {n} temporaries left by interrupted writes"),
-            Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
-        }
+        let data_dir = open_data_dir(&config)?;
         telemetry::install();
         let store = Store::open(&data_dir.database()).await?;
         let service_devices = ServiceDevice::open(&config)?;
@@ -204,8 +223,15 @@ impl Application {
             device(&config.infer_device),
             config.max_loaded_models,
         ));
-        preload(&config, &store, &data_dir, &registry).await?;
-        let batcher = Batcher::start(config.queue_capacity, config.max_batch_size)?;
+        let preloaded = preload(&config, &store, &data_dir, &registry).await?;
+        let batcher = Batcher::start(BatchingConfig {
+            capacity: config.queue_capacity,
+            limits: BatchLimits {
+                texts: config.max_batch_size.max(1),
+                tokens: config.max_batch_tokens.max(1),
+            },
+            max_request_tokens: config.max_request_tokens,
+        })?;
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
             data_dir: data_dir.clone(),
@@ -213,6 +239,7 @@ impl Application {
             lease: config.lease,
             heartbeat: config.heartbeat,
             poll: config.poll,
+            model_dirs: config.model_dirs.clone(),
         };
         let (queue, workers) = Queue::start(
             queue_config,
@@ -231,6 +258,7 @@ impl Application {
             batcher,
             data_dir,
             devices: Arc::new(service_devices),
+            preloaded,
             config: Arc::new(config),
             shutdown: shutdown.clone(),
         };
@@ -307,30 +335,47 @@ async fn signal() {
     }
 }
 
-/// `--model` if given, else the newest fine-tuned model, becomes `latest`.
+/// `--model` if given, else the model promoted last that loads (a model
+/// whose files were deleted is skipped), becomes `latest`; returns the id
+/// `--model` is served under.
 async fn preload(
     config: &ServeConfig,
     store: &Store,
     data_dir: &DataDir,
     registry: &Registry,
-) -> anyhow::Result<()> {
-    let (id, source) = match &config.model {
-        Some(model) => (model.clone(), model.parse::<ModelSource>()?),
-        None => match store.list_models(1).await?.pop() {
-            Some(row) => (row.id, ModelSource::Dir(data_dir.resolve(&row.path))),
-            None => return Ok(()),
-        },
-    };
-    match (registry.get_or_load(&id, source).await, &config.model) {
-        (Ok(served), _) => {
-            tracing::info!(model = %id, "serving as `latest`");
-            registry.promote(served);
-            Ok(())
+) -> anyhow::Result<Option<String>> {
+    if let Some(model) = &config.model {
+        let source: ModelSource = model.parse()?;
+        let served = registry
+            .get_or_load(&served_name(&source), source)
+            .await
+            .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
+        tracing::info!(model = %served.id, "serving --model as `latest`");
+        let id = served.id.clone();
+        registry.promote(served);
+        return Ok(Some(id));
+    }
+    for row in store.promoted_models(16).await? {
+        let source = ModelSource::Dir(data_dir.resolve(&row.path));
+        match registry.get_or_load(&row.id, source).await {
+            Ok(served) => {
+                tracing::info!(model = %row.id, "serving as `latest`");
+                registry.promote(served);
+                return Ok(None);
+            }
+            Err(e) => tracing::warn!(model = %row.id, "cannot serve the model promoted last: {e}"),
         }
-        (Err(e), Some(_)) => Err(anyhow::anyhow!("--model: {e}")),
-        (Err(e), None) => {
-            tracing::warn!(model = %id, "cannot load the newest model: {e}");
-            Ok(())
-        }
+    }
+    Ok(None)
+}
+
+/// The id a `--model` is served (and listed) under: a folder's name, never
+/// its path on the server; a Hub id as given.
+pub(crate) fn served_name(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Dir(dir) => dir
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
+        ModelSource::Hub(_) => source.to_string(),
     }
 }

@@ -1,7 +1,12 @@
 //! `tuneserve bench`: speed of the classifier on this machine, on the same
-//! shapes as `reference/hf_bench.py` (train step 8×64 with dropout on,
-//! forward 32×64 in eval mode, both settable), as medians after warm-up runs,
-//! on the CPU or a GPU (every timed run waits for the device), in fp32 or bf16.
+//! shapes as `reference/hf_bench.py` (train step 8×64 with dropout on, forward
+//! 32×64 in eval mode, both settable), as medians after warm-up runs, on the
+//! CPU or a GPU (every timed run waits for the device), in fp32 or bf16;
+//! `--recipe` times the recipe's own shape instead (see `recipe.rs`),
+//! `--matmul` the matrix products alone (see `matmul.rs`).
+
+mod matmul;
+mod recipe;
 
 use std::time::Instant;
 
@@ -57,6 +62,30 @@ pub struct BenchArgs {
     /// BATCHxSEQ of the forward pass.
     #[arg(long, default_value = "32x64", value_parser = parse_shape)]
     pub forward_shape: (usize, usize),
+    /// Time the recipe's shape instead: --steps optimizer steps of batch 1 ×
+    /// --accumulation micro-batches over the tweets of --data.
+    #[arg(long)]
+    pub recipe: bool,
+    /// Optimizer steps of --recipe.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Micro-batches (one text each) per optimizer step of --recipe.
+    #[arg(long, default_value_t = 4)]
+    pub accumulation: usize,
+    /// JSONL file of `{"text", "label", "idx"}` rows for --recipe.
+    #[arg(long, default_value = "tests/fixtures/tweets/train.jsonl")]
+    pub data: std::path::PathBuf,
+    /// Seed of --recipe's row selection (numpy's permutation, as hf_train.py) and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// After --recipe's steps, also time evaluation forwards over this many of its
+    /// rows in batches of 8.
+    #[arg(long, default_value_t = 0)]
+    pub eval_rows: usize,
+    /// Time only the matrix products (our sgemm per kernel and the `gemm` crate)
+    /// on the model's shapes.
+    #[arg(long)]
+    pub matmul: bool,
 }
 
 /// `8x64` → `(8, 64)`.
@@ -119,6 +148,19 @@ fn batch_of(rows: &[Vec<u32>], dev: &Device) -> candle_core::Result<BatchInput> 
     BatchInput::new(&enc, dev)
 }
 
+/// The trainable network of `loaded` and its parameters in the optimizer's order.
+fn trainable(
+    loaded: &LoadedModel,
+) -> anyhow::Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>)> {
+    let (net, varmap) = loaded.build_trainable()?;
+    let map = varmap.data().lock().expect("varmap lock");
+    let vars = parameter_shapes(&loaded.config)
+        .into_iter()
+        .map(|(n, _)| (n.clone(), map[&n].clone()))
+        .collect();
+    Ok((net, vars))
+}
+
 fn bench_model(
     name: &str,
     loaded: &LoadedModel,
@@ -131,15 +173,8 @@ fn bench_model(
     let ((b, t), (fb, ft)) = (args.train_shape, args.forward_shape);
 
     // Train step: forward + cross-entropy + backward + AdamW, dropout on.
-    let (net, varmap) = loaded.build_trainable()?;
+    let (net, vars) = trainable(loaded)?;
     let net = net.with_precision(args.precision);
-    let vars: Vec<(String, Var)> = {
-        let map = varmap.data().lock().expect("varmap lock");
-        parameter_shapes(cfg)
-            .into_iter()
-            .map(|(n, _)| (n.clone(), map[&n].clone()))
-            .collect()
-    };
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
     let input = random_batch(&mut rng, b, t, &dev)?;
     let labels: Vec<u32> = (0..b)
@@ -245,55 +280,77 @@ fn matmul_gflops(args: &BenchArgs) -> anyhow::Result<f64> {
     Ok(2.0 * (N as f64).powi(3) / t.median / 1e9)
 }
 
-/// Runs `bench`.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let matmul = matmul_gflops(&args)?;
-    println!(
-        "matmul 2048^3 fp32: {matmul:.1} GFLOP/s median, {} threads",
-        candle_core::utils::get_num_threads()
-    );
-    let mut results = Vec::new();
-    if args.model.is_empty() {
-        for preset in &args.preset {
+/// The models to time: --model folders, or random weights of each --preset.
+fn models(args: &BenchArgs) -> anyhow::Result<Vec<(String, LoadedModel)>> {
+    if !args.model.is_empty() {
+        return args
+            .model
+            .iter()
+            .map(|m| {
+                let source: ModelSource = m.parse()?;
+                let opts = LoadOptions {
+                    labels: Some(crate::model::default_labels(3)),
+                    ..LoadOptions::default()
+                };
+                let loaded = load(&source, &opts).with_context(|| format!("loading {m}"))?;
+                Ok((m.clone(), loaded))
+            })
+            .collect();
+    }
+    let tokenizer = match &args.tokenizer {
+        Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
+        None => TextTokenizer::gpt2()?,
+    };
+    args.preset
+        .iter()
+        .map(|preset| {
             let mut config = preset.config();
             config.labels = crate::model::default_labels(3);
-            let tokenizer = match &args.tokenizer {
-                Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
-                None => TextTokenizer::gpt2()?,
-            };
             let loaded = LoadedModel {
                 weights: random_weights(&config, 0, &Device::Cpu)?,
                 config,
-                tokenizer,
+                tokenizer: tokenizer.clone(),
                 layout: crate::model::WeightLayout::Classifier,
                 new_head: true,
             };
-            results.push(bench_model(
-                &format!("{preset:?}").to_lowercase(),
-                &loaded,
-                &args,
-            )?);
-        }
-    } else {
-        for m in &args.model {
-            let source: ModelSource = m.parse()?;
-            let opts = LoadOptions {
-                labels: Some(crate::model::default_labels(3)),
-                ..LoadOptions::default()
-            };
-            let loaded = load(&source, &opts).with_context(|| format!("loading {m}"))?;
-            results.push(bench_model(m, &loaded, &args)?);
-        }
-    }
-    let peak = peak_rss_mib();
-    println!(
-        "peak RSS: {:.0} MiB; threads: {}",
-        peak.unwrap_or(f64::NAN),
-        candle_core::utils::get_num_threads()
+            Ok((format!("{preset:?}").to_lowercase(), loaded))
+        })
+        .collect()
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let threads = candle_core::utils::get_num_threads();
+    anyhow::ensure!(
+        !(args.recipe || args.matmul)
+            || (args.device == "cpu" && args.precision == Precision::Fp32),
+        "--recipe and --matmul time the CPU kernels in fp32; drop --device/--precision"
     );
+    let json = if args.matmul {
+        json!({"tuneserve": env!("CARGO_PKG_VERSION"), "matmul": matmul::run(&args)?})
+    } else if args.recipe {
+        let mut results = Vec::new();
+        for (name, loaded) in models(&args)? {
+            results.push(recipe::run(&name, &loaded, &args)?);
+        }
+        json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": threads,
+            "peak_rss_mib": peak_rss_mib(), "recipe": results})
+    } else {
+        let matmul = matmul_gflops(&args)?;
+        println!("matmul 2048^3 fp32: {matmul:.1} GFLOP/s median, {threads} threads");
+        let mut results = Vec::new();
+        for (name, loaded) in models(&args)? {
+            results.push(bench_model(&name, &loaded, &args)?);
+        }
+        let peak = peak_rss_mib();
+        println!(
+            "peak RSS: {:.0} MiB; threads: {threads}",
+            peak.unwrap_or(f64::NAN)
+        );
+        json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": threads,
+            "matmul_fp32_gflops": matmul, "peak_rss_mib": peak, "models": results})
+    };
     if let Some(out) = &args.out {
-        let json = json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": candle_core::utils::get_num_threads(),
-            "matmul_fp32_gflops": matmul, "peak_rss_mib": peak, "models": results});
         std::fs::write(out, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())

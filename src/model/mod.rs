@@ -10,7 +10,7 @@ mod head;
 mod init;
 mod input;
 mod load;
-mod ops;
+pub(crate) mod ops;
 mod precision;
 mod save;
 

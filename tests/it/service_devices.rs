@@ -10,6 +10,8 @@ async fn health_lists_each_device_once_with_its_roles_and_memory() {
     let app = spawn_app_with(|c| c.devices = vec!["cpu".into(), "cpu".into()]).await;
     let (status, health) = app.get("/health").await;
     assert_eq!(status, 200);
+    // Beside the storage probe, not instead of it.
+    assert_eq!(health["storage"]["writable"], json!(true), "{health}");
     // Two workers on the CPU, which also classifies: one device.
     let devices = health["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 1, "{health}");
