@@ -116,6 +116,9 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
             NewEvent::info("succeeded", message, Some(data)),
         )
         .await;
+    // Pruned before the job reads `succeeded`, so a client that sees it sees
+    // the checkpoints that stay; a retried attempt resumes from the kept one.
+    prune(shared, job, exec.best_step).await;
     let finish = || shared.store.finish_succeeded(fence, new.clone(), promote);
     match persist(shared, fence, finish).await {
         Ok(Some(_)) => {
@@ -124,7 +127,6 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
                 shared.registry.promote(model);
             }
             finished(Ok(true), JobStatus::Succeeded);
-            prune(shared, job, exec.best_step).await;
         }
         Ok(None) => {
             tracing::warn!(job = %job.id, "finished after losing its lease; model not registered")

@@ -20,3 +20,5 @@ mod service_e2e;
 mod service_queue;
 mod train_loop;
 mod train_parity;
+mod service_limits;
+mod service_retention;
