@@ -15,6 +15,7 @@ mod model_io;
 mod model_parity;
 mod openapi;
 mod service_api;
+mod service_connections;
 mod service_crash;
 mod service_e2e;
 mod service_queue;
