@@ -18,6 +18,7 @@ mod service_api;
 mod service_connections;
 mod service_crash;
 mod service_e2e;
+mod service_hardening;
 mod service_queue;
 mod train_loop;
 mod train_parity;
