@@ -80,6 +80,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         }
     };
     settle(shared, &fence, &job, done, reason).await;
+    metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
 }
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease
@@ -159,6 +160,7 @@ async fn settle(
         (_, Some(StopReason::LeaseLost)) => return,
         (_, Some(StopReason::Cancelled)) => {
             let message = "cancelled at the client's request";
+            tracing::info!(job = %job.id, attempt = job.attempt, "{message}");
             let _ = log(NewEvent::info("cancelled", message, None)).await;
             let ended = store.end_attempt(fence, JobStatus::Cancelled, None).await;
             return finished(ended, JobStatus::Cancelled);
@@ -166,6 +168,7 @@ async fn settle(
         (_, Some(StopReason::Shutdown)) => {
             let message =
                 "interrupted by a shutdown; queued again to resume from its last checkpoint";
+            tracing::info!(job = %job.id, attempt = job.attempt, "{message}");
             let _ = log(NewEvent::info("interrupted", message, None)).await;
             let _ = store.end_attempt(fence, JobStatus::Queued, None).await;
             return;
@@ -210,7 +213,14 @@ async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, error: JobEr
         JobStatus::Queued
     };
     let message = error.to_string();
-    tracing::warn!(job = %job.id, attempt = job.attempt, "attempt failed: {message}");
+    match status {
+        JobStatus::Failed => {
+            tracing::warn!(job = %job.id, attempt = job.attempt, "failed: {message}")
+        }
+        _ => {
+            tracing::warn!(job = %job.id, attempt = job.attempt, "attempt failed, queued again: {message}")
+        }
+    }
     let event = NewEvent {
         level: Level::Error,
         kind: "error",

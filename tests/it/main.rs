@@ -19,6 +19,7 @@ mod service_connections;
 mod service_crash;
 mod service_e2e;
 mod service_hardening;
+mod service_logs;
 mod service_queue;
 mod train_loop;
 mod train_parity;

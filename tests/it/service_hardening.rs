@@ -1,6 +1,6 @@
-//! What an outside tester tried: every error the framework makes (405, 408,
-//! 414, a bad path) is the service's JSON error body, and the API key's
-//! scheme is case-insensitive.
+//! What an outside tester tried: made-up methods and paths must not grow the
+//! metrics, every error the framework makes (405, 408, 414, a bad path) is the
+//! service's JSON error body, and the API key's scheme is case-insensitive.
 
 use std::time::Duration;
 
@@ -26,6 +26,49 @@ async fn call(
     let text = resp.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     (status, headers, body)
+}
+
+#[tokio::test]
+async fn made_up_methods_and_paths_share_one_metric_label() {
+    let app = spawn_app().await;
+    for i in 0..40 {
+        let (status, _, _) = call(&app, &format!("MADEUP{i}"), "/health").await;
+        assert_eq!(status, 405);
+        let (status, _, _) = call(&app, "GET", &format!("/no-such-route-{i}")).await;
+        assert_eq!(status, 404);
+        let (status, _, _) = call(&app, "GET", &format!("/jobs/job-{i}")).await;
+        assert_eq!(status, 404);
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tuneserve_http_requests_total{"))
+        .collect();
+    assert!(!series.iter().any(|l| l.contains("MADEUP")), "{series:#?}");
+    assert!(!series.iter().any(|l| l.contains("no-such-route")));
+    assert!(!series.iter().any(|l| l.contains("job-1")));
+    let has = |method: &str, path: &str, status: u16| {
+        let labels = [
+            format!("method=\"{method}\""),
+            format!("path=\"{path}\""),
+            format!("status=\"{status}\""),
+        ];
+        series
+            .iter()
+            .any(|l| labels.iter().all(|label| l.contains(label.as_str())))
+    };
+    assert!(has("other", "/health", 405), "{series:#?}");
+    assert!(has("GET", "unmatched", 404), "{series:#?}");
+    assert!(has("GET", "/jobs/{id}", 404), "{series:#?}");
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -136,8 +136,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application router. Its layers wrap every route and the
 /// fallback (outermost first): request id, the request's tracing span,
-/// request-id propagation, metrics, JSON error bodies, the URI limit, the
-/// request timeout, the body limit.
+/// request-id propagation, metrics and the request's log line, JSON error
+/// bodies, the URI limit, the request timeout, the body limit.
 pub fn router(state: AppState) -> Router {
     let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
@@ -154,8 +154,9 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                // One line per request; a 500's cause is logged once, by `ApiError`.
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                // `telemetry::track` logs each answer; a 500's cause is
+                // logged once, by `ApiError`.
+                .on_response(())
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
