@@ -1,8 +1,6 @@
 //! The `jobs` table: submission, listing, and the queue's claims, leases,
 //! progress and outcomes (fenced by [`Fence`]).
 
-use sqlx::Row;
-
 use super::{now_ms, Statement, Store, StoreError};
 use crate::train::Hyperparameters;
 
@@ -278,89 +276,6 @@ impl Store {
             .collect())
     }
 
-    /// Claims the oldest queued job for `owner`: status `running`, attempt + 1,
-    /// a lease of `lease_ms`. `None` when nothing is queued.
-    pub async fn claim_job(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-    ) -> Result<Option<JobRow>, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let row = sqlx::query_as(&format!(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1,
-                 lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)
-             RETURNING {COLUMNS}"
-        ))
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    /// Renews the lease. `Some(cancel_requested)` while held; `None` when lost.
-    pub async fn heartbeat(
-        &self,
-        fence: &Fence,
-        lease_ms: i64,
-    ) -> Result<Option<bool>, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let sql = format!(
-            "UPDATE jobs SET lease_expires_at = $4, updated_at = $5 WHERE {FENCED}
-             RETURNING cancel_requested"
-        );
-        let row = fence
-            .bind(&sql)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    /// Records progress; `false` when the fence no longer holds.
-    pub async fn update_progress(&self, fence: &Fence, p: &Progress) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE jobs SET step = $4, total_steps = COALESCE($5, total_steps),
-                 epoch = COALESCE($6, epoch), tokens = $7,
-                 tokens_per_second = COALESCE($8, tokens_per_second), updated_at = $9
-             WHERE {FENCED}"
-        );
-        let statement = fence
-            .bind(&sql)
-            .bind(p.step)
-            .bind(p.total_steps)
-            .bind(p.epoch)
-            .bind(p.tokens)
-            .bind(p.tokens_per_second)
-            .bind(now_ms());
-        self.fenced_write(statement).await
-    }
-
-    /// Ends the attempt with `status` (cancelled, or failed/queued after an
-    /// error or a shutdown), dropping the lease; `false` when the fence no longer holds.
-    pub async fn end_attempt(
-        &self,
-        fence: &Fence,
-        status: JobStatus,
-        error: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE jobs SET status = $4, error = COALESCE($5, error), lease_owner = NULL,
-                 lease_expires_at = NULL, updated_at = $6,
-                 finished_at = CASE WHEN $4 IN ('failed', 'cancelled') THEN $6 ELSE NULL END
-             WHERE {FENCED}"
-        );
-        let statement = fence.bind(&sql).bind(status).bind(error).bind(now_ms());
-        self.fenced_write(statement).await
-    }
-
     /// Cancels a job: a queued one at once, a running one by raising its flag
     /// (its worker stops at the next step). [`StoreError::Conflict`] for a
     /// finished job.
@@ -391,29 +306,56 @@ impl Store {
         self.get_job(id).await
     }
 
-    /// Moves running jobs whose lease expired: back to `queued`, or `failed`
-    /// once attempts are exhausted, or `cancelled` when a cancel was asked.
-    pub async fn rescue_expired(&self) -> Result<Vec<Rescued>, StoreError> {
+    /// Deletes a finished job with its metrics, log and checkpoint records
+    /// (its folder is the caller's); [`StoreError::Conflict`] while it is
+    /// queued or running, or while the model it produced exists.
+    pub async fn delete_job(&self, id: &str) -> Result<JobRow, StoreError> {
         let mut tx = self.write().await?;
-        let rows = sqlx::query_as(
-            "UPDATE jobs SET
-                 status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                               WHEN attempt >= max_attempts THEN 'failed'
-                               ELSE 'queued' END,
-                 error = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts
-                              THEN 'lease expired on the last attempt (worker died?)'
-                              ELSE error END,
-                 finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts
-                                    THEN $1 ELSE NULL END,
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-             WHERE status = 'running' AND lease_expires_at < $1
-             RETURNING id, status",
-        )
-        .bind(now_ms())
-        .fetch_all(&mut *tx)
-        .await?;
+        let job: JobRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if !job.status.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "job `{id}` is {}; cancel it first (only finished jobs can be deleted)",
+                job.status.as_str()
+            )));
+        }
+        let model: Option<String> = sqlx::query_scalar("SELECT id FROM models WHERE job_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(model) = model {
+            return Err(StoreError::Conflict(format!(
+                "job `{id}` produced model `{model}`, which still exists; delete the model first"
+            )));
+        }
+        for table in ["metrics", "events", "checkpoints"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE job_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(rows)
+        Ok(job)
+    }
+
+    /// Ids of the jobs (any status) that train or evaluate on dataset `id`.
+    pub(super) async fn jobs_using_dataset(
+        conn: &mut sqlx::SqliteConnection,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE train_dataset = $1 OR eval_dataset = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(conn)
+        .await?)
     }
 }
 

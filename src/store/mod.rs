@@ -16,8 +16,10 @@
 //! Fenced statements name the fence as `$1`, `$2`, `$3` (see `FENCED`) and
 //! [`Fence::bind`] is the one place that binds it.
 
+mod claims;
 mod datasets;
 mod jobs;
+mod models;
 mod records;
 
 use std::path::Path;
@@ -31,7 +33,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use datasets::{DatasetRow, NewDataset};
 pub use jobs::{Fence, JobRow, JobStatus, NewJob, Progress, Rescued};
-pub use records::{CheckpointRow, EventRow, Level, MetricRow, ModelRow, NewEvent, NewModel, Split};
+pub use models::{ModelRow, NewModel};
+pub use records::{CheckpointRow, EventRow, Level, MetricRow, NewEvent, Split};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,15 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
+            // A connection whose transaction could not be ended (a COMMIT or
+            // ROLLBACK that failed, on a full disk say) is closed rather than
+            // handed to the next caller, who would find it mid-transaction.
+            .after_release(|conn, _| {
+                use sqlx::TransactionManager as _;
+                let depth = <Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth;
+                let clean = depth(conn) == 0;
+                Box::pin(async move { Ok(clean) })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -123,6 +135,21 @@ impl Store {
         Ok(())
     }
 
+    /// `Ok` when the database takes a write (one small committed row): what a
+    /// full disk or a read-only mount refuses while reads still work.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO health (id, checked_at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Starts a write transaction that takes the write lock at once.
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
@@ -135,6 +162,34 @@ impl Store {
         let done = statement.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(done == 1)
+    }
+
+    /// The `seq` a page of `table` listed newest first starts below: that of
+    /// row `after`, or past the end without one. [`StoreError::NotFound`]
+    /// (naming `what`) for an unknown `after`.
+    async fn seq_of(
+        &self,
+        table: &str,
+        what: &'static str,
+        after: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let Some(id) = after else {
+            return Ok(i64::MAX);
+        };
+        sqlx::query_scalar(&format!("SELECT seq FROM {table} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what,
+                id: id.to_string(),
+            })
+    }
+
+    /// Models that were ever promoted, promoted last first (at most `limit`):
+    /// the candidates for `latest` when the service starts.
+    pub async fn promoted_models(&self, limit: i64) -> Result<Vec<ModelRow>, StoreError> {
+        self.models_by_promotion(limit).await
     }
 
     /// Closes every connection (waits for those in use).

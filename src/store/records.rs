@@ -118,44 +118,6 @@ pub struct CheckpointRow {
     pub created_at: i64,
 }
 
-/// A fine-tuned model.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ModelRow {
-    /// `model-`, the job's suffix if any, and 12 hex digits.
-    pub id: String,
-    /// The job that made it.
-    pub job_id: String,
-    /// The base model that job started from.
-    pub base_model: String,
-    /// Class names, by label id.
-    #[sqlx(json)]
-    pub labels: Vec<String>,
-    /// The final evaluation; `None` when the job had no evaluation set.
-    #[sqlx(json(nullable))]
-    pub metrics: Option<Value>,
-    /// Its folder (Hugging Face classifier layout).
-    pub path: String,
-    /// When registered (Unix ms).
-    pub created_at: i64,
-}
-
-/// What [`Store::finish_succeeded`] registers.
-#[derive(Debug, Clone)]
-pub struct NewModel {
-    /// The id to register it under.
-    pub id: String,
-    /// The base model of the job.
-    pub base_model: String,
-    /// Class names, by label id.
-    pub labels: Vec<String>,
-    /// The final evaluation, if the job had an evaluation set.
-    pub metrics: Option<Value>,
-    /// Its folder.
-    pub path: String,
-}
-
-const MODEL_COLUMNS: &str = "id, job_id, base_model, labels, metrics, path, created_at";
-
 impl Store {
     /// Records (or, on a replayed step, overwrites) a metrics row.
     pub async fn record_metric(
@@ -281,6 +243,19 @@ impl Store {
         self.fenced_write(fence.bind(&sql).bind(step)).await
     }
 
+    /// Forgets a checkpoint of a finished job (its folder was deleted by the
+    /// retention rule after the job succeeded).
+    pub async fn forget_checkpoint(&self, job_id: &str, step: i64) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM checkpoints WHERE job_id = $1 AND step = $2")
+            .bind(job_id)
+            .bind(step)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A job's kept checkpoints by step.
     pub async fn list_checkpoints(&self, job_id: &str) -> Result<Vec<CheckpointRow>, StoreError> {
         Ok(sqlx::query_as(
@@ -288,69 +263,6 @@ impl Store {
              ORDER BY step",
         )
         .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Registers the job's model and marks it succeeded, in one transaction;
-    /// `None` (and nothing written) when the fence no longer holds.
-    pub async fn finish_succeeded(
-        &self,
-        fence: &Fence,
-        new: NewModel,
-    ) -> Result<Option<ModelRow>, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let sql = format!(
-            "UPDATE jobs SET status = 'succeeded', model_id = $4, lease_owner = NULL,
-                 lease_expires_at = NULL, finished_at = $5, updated_at = $5, error = NULL
-             WHERE {FENCED}"
-        );
-        let done = fence
-            .bind(&sql)
-            .bind(&new.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if done != 1 {
-            return Ok(None);
-        }
-        let row = sqlx::query_as(&format!(
-            "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {MODEL_COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&fence.job_id)
-        .bind(&new.base_model)
-        .bind(Json(&new.labels))
-        .bind(new.metrics.as_ref().map(Json))
-        .bind(&new.path)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    /// One model.
-    pub async fn get_model(&self, id: &str) -> Result<ModelRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "model",
-                id: id.to_string(),
-            })
-    }
-
-    /// Models, newest first.
-    pub async fn list_models(&self, limit: i64) -> Result<Vec<ModelRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MODEL_COLUMNS} FROM models ORDER BY seq DESC LIMIT $1"
-        ))
-        .bind(limit)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -23,6 +23,8 @@ fn start(data: &Path) -> (Child, String) {
         ])
         .arg("--data-dir")
         .arg(data)
+        .arg("--model-dir")
+        .arg(data.parent().unwrap().join("models"))
         .env("TUNESERVE_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -49,7 +51,7 @@ async fn get(client: &reqwest::Client, url: String) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_resumed_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let base_model = dir.path().join("base");
+    let base_model = dir.path().join("models/base");
     crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
@@ -68,7 +70,7 @@ async fn a_killed_worker_is_resumed_from_its_checkpoint() {
         .to_string();
     let hyper = json!({"epochs": 12, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
                        "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});
-    let body = json!({"base_model": base_model.display().to_string(), "train_dataset": dataset,
+    let body = json!({"base_model": "base", "train_dataset": dataset,
                       "hyperparameters": hyper});
     let job: Value = client
         .post(format!("{base}/jobs"))

@@ -26,6 +26,8 @@ fn start(data: &Path) -> Server {
         .args(["--heartbeat-secs", "0.2", "--shutdown-timeout", "5"])
         .arg("--data-dir")
         .arg(data)
+        .arg("--model-dir")
+        .arg(data.parent().unwrap().join("models"))
         .env("TUNESERVE_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -112,7 +114,7 @@ async fn submit(server: &Server, client: &reqwest::Client, body: Value) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let base_model = dir.path().join("base");
+    let base_model = dir.path().join("models/base");
     crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let mut server = start(&dir.path().join("data"));
     let client = reqwest::Client::new();
@@ -129,7 +131,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     let dataset = resp.json::<Value>().await.unwrap()["id"].clone();
-    let model = base_model.display().to_string();
+    let model = "base";
     let quick = json!({"base_model": model, "train_dataset": dataset, "eval_dataset": dataset,
                        "hyperparameters": crate::support::quick_hyperparameters()});
     let done = submit(&server, &client, quick).await;

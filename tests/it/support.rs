@@ -2,7 +2,6 @@
 //! data folder and real SQLite, a tiny random base model, a small dataset, and
 //! a JSON client.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -22,8 +21,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The service's store (to reach behind the API).
     pub store: Store,
-    /// The tiny random base model folder.
-    pub base_model: PathBuf,
+    /// The tiny random base model's name (a folder under the app's model
+    /// folder, `--model-dir`): what jobs name as `base_model`.
+    pub base_model: String,
     /// The data folder.
     pub dir: TempDir,
     shutdown: CancellationToken,
@@ -38,9 +38,10 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with the configuration adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let base_model = dir.path().join("base-model");
-    write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    let models = dir.path().join("models");
+    write_tiny_model(&models.join("base-model"), 7, WeightLayout::Classifier);
     let mut config = ServeConfig::new(dir.path().join("data"));
+    config.model_dirs = vec![models];
     config.port = 0;
     config.lease = Duration::from_secs(3);
     config.heartbeat = Duration::from_millis(200);
@@ -55,7 +56,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
         base,
         client: reqwest::Client::new(),
         store,
-        base_model,
+        base_model: "base-model".into(),
         dir,
         shutdown,
         server,
@@ -160,7 +161,7 @@ impl TestApp {
     /// Submits a job on the tiny model; returns its id.
     pub async fn submit(&self, dataset: &str, hyperparameters: Value) -> String {
         let body = json!({
-            "base_model": self.base_model.display().to_string(),
+            "base_model": self.base_model,
             "train_dataset": dataset,
             "eval_dataset": dataset,
             "hyperparameters": hyperparameters,
