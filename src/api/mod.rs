@@ -5,12 +5,15 @@
 //! [`Application::build`] opens the store, starts the inference thread and the
 //! queue's workers, preloads a model and binds the listener (port 0 picks a
 //! free port: see [`Application::port`]); [`Application::run_until_stopped`]
-//! serves until SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans
-//! the shutdown out to the workers, which hand their jobs back to the queue.
+//! serves (see [`server`]: header-read timeout, connection cap) until
+//! SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans the shutdown
+//! out to the connections, which finish their requests, and to the workers,
+//! which hand their jobs back to the queue, both within one deadline.
 
 mod error;
 pub mod http;
 mod middleware;
+mod server;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -72,6 +75,16 @@ pub struct ServeConfig {
     /// Models kept loaded for `/classify` besides `latest` (least recently
     /// used ones are unloaded beyond this).
     pub max_loaded_models: usize,
+    /// Time a connection has to send a complete request head, from when it
+    /// opens or from its previous response (so also the keep-alive idle
+    /// timeout).
+    pub header_timeout: Duration,
+    /// Client connections open at once at most (fewer if the limit on open
+    /// files is lower); more wait to be accepted.
+    pub max_connections: usize,
+    /// On SIGINT/SIGTERM, how long requests in flight and the workers'
+    /// handing back of their jobs may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -97,6 +110,9 @@ impl ServeConfig {
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
+            header_timeout: Duration::from_secs(15),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -131,6 +147,8 @@ pub struct AppState {
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: server::Limits,
+    shutdown_timeout: Duration,
     port: u16,
     store: Store,
     shutdown: CancellationToken,
@@ -144,6 +162,10 @@ impl Application {
         anyhow::ensure!(
             !config.devices.is_empty(),
             "--devices: give at least one device"
+        );
+        anyhow::ensure!(
+            !config.header_timeout.is_zero() && config.max_connections > 0,
+            "the header timeout and the connection cap must be positive"
         );
         anyhow::ensure!(
             !config.heartbeat.is_zero() && config.heartbeat < config.lease,
@@ -199,6 +221,11 @@ impl Application {
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
+        let limits = server::Limits {
+            header_timeout: config.header_timeout,
+            max_connections: server::fit_connection_cap(config.max_connections),
+        };
+        let shutdown_timeout = config.shutdown_timeout;
         let state = AppState {
             store: store.clone(),
             queue,
@@ -212,6 +239,8 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state),
+            limits,
+            shutdown_timeout,
             port,
             store,
             shutdown,
@@ -235,7 +264,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM or the shutdown token; then stops taking
-    /// requests, lets the workers hand their jobs back, and closes the store.
+    /// connections, and gives requests in flight and the workers (handing
+    /// their jobs back) until the shutdown timeout; closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let token = self.shutdown.clone();
         tokio::spawn(async move {
@@ -244,19 +274,26 @@ impl Application {
                 _ = token.cancelled() => {}
             }
         });
-        tracing::info!(port = self.port, "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
-            .await?;
-        tracing::info!("shutting down: waiting for workers to hand back their jobs");
+        let address = self.listener.local_addr()?;
+        tracing::info!("listening on http://{address}");
+        let open = server::serve(self.listener, self.router, self.limits, self.shutdown).await;
+        let limit = self.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        tracing::info!(
+            connections = open.len(),
+            "shutting down: finishing requests in flight, workers hand back their jobs \
+             (at most {limit:?})"
+        );
+        let cut = server::drain(open, deadline).await;
+        if cut > 0 {
+            tracing::warn!("closed {cut} connections still busy after {limit:?}");
+        }
         let workers = futures::future::join_all(self.workers);
-        if tokio::time::timeout(Duration::from_secs(60), workers)
-            .await
-            .is_err()
-        {
-            tracing::warn!("workers did not stop within 60 s");
+        if tokio::time::timeout_at(deadline, workers).await.is_err() {
+            tracing::warn!("workers did not hand back their jobs within {limit:?}");
         }
         self.store.close().await;
+        tracing::info!("stopped");
         Ok(())
     }
 }

@@ -108,6 +108,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
         ),
     };
     let data = json!({"model": model.id, "promoted": promote});
+    let summary = message.clone();
     let _ = shared
         .log
         .write(
@@ -122,7 +123,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
     let finish = || shared.store.finish_succeeded(fence, new.clone(), promote);
     match persist(shared, fence, finish).await {
         Ok(Some(_)) => {
-            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "succeeded");
+            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{summary}");
             if promote {
                 shared.registry.promote(model);
             }
