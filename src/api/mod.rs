@@ -5,20 +5,25 @@
 //! [`Application::build`] opens the store, starts the inference thread and the
 //! queue's workers, preloads a model and binds the listener (port 0 picks a
 //! free port: see [`Application::port`]); [`Application::run_until_stopped`]
-//! serves until SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans
-//! the shutdown out to the workers, which hand their jobs back to the queue.
+//! serves (see [`server`]: header-read timeout, connection cap) until
+//! SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans the shutdown
+//! out to the connections, which finish their requests, and to the workers,
+//! which hand their jobs back to the queue, both within one deadline.
 
+mod devices;
 mod error;
 pub mod http;
 mod middleware;
+mod server;
 mod telemetry;
+
+pub use devices::ServiceDevice;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use candle_core::Device;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +31,7 @@ pub use error::{ApiError, Json, Query};
 
 use crate::data_dir::DataDir;
 use crate::infer::{BatchLimits, Batcher, BatchingConfig, Registry};
-use crate::model::{parse_device, ModelSource};
+use crate::model::ModelSource;
 use crate::queue::{Queue, QueueConfig};
 use crate::store::Store;
 
@@ -75,6 +80,16 @@ pub struct ServeConfig {
     /// Models kept loaded for `/classify` besides `latest` (least recently
     /// used ones are unloaded beyond this).
     pub max_loaded_models: usize,
+    /// Time a connection has to send a complete request head, from when it
+    /// opens or from its previous response (so also the keep-alive idle
+    /// timeout).
+    pub header_timeout: Duration,
+    /// Client connections open at once at most (fewer if the limit on open
+    /// files is lower); more wait to be accepted.
+    pub max_connections: usize,
+    /// On SIGINT/SIGTERM, how long requests in flight and the workers'
+    /// handing back of their jobs may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -101,42 +116,10 @@ impl ServeConfig {
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
+            header_timeout: Duration::from_secs(15),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
         }
-    }
-}
-
-/// A device the service uses, opened once: a training device that also
-/// runs inference is one device (one CUDA stream), so a model trained there is
-/// served without a copy.
-#[derive(Debug, Clone)]
-pub struct ServiceDevice {
-    /// As named on the command line.
-    pub name: String,
-    /// The device.
-    pub device: Device,
-    /// Whether a training worker runs on it.
-    pub training: bool,
-    /// Whether `/classify` runs on it.
-    pub inference: bool,
-}
-
-impl ServiceDevice {
-    /// Opens `--devices` and `--infer-device`, each name once.
-    fn open(config: &ServeConfig) -> anyhow::Result<Vec<Self>> {
-        let mut out: Vec<Self> = Vec::new();
-        let names = config.devices.iter().chain([&config.infer_device]);
-        for name in names {
-            if out.iter().any(|d| &d.name == name) {
-                continue;
-            }
-            out.push(Self {
-                name: name.clone(),
-                device: parse_device(name).map_err(anyhow::Error::msg)?,
-                training: config.devices.contains(name),
-                inference: *name == config.infer_device,
-            });
-        }
-        Ok(out)
     }
 }
 
@@ -172,6 +155,8 @@ pub struct AppState {
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: server::Limits,
+    shutdown_timeout: Duration,
     port: u16,
     store: Store,
     shutdown: CancellationToken,
@@ -201,6 +186,10 @@ impl Application {
             "--devices: give at least one device"
         );
         anyhow::ensure!(
+            !config.header_timeout.is_zero() && config.max_connections > 0,
+            "the header timeout and the connection cap must be positive"
+        );
+        anyhow::ensure!(
             !config.heartbeat.is_zero() && config.heartbeat < config.lease,
             "the heartbeat ({:?}) must be shorter than the lease ({:?})",
             config.heartbeat,
@@ -210,15 +199,8 @@ impl Application {
         telemetry::install();
         let store = Store::open(&data_dir.database()).await?;
         let service_devices = ServiceDevice::open(&config)?;
-        let device = |name: &str| {
-            let found = service_devices.iter().find(|d| d.name == name);
-            found.expect("every named device is opened").device.clone()
-        };
-        let devices: Vec<_> = config
-            .devices
-            .iter()
-            .map(|d| (d.clone(), device(d)))
-            .collect();
+        let device = |name: &str| ServiceDevice::named(&service_devices, name);
+        let devices = config.devices.iter().map(|d| (d.clone(), device(d)));
         let registry = Arc::new(Registry::new(
             device(&config.infer_device),
             config.max_loaded_models,
@@ -235,7 +217,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
             data_dir: data_dir.clone(),
-            devices,
+            devices: devices.collect(),
             lease: config.lease,
             heartbeat: config.heartbeat,
             poll: config.poll,
@@ -251,6 +233,11 @@ impl Application {
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
+        let limits = server::Limits {
+            header_timeout: config.header_timeout,
+            max_connections: server::fit_connection_cap(config.max_connections),
+        };
+        let shutdown_timeout = config.shutdown_timeout;
         let state = AppState {
             store: store.clone(),
             queue,
@@ -265,6 +252,8 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state),
+            limits,
+            shutdown_timeout,
             port,
             store,
             shutdown,
@@ -288,7 +277,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM or the shutdown token; then stops taking
-    /// requests, lets the workers hand their jobs back, and closes the store.
+    /// connections, and gives requests in flight and the workers (handing
+    /// their jobs back) until the shutdown timeout; closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let token = self.shutdown.clone();
         tokio::spawn(async move {
@@ -297,19 +287,26 @@ impl Application {
                 _ = token.cancelled() => {}
             }
         });
-        tracing::info!(port = self.port, "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
-            .await?;
-        tracing::info!("shutting down: waiting for workers to hand back their jobs");
+        let address = self.listener.local_addr()?;
+        tracing::info!("listening on http://{address}");
+        let open = server::serve(self.listener, self.router, self.limits, self.shutdown).await;
+        let limit = self.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        tracing::info!(
+            connections = open.len(),
+            "shutting down: finishing requests in flight, workers hand back their jobs \
+             (at most {limit:?})"
+        );
+        let cut = server::drain(open, deadline).await;
+        if cut > 0 {
+            tracing::warn!("closed {cut} connections still busy after {limit:?}");
+        }
         let workers = futures::future::join_all(self.workers);
-        if tokio::time::timeout(Duration::from_secs(60), workers)
-            .await
-            .is_err()
-        {
-            tracing::warn!("workers did not stop within 60 s");
+        if tokio::time::timeout_at(deadline, workers).await.is_err() {
+            tracing::warn!("workers did not hand back their jobs within {limit:?}");
         }
         self.store.close().await;
+        tracing::info!("stopped");
         Ok(())
     }
 }

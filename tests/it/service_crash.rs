@@ -25,7 +25,7 @@ fn start(data: &Path) -> (Child, String) {
         .arg(data)
         .arg("--model-dir")
         .arg(data.parent().unwrap().join("models"))
-        .env("TUNESERVE_LOG", "warn")
+        .env("TUNESERVE_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -33,15 +33,15 @@ fn start(data: &Path) -> (Child, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) = line.strip_prefix("tuneserve listening on port ") {
-                let _ = tx.send(port.trim().to_string());
+            if let Some((_, address)) = line.split_once("listening on http://") {
+                let _ = tx.send(address.trim().to_string());
             }
         }
     });
-    let port = rx
+    let address = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the server starts");
-    (child, format!("http://127.0.0.1:{port}"))
+    (child, format!("http://{address}"))
 }
 
 async fn get(client: &reqwest::Client, url: String) -> Value {
