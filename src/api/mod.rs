@@ -163,9 +163,30 @@ pub struct Application {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// Creates the data folder and sweeps the temporaries interrupted writes left.
-fn open_data_dir(config: &ServeConfig) -> anyhow::Result<DataDir> {
-    let data_dir = DataDir::new(&config.data_dir);
+impl ServeConfig {
+    /// Refuses settings the service cannot run with.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.devices.is_empty(),
+            "--devices: give at least one device"
+        );
+        anyhow::ensure!(
+            !self.header_timeout.is_zero() && self.max_connections > 0,
+            "the header timeout and the connection cap must be positive"
+        );
+        anyhow::ensure!(
+            !self.heartbeat.is_zero() && self.heartbeat < self.lease,
+            "the heartbeat ({:?}) must be shorter than the lease ({:?})",
+            self.heartbeat,
+            self.lease
+        );
+        Ok(())
+    }
+}
+
+/// Creates the data folder's layout and removes what interrupted writes left.
+fn prepare_data_dir(root: &std::path::Path) -> anyhow::Result<DataDir> {
+    let data_dir = DataDir::new(root);
     data_dir
         .create()
         .with_context(|| format!("creating {}", data_dir.root().display()))?;
@@ -181,21 +202,8 @@ impl Application {
     /// Opens the store under `config.data_dir`, starts the inference thread
     /// and the workers, preloads a model and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !config.devices.is_empty(),
-            "--devices: give at least one device"
-        );
-        anyhow::ensure!(
-            !config.header_timeout.is_zero() && config.max_connections > 0,
-            "the header timeout and the connection cap must be positive"
-        );
-        anyhow::ensure!(
-            !config.heartbeat.is_zero() && config.heartbeat < config.lease,
-            "the heartbeat ({:?}) must be shorter than the lease ({:?})",
-            config.heartbeat,
-            config.lease
-        );
-        let data_dir = open_data_dir(&config)?;
+        config.check()?;
+        let data_dir = prepare_data_dir(&config.data_dir)?;
         telemetry::install();
         let store = Store::open(&data_dir.database()).await?;
         let service_devices = ServiceDevice::open(&config)?;
