@@ -2,11 +2,12 @@
 //! [`ApiError`], optional bearer auth, request ids, tracing, body limits,
 //! Prometheus metrics, the OpenAPI document and graceful shutdown.
 //!
-//! [`Application::build`] opens the store, starts the inference thread and the
-//! queue's workers, preloads a model and binds the listener (port 0 picks a
-//! free port: see [`Application::port`]); [`Application::run_until_stopped`]
-//! serves until SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans
-//! the shutdown out to the workers, which hand their jobs back to the queue.
+//! [`Application::build`] opens the store, starts the inference thread, the
+//! queue's workers and the node's cluster tasks (see [`crate::cluster`]),
+//! preloads a model and binds the listener (port 0 picks a free port: see
+//! [`Application::port`]); [`Application::run_until_stopped`] serves until
+//! SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans the shutdown
+//! out to the workers, which hand their jobs back to the queue.
 
 mod error;
 pub mod http;
@@ -23,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, Json, Query};
 
+use crate::cluster::{self, Node};
 use crate::data_dir::DataDir;
 use crate::infer::{Batcher, Registry};
 use crate::model::{parse_device, ModelSource};
 use crate::queue::{Queue, QueueConfig};
-use crate::store::Store;
+use crate::store::{DatabaseUrl, Store};
 
 /// Everything `tuneserve serve` can be told.
 #[derive(Debug, Clone)]
@@ -36,8 +38,13 @@ pub struct ServeConfig {
     pub host: String,
     /// Port (0: any free port).
     pub port: u16,
-    /// Database, datasets, checkpoints and models go here.
+    /// Datasets, checkpoints and models go here (and the SQLite database,
+    /// unless `database_url` says otherwise). Shared by every node of a cluster.
     pub data_dir: PathBuf,
+    /// The store: `None` is the SQLite file in the data folder.
+    pub database_url: Option<DatabaseUrl>,
+    /// This node's name: its workers' lease owner, its row in `GET /nodes`.
+    pub node_id: String,
     /// One training worker per device (`cpu`, `cuda:N`).
     pub devices: Vec<String>,
     /// A model (folder or Hub id) to serve before any job succeeds.
@@ -65,6 +72,8 @@ pub struct ServeConfig {
     /// Models kept loaded for `/classify` besides `latest` (least recently
     /// used ones are unloaded beyond this).
     pub max_loaded_models: usize,
+    /// How often the newest model is looked for when no node announced one.
+    pub model_poll: Duration,
 }
 
 impl ServeConfig {
@@ -74,6 +83,8 @@ impl ServeConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             data_dir: data_dir.into(),
+            database_url: None,
+            node_id: cluster::default_node_id(),
             devices: vec!["cpu".into()],
             model: None,
             api_key: None,
@@ -87,8 +98,24 @@ impl ServeConfig {
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
+            model_poll: Duration::from_secs(2),
         }
     }
+}
+
+/// Refuses a configuration that cannot work.
+fn check(config: &ServeConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.devices.is_empty(),
+        "--devices: give at least one device"
+    );
+    anyhow::ensure!(
+        !config.heartbeat.is_zero() && config.heartbeat < config.lease,
+        "the heartbeat ({:?}) must be shorter than the lease ({:?})",
+        config.heartbeat,
+        config.lease
+    );
+    cluster::validate_node_id(&config.node_id).map_err(anyhow::Error::msg)
 }
 
 /// How long a temporary must be untouched before startup removes it as left
@@ -120,24 +147,18 @@ pub struct Application {
     router: axum::Router,
     port: u16,
     store: Store,
+    node_id: String,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Application {
-    /// Opens the store under `config.data_dir`, starts the inference thread
-    /// and the workers, preloads a model and binds the listener.
+    /// Opens the store (`config.database_url`, or SQLite under
+    /// `config.data_dir`), starts the inference thread, the workers and the
+    /// node's cluster tasks, preloads a model and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !config.devices.is_empty(),
-            "--devices: give at least one device"
-        );
-        anyhow::ensure!(
-            !config.heartbeat.is_zero() && config.heartbeat < config.lease,
-            "the heartbeat ({:?}) must be shorter than the lease ({:?})",
-            config.heartbeat,
-            config.lease
-        );
+        check(&config)?;
         let data_dir = DataDir::new(&config.data_dir);
         data_dir
             .create()
@@ -148,7 +169,12 @@ impl Application {
             Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
         }
         telemetry::install();
-        let store = Store::open(&data_dir.database()).await?;
+        let url = (config.database_url.clone())
+            .unwrap_or_else(|| DatabaseUrl::Sqlite(data_dir.database()));
+        let store = Store::connect(&url)
+            .await
+            .with_context(|| format!("opening the store at {url}"))?;
+        tracing::info!(node = %config.node_id, store = %url, "store open");
         let devices = config
             .devices
             .iter()
@@ -162,6 +188,7 @@ impl Application {
         let batcher = Batcher::start(config.queue_capacity, config.max_batch_size)?;
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
+            node_id: config.node_id.clone(),
             data_dir: data_dir.clone(),
             devices,
             lease: config.lease,
@@ -174,6 +201,18 @@ impl Application {
             registry.clone(),
             shutdown.clone(),
         );
+        let background = cluster::start(Node {
+            id: config.node_id.clone(),
+            devices: config.devices.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            registry: registry.clone(),
+            data_dir: data_dir.clone(),
+            heartbeat: config.heartbeat,
+            model_poll: config.model_poll,
+            shutdown: shutdown.clone(),
+        })
+        .await?;
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -189,11 +228,13 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: http::router(state),
+            router: http::router(state.clone()),
             port,
             store,
+            node_id: state.config.node_id.clone(),
             shutdown,
             workers,
+            background,
         })
     }
 
@@ -234,6 +275,10 @@ impl Application {
         {
             tracing::warn!("workers did not stop within 60 s");
         }
+        futures::future::join_all(self.background).await;
+        if let Err(e) = self.store.remove_node(&self.node_id).await {
+            tracing::warn!("removing this node from the nodes table: {e}");
+        }
         self.store.close().await;
         Ok(())
     }
@@ -261,23 +306,25 @@ async fn signal() {
 }
 
 /// `--model` if given, else the newest fine-tuned model, becomes `latest`.
+/// `--model` ranks as the newest model registered so far: a model registered
+/// later (on any node) replaces it.
 async fn preload(
     config: &ServeConfig,
     store: &Store,
     data_dir: &DataDir,
     registry: &Registry,
 ) -> anyhow::Result<()> {
-    let (id, source) = match &config.model {
-        Some(model) => (model.clone(), model.parse::<ModelSource>()?),
-        None => match store.list_models(1).await?.pop() {
-            Some(row) => (row.id, ModelSource::Dir(data_dir.resolve(&row.path))),
-            None => return Ok(()),
-        },
+    let newest = store.list_models(1).await?.pop();
+    let rank = newest.as_ref().map_or(0, |m| m.seq);
+    let (id, source) = match (&config.model, newest) {
+        (Some(model), _) => (model.clone(), model.parse::<ModelSource>()?),
+        (None, Some(row)) => (row.id, ModelSource::Dir(data_dir.resolve(&row.path))),
+        (None, None) => return Ok(()),
     };
     match (registry.get_or_load(&id, source).await, &config.model) {
         (Ok(served), _) => {
             tracing::info!(model = %id, "serving as `latest`");
-            registry.promote(served);
+            registry.promote(served, rank);
             Ok(())
         }
         (Err(e), Some(_)) => Err(anyhow::anyhow!("--model: {e}")),

@@ -1,6 +1,11 @@
 //! The models the service answers with: `latest` (swapped atomically when a
 //! model is promoted) and a bounded set of others loaded on demand by id.
 //!
+//! Each promotion carries the model's rank (its registration order in the
+//! store, over every node): a model only replaces `latest` when it ranks
+//! higher, so promotions arriving out of order (this node's own job, another
+//! node's model seen a moment later) settle on the newest model.
+//!
 //! Requests hold an `Arc`, so in-flight ones finish on the weights they started
 //! with; a model's weights are freed when it has left the registry and its last
 //! request has ended. Beyond `max_loaded` models the least recently used one
@@ -44,6 +49,8 @@ impl ServedModel {
 #[derive(Debug)]
 pub struct Registry {
     latest: ArcSwapOption<ServedModel>,
+    /// The rank of `latest` (`i64::MIN` before any promotion); held while swapping.
+    rank: Mutex<i64>,
     /// Models other than `latest`, least recently used first.
     recent: Mutex<Vec<Arc<ServedModel>>>,
     max_loaded: usize,
@@ -56,19 +63,37 @@ impl Registry {
     pub fn new(device: Device, max_loaded: usize) -> Self {
         Self {
             latest: ArcSwapOption::empty(),
+            rank: Mutex::new(i64::MIN),
             recent: Mutex::new(Vec::new()),
             max_loaded,
             device,
         }
     }
 
-    /// Makes `model` `latest`. The previous `latest` stays loaded as a recent
-    /// model (until evicted).
-    pub fn promote(&self, model: Arc<ServedModel>) {
+    /// Makes `model` `latest` if `rank` is higher than the current one's
+    /// (a model registered later); otherwise keeps it as a recent model.
+    /// `true` when it became `latest`. The previous `latest` stays loaded as
+    /// a recent model (until evicted).
+    pub fn promote(&self, model: Arc<ServedModel>, rank: i64) -> bool {
+        let mut current = self.rank.lock().unwrap_or_else(|e| e.into_inner());
+        if rank <= *current {
+            drop(current);
+            if self.latest().is_none_or(|latest| latest.id != model.id) {
+                self.remember(model);
+            }
+            return false;
+        }
+        *current = rank;
         self.remember_except(&model.id);
         if let Some(old) = self.latest.swap(Some(model)) {
             self.remember(old);
         }
+        true
+    }
+
+    /// The rank of `latest` (`i64::MIN` before any promotion).
+    pub fn rank(&self) -> i64 {
+        *self.rank.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The current `latest`, if any model was promoted.

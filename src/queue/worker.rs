@@ -191,9 +191,9 @@ async fn settle(
     let data = json!({"model": model.id});
     let _ = log(NewEvent::info("succeeded", message, Some(data))).await;
     match store.finish_succeeded(fence, new).await {
-        Ok(Some(_)) => {
+        Ok(Some(row)) => {
             tracing::info!(job = %job.id, model = %model.id, "succeeded; model promoted to `latest`");
-            shared.registry.promote(model);
+            shared.registry.promote(model, row.seq);
             finished(Ok(true), JobStatus::Succeeded);
         }
         Ok(None) => {

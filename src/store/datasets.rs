@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use sqlx::types::Json;
 
-use super::{now_ms, Store, StoreError};
+use super::dialect::begin_write;
+use super::{now_ms, with_pool, Store, StoreError};
 
 /// An uploaded dataset.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -53,44 +54,45 @@ const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, creat
 impl Store {
     /// Records an uploaded dataset.
     pub async fn insert_dataset(&self, new: NewDataset) -> Result<DatasetRow, StoreError> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query_as(&format!(
+        let sql = format!(
             "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&new.name)
-        .bind(&new.format)
-        .bind(new.rows)
-        .bind(Json(&new.labels))
-        .bind(Json(&new.label_counts))
-        .bind(&new.path)
-        .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+        );
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let row = sqlx::query_as(&sql)
+                .bind(&new.id)
+                .bind(&new.name)
+                .bind(&new.format)
+                .bind(new.rows)
+                .bind(Json(&new.labels))
+                .bind(Json(&new.label_counts))
+                .bind(&new.path)
+                .bind(now_ms())
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 
     /// One dataset.
     pub async fn get_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM datasets WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "dataset",
-                id: id.to_string(),
-            })
+        let sql = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
+        let row: Option<DatasetRow> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "dataset",
+            id: id.to_string(),
+        })
     }
 
     /// Datasets, newest first.
     pub async fn list_datasets(&self, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM datasets ORDER BY seq DESC LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = format!("SELECT {COLUMNS} FROM datasets ORDER BY seq DESC LIMIT $1");
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+        })
     }
 }

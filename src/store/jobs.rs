@@ -1,17 +1,17 @@
 //! The `jobs` table: submission, listing, and the queue's claims, leases,
 //! progress and outcomes (fenced by [`Fence`]).
 
-use sqlx::Row;
+use sqlx::{Database, Encode, Type};
 
-use super::{now_ms, Statement, Store, StoreError};
+use super::dialect::{begin_write, fenced};
+use super::steps::{channel, Statement, Steps};
+use super::text_enum::text_enum;
+use super::{now_ms, with_pool, Store, StoreError};
 use crate::train::Hyperparameters;
 
 /// Where a job is in its life.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a worker.
     Queued,
@@ -51,6 +51,8 @@ impl JobStatus {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 }
+
+text_enum!(JobStatus);
 
 impl std::str::FromStr for JobStatus {
     type Err = String;
@@ -158,11 +160,15 @@ pub struct Fence {
 impl Fence {
     /// `sql` (whose condition includes [`FENCED`]) with the fence bound as `$1`,
     /// `$2`, `$3`; the caller binds the rest from `$4` on.
-    pub(super) fn bind<'q>(&'q self, sql: &'q str) -> Statement<'q> {
+    pub(super) fn bind<'q, DB: Database>(&'q self, sql: &'q str) -> Statement<'q, DB>
+    where
+        &'q str: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+    {
         sqlx::query(sql)
-            .bind(&self.job_id)
+            .bind(self.job_id.as_str())
             .bind(self.attempt)
-            .bind(&self.owner)
+            .bind(self.owner.as_str())
     }
 }
 
@@ -182,10 +188,9 @@ pub(super) const COLUMNS: &str = "id, status, base_model, train_dataset, eval_da
     created_at, started_at, finished_at";
 
 /// The condition every fenced statement includes; see [`Fence::bind`].
-pub(super) const FENCED: &str =
-    "id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'";
+pub(super) const FENCED: &str = fenced!();
 
-fn not_found(id: &str) -> StoreError {
+pub(super) fn not_found(id: &str) -> StoreError {
     StoreError::NotFound {
         what: "job",
         id: id.to_string(),
@@ -193,48 +198,53 @@ fn not_found(id: &str) -> StoreError {
 }
 
 impl Store {
-    /// Queues a job; its datasets must exist.
+    /// Queues a job; its datasets must exist. Idle workers on every node are
+    /// told at commit.
     pub async fn insert_job(&self, new: NewJob) -> Result<JobRow, StoreError> {
-        let mut tx = self.write().await?;
-        for id in std::iter::once(&new.train_dataset).chain(new.eval_dataset.as_ref()) {
-            let found = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound {
-                    what: "dataset",
-                    id: id.clone(),
-                });
-            }
-        }
         let now = now_ms();
-        let row = sqlx::query_as(&format!(
+        let insert = format!(
             "INSERT INTO jobs (id, status, base_model, train_dataset, eval_dataset,
                  hyperparameters, suffix, max_attempts, created_at, updated_at)
              VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&new.base_model)
-        .bind(&new.train_dataset)
-        .bind(&new.eval_dataset)
-        .bind(sqlx::types::Json(&new.hyperparameters))
-        .bind(&new.suffix)
-        .bind(new.max_attempts)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+        );
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            for id in std::iter::once(&new.train_dataset).chain(new.eval_dataset.as_ref()) {
+                let found = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound {
+                        what: "dataset",
+                        id: id.clone(),
+                    });
+                }
+            }
+            let row: JobRow = sqlx::query_as(&insert)
+                .bind(&new.id)
+                .bind(&new.base_model)
+                .bind(&new.train_dataset)
+                .bind(&new.eval_dataset)
+                .bind(sqlx::types::Json(&new.hyperparameters))
+                .bind(&new.suffix)
+                .bind(new.max_attempts)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            Db::notify(&mut tx, channel::JOBS, &row.id).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 
     /// One job.
     pub async fn get_job(&self, id: &str) -> Result<JobRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found(id))
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+        let row: Option<JobRow> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| not_found(id))
     }
 
     /// Jobs in submission order, optionally of one status, after the job `after`.
@@ -244,31 +254,34 @@ impl Store {
         limit: i64,
         after: Option<&str>,
     ) -> Result<Vec<JobRow>, StoreError> {
-        let after_seq: i64 = match after {
-            Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| not_found(id))?,
-            None => 0,
-        };
-        Ok(sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE seq > $1 AND ($2 IS NULL OR status = $2)
              ORDER BY seq LIMIT $3"
-        ))
-        .bind(after_seq)
-        .bind(status)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        );
+        with_pool!(self, |pool, Db| {
+            let after_seq: i64 = match after {
+                Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                    .ok_or_else(|| not_found(id))?,
+                None => 0,
+            };
+            Ok(sqlx::query_as(&sql)
+                .bind(after_seq)
+                .bind(status)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// Jobs per status (every status present, zero included).
     pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-        let rows: Vec<(JobStatus, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?;
+        const SQL: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+        let rows: Vec<(JobStatus, i64)> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(SQL).fetch_all(pool).await?
+        });
         Ok(JobStatus::ALL
             .into_iter()
             .map(|st| {
@@ -278,142 +291,34 @@ impl Store {
             .collect())
     }
 
-    /// Claims the oldest queued job for `owner`: status `running`, attempt + 1,
-    /// a lease of `lease_ms`. `None` when nothing is queued.
-    pub async fn claim_job(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-    ) -> Result<Option<JobRow>, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let row = sqlx::query_as(&format!(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1,
-                 lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1)
-             RETURNING {COLUMNS}"
-        ))
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    /// Renews the lease. `Some(cancel_requested)` while held; `None` when lost.
-    pub async fn heartbeat(
-        &self,
-        fence: &Fence,
-        lease_ms: i64,
-    ) -> Result<Option<bool>, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let sql = format!(
-            "UPDATE jobs SET lease_expires_at = $4, updated_at = $5 WHERE {FENCED}
-             RETURNING cancel_requested"
-        );
-        let row = fence
-            .bind(&sql)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    /// Records progress; `false` when the fence no longer holds.
-    pub async fn update_progress(&self, fence: &Fence, p: &Progress) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE jobs SET step = $4, total_steps = COALESCE($5, total_steps),
-                 epoch = COALESCE($6, epoch), tokens = $7,
-                 tokens_per_second = COALESCE($8, tokens_per_second), updated_at = $9
-             WHERE {FENCED}"
-        );
-        let statement = fence
-            .bind(&sql)
-            .bind(p.step)
-            .bind(p.total_steps)
-            .bind(p.epoch)
-            .bind(p.tokens)
-            .bind(p.tokens_per_second)
-            .bind(now_ms());
-        self.fenced_write(statement).await
-    }
-
-    /// Ends the attempt with `status` (cancelled, or failed/queued after an
-    /// error or a shutdown), dropping the lease; `false` when the fence no longer holds.
-    pub async fn end_attempt(
-        &self,
-        fence: &Fence,
-        status: JobStatus,
-        error: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE jobs SET status = $4, error = COALESCE($5, error), lease_owner = NULL,
-                 lease_expires_at = NULL, updated_at = $6,
-                 finished_at = CASE WHEN $4 IN ('failed', 'cancelled') THEN $6 ELSE NULL END
-             WHERE {FENCED}"
-        );
-        let statement = fence.bind(&sql).bind(status).bind(error).bind(now_ms());
-        self.fenced_write(statement).await
-    }
-
     /// Cancels a job: a queued one at once, a running one by raising its flag
-    /// (its worker stops at the next step). [`StoreError::Conflict`] for a
-    /// finished job.
+    /// (its worker, on whichever node, stops at its next heartbeat).
+    /// [`StoreError::Conflict`] for a finished job.
     pub async fn request_cancel(&self, id: &str) -> Result<JobRow, StoreError> {
-        let mut tx = self.write().await?;
         let now = now_ms();
-        let status: JobStatus = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        let sql = match status {
-            JobStatus::Queued => {
-                "UPDATE jobs SET status = 'cancelled', cancel_requested = 1,
-                     finished_at = $1, updated_at = $1 WHERE id = $2"
-            }
-            JobStatus::Running => {
-                "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2"
-            }
-            done => return Err(StoreError::Conflict(already(id, done))),
-        };
-        sqlx::query(sql)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let status = Db::lock_job(&mut tx, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            let sql = match status {
+                JobStatus::Queued => {
+                    "UPDATE jobs SET status = 'cancelled', cancel_requested = TRUE,
+                         finished_at = $1, updated_at = $1 WHERE id = $2"
+                }
+                JobStatus::Running => {
+                    "UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2"
+                }
+                done => return Err(StoreError::Conflict(already(id, done))),
+            };
+            sqlx::query(sql)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         self.get_job(id).await
-    }
-
-    /// Moves running jobs whose lease expired: back to `queued`, or `failed`
-    /// once attempts are exhausted, or `cancelled` when a cancel was asked.
-    pub async fn rescue_expired(&self) -> Result<Vec<Rescued>, StoreError> {
-        let mut tx = self.write().await?;
-        let rows = sqlx::query_as(
-            "UPDATE jobs SET
-                 status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                               WHEN attempt >= max_attempts THEN 'failed'
-                               ELSE 'queued' END,
-                 error = CASE WHEN cancel_requested = 0 AND attempt >= max_attempts
-                              THEN 'lease expired on the last attempt (worker died?)'
-                              ELSE error END,
-                 finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts
-                                    THEN $1 ELSE NULL END,
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-             WHERE status = 'running' AND lease_expires_at < $1
-             RETURNING id, status",
-        )
-        .bind(now_ms())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows)
     }
 }
 

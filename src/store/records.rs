@@ -1,17 +1,21 @@
-//! What a job leaves behind: metrics, events, checkpoints and models. Writes
-//! by a worker are fenced: an `INSERT … SELECT … WHERE EXISTS (fence)` applies
-//! only while the attempt holds its lease.
+//! What a job leaves behind: metrics, events and checkpoints (its model is in
+//! [`super::models`]). Writes by a worker are fenced: they run while the
+//! attempt's fence holds (and the job row is locked), and an
+//! `INSERT … SELECT … WHERE EXISTS (fence)` applies only while the attempt
+//! holds its lease.
 
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::FromRow;
 
+use super::dialect::begin_write;
 use super::jobs::FENCED;
-use super::{now_ms, Fence, Store, StoreError};
+use super::steps::Steps;
+use super::text_enum::text_enum;
+use super::{now_ms, with_pool, Fence, Store, StoreError};
 
 /// Which numbers a metrics row holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     /// A training-loss logging window.
     Train,
@@ -19,10 +23,30 @@ pub enum Split {
     Eval,
 }
 
+impl Split {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Eval => "eval",
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Train, Self::Eval]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown split `{s}` (train, eval)"))
+    }
+}
+
 /// How much a job log entry matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
 pub enum Level {
     /// The job's normal life (queued, started, steps, evaluations, …).
     Info,
@@ -42,6 +66,19 @@ impl Level {
         }
     }
 }
+
+impl std::str::FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Info, Self::Warning, Self::Error]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown level `{s}` (info, warning, error)"))
+    }
+}
+
+text_enum!(Split, Level);
 
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -118,44 +155,6 @@ pub struct CheckpointRow {
     pub created_at: i64,
 }
 
-/// A fine-tuned model.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ModelRow {
-    /// `model-`, the job's suffix if any, and 12 hex digits.
-    pub id: String,
-    /// The job that made it.
-    pub job_id: String,
-    /// The base model that job started from.
-    pub base_model: String,
-    /// Class names, by label id.
-    #[sqlx(json)]
-    pub labels: Vec<String>,
-    /// The final evaluation; `None` when the job had no evaluation set.
-    #[sqlx(json(nullable))]
-    pub metrics: Option<Value>,
-    /// Its folder (Hugging Face classifier layout).
-    pub path: String,
-    /// When registered (Unix ms).
-    pub created_at: i64,
-}
-
-/// What [`Store::finish_succeeded`] registers.
-#[derive(Debug, Clone)]
-pub struct NewModel {
-    /// The id to register it under.
-    pub id: String,
-    /// The base model of the job.
-    pub base_model: String,
-    /// Class names, by label id.
-    pub labels: Vec<String>,
-    /// The final evaluation, if the job had an evaluation set.
-    pub metrics: Option<Value>,
-    /// Its folder.
-    pub path: String,
-}
-
-const MODEL_COLUMNS: &str = "id, job_id, base_model, labels, metrics, path, created_at";
-
 impl Store {
     /// Records (or, on a replayed step, overwrites) a metrics row.
     pub async fn record_metric(
@@ -173,31 +172,33 @@ impl Store {
              ON CONFLICT (job_id, split, step) DO UPDATE SET epoch = excluded.epoch,
                  loss = excluded.loss, data = excluded.data, attempt = excluded.attempt"
         );
-        let statement = fence
-            .bind(&sql)
-            .bind(split)
-            .bind(step)
-            .bind(epoch)
-            .bind(loss)
-            .bind(Json(data))
-            .bind(now_ms());
-        self.fenced_write(statement).await
+        with_pool!(self, |pool, Db| {
+            let statement = fence
+                .bind::<Db>(&sql)
+                .bind(split)
+                .bind(step)
+                .bind(epoch)
+                .bind(loss)
+                .bind(Json(data))
+                .bind(now_ms());
+            Db::fenced_write(pool, fence, statement).await
+        })
     }
 
     /// A job's metrics: training windows first, then evaluations, each by step.
     pub async fn list_metrics(&self, job_id: &str) -> Result<Vec<MetricRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT split, step, epoch, loss, data FROM metrics WHERE job_id = $1
-             ORDER BY split DESC, step",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT split, step, epoch, loss, data FROM metrics WHERE job_id = $1
+             ORDER BY split DESC, step";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL).bind(job_id).fetch_all(pool).await?)
+        })
     }
 
     /// Appends to a job's log and returns the entry written. With a fence,
     /// only while it holds (`None` when it no longer does); without (client
     /// actions), at the job's current attempt (`None` when there is no such job).
+    /// The job row is locked meanwhile, so a job's entries are numbered in
+    /// the order they commit, whichever node writes them.
     pub async fn add_event(
         &self,
         job_id: &str,
@@ -215,20 +216,30 @@ impl Store {
                 "{INSERT} SELECT id, attempt, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1 {RETURNING}"
             ),
         };
-        let statement = match fence {
-            Some(f) => f.bind(&sql),
-            None => sqlx::query(&sql).bind(job_id),
-        };
-        let statement = statement
-            .bind(event.level)
-            .bind(event.kind)
-            .bind(event.message)
-            .bind(event.data.map(Json))
-            .bind(now_ms());
-        let mut tx = self.write().await?;
-        let row = statement.fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(row.map(|r| EventRow::from_row(&r)).transpose()?)
+        let now = now_ms();
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let (held, statement) = match fence {
+                Some(f) => (Db::fence_held(&mut tx, f).await?, f.bind::<Db>(&sql)),
+                None => {
+                    let found = Db::lock_job(&mut tx, job_id).await?.is_some();
+                    (found, sqlx::query(&sql).bind(job_id))
+                }
+            };
+            if !held {
+                return Ok(None);
+            }
+            let row = statement
+                .bind(event.level)
+                .bind(event.kind)
+                .bind(event.message)
+                .bind(event.data.map(Json))
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row.map(|r| EventRow::from_row(&r)).transpose()?)
+        })
     }
 
     /// A job's log entries after `after_seq`, oldest first.
@@ -238,15 +249,16 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT seq, attempt, level, kind, message, data, created_at FROM events
-             WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(job_id)
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT seq, attempt, level, kind, message, data, created_at
+             FROM events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL)
+                .bind(job_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// Records a written checkpoint.
@@ -263,13 +275,15 @@ impl Store {
              ON CONFLICT (job_id, step) DO UPDATE SET path = excluded.path,
                  metrics = excluded.metrics, attempt = excluded.attempt"
         );
-        let statement = fence
-            .bind(&sql)
-            .bind(step)
-            .bind(path)
-            .bind(metrics.map(Json))
-            .bind(now_ms());
-        self.fenced_write(statement).await
+        with_pool!(self, |pool, Db| {
+            let statement = fence
+                .bind::<Db>(&sql)
+                .bind(step)
+                .bind(path)
+                .bind(metrics.map(Json))
+                .bind(now_ms());
+            Db::fenced_write(pool, fence, statement).await
+        })
     }
 
     /// Forgets a checkpoint deleted under `save_total_limit`.
@@ -278,80 +292,17 @@ impl Store {
             "DELETE FROM checkpoints WHERE job_id = $1 AND step = $4
                AND EXISTS (SELECT 1 FROM jobs WHERE {FENCED})"
         );
-        self.fenced_write(fence.bind(&sql).bind(step)).await
+        with_pool!(self, |pool, Db| {
+            Db::fenced_write(pool, fence, fence.bind::<Db>(&sql).bind(step)).await
+        })
     }
 
     /// A job's kept checkpoints by step.
     pub async fn list_checkpoints(&self, job_id: &str) -> Result<Vec<CheckpointRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT step, path, metrics, created_at FROM checkpoints WHERE job_id = $1
-             ORDER BY step",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Registers the job's model and marks it succeeded, in one transaction;
-    /// `None` (and nothing written) when the fence no longer holds.
-    pub async fn finish_succeeded(
-        &self,
-        fence: &Fence,
-        new: NewModel,
-    ) -> Result<Option<ModelRow>, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let sql = format!(
-            "UPDATE jobs SET status = 'succeeded', model_id = $4, lease_owner = NULL,
-                 lease_expires_at = NULL, finished_at = $5, updated_at = $5, error = NULL
-             WHERE {FENCED}"
-        );
-        let done = fence
-            .bind(&sql)
-            .bind(&new.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if done != 1 {
-            return Ok(None);
-        }
-        let row = sqlx::query_as(&format!(
-            "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {MODEL_COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&fence.job_id)
-        .bind(&new.base_model)
-        .bind(Json(&new.labels))
-        .bind(new.metrics.as_ref().map(Json))
-        .bind(&new.path)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    /// One model.
-    pub async fn get_model(&self, id: &str) -> Result<ModelRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "model",
-                id: id.to_string(),
-            })
-    }
-
-    /// Models, newest first.
-    pub async fn list_models(&self, limit: i64) -> Result<Vec<ModelRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MODEL_COLUMNS} FROM models ORDER BY seq DESC LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT step, path, metrics, created_at FROM checkpoints
+             WHERE job_id = $1 ORDER BY step";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL).bind(job_id).fetch_all(pool).await?)
+        })
     }
 }

@@ -1,9 +1,11 @@
 //! tuneserve's integration tests, as one test binary: it builds and links once
 //! instead of once per file. Run one area with a filter, e.g.
 //! `cargo test --release --test it service_` or `cargo test --release --test it model_parity`.
+//! Tests of the store run on SQLite and on PostgreSQL (see [`test_db`]).
 
 mod common;
 mod support;
+mod test_db;
 
 mod browser;
 mod cli;
@@ -14,9 +16,14 @@ mod model_grad;
 mod model_io;
 mod model_parity;
 mod openapi;
+mod processes;
 mod service_api;
+mod service_cluster;
 mod service_crash;
 mod service_e2e;
+mod service_nodes;
 mod service_queue;
+mod store_contention;
+mod store_copy;
 mod train_loop;
 mod train_parity;

@@ -14,6 +14,8 @@ use crate::api::{ApiError, AppState, Json};
 pub struct Health {
     /// `ok`.
     pub status: &'static str,
+    /// The node that answered (`--node-id`).
+    pub node: String,
     /// The model `/classify` answers with by default, if any.
     pub latest_model: Option<String>,
 }
@@ -32,6 +34,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))?;
     Ok(Json(Health {
         status: "ok",
+        node: state.config.node_id.clone(),
         latest_model: state.registry.latest().map(|m| m.id.clone()),
     }))
 }

@@ -81,6 +81,9 @@ pub struct Job {
     pub max_attempts: i64,
     /// A cancel was asked for.
     pub cancel_requested: bool,
+    /// The node running it (`--node-id`), while it runs; any node answers
+    /// for any job.
+    pub node: Option<String>,
     /// Progress.
     pub progress: JobProgress,
     /// Newest metrics (single-job answers only).
@@ -119,6 +122,10 @@ impl From<JobRow> for Job {
             attempt: row.attempt,
             max_attempts: row.max_attempts,
             cancel_requested: row.cancel_requested,
+            node: (row.status == JobStatus::Running)
+                .then_some(row.lease_owner.as_deref())
+                .flatten()
+                .map(|owner| crate::queue::owner_node(owner).to_string()),
             progress: JobProgress {
                 step: row.progress.step,
                 total_steps: row.progress.total_steps,
@@ -387,7 +394,8 @@ pub async fn checkpoints(
     }))
 }
 
-/// Cancels a job: a queued one at once; a running one stops at its next step.
+/// Cancels a job: a queued one at once; a running one (on any node) stops
+/// within a heartbeat.
 #[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(

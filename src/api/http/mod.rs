@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod nodes;
 pub mod web;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,7 +38,7 @@ use crate::train::Hyperparameters;
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
-        (name = "service", description = "Health and metrics"),
+        (name = "service", description = "Health, metrics and the nodes serving the database"),
         (name = "datasets", description = "Uploaded training data"),
         (name = "jobs", description = "Fine-tuning jobs"),
         (name = "models", description = "Fine-tuned models and classification"),
@@ -109,6 +110,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(models::list))
         .routes(routes!(models::get))
         .routes(routes!(classify::classify))
+        .routes(routes!(nodes::list))
 }
 
 fn open() -> OpenApiRouter<AppState> {
