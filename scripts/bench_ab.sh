@@ -3,6 +3,20 @@
 # (PyTorch + Transformers) on the same model folders, interleaved, same threads.
 #
 #   scripts/bench_ab.sh [PRESET ...]        (default: small gpt2)
+#   scripts/bench_ab.sh recipe [PRESET|DIR] (default: gpt2)
+#   scripts/bench_ab.sh matmul
+#
+# `matmul` times the matrix products alone on the recipe's shapes: our sgemm
+# and the gemm crate (`tuneserve bench --matmul`) against torch.matmul
+# (`hf_bench.py --matmul-shapes`), interleaved ROUNDS times; prints GFLOP/s.
+#
+# `recipe` times the recipe's own shape: STEPS optimizer steps (default 20) of
+# batch 1 x gradient accumulation 4 over the tweets of DATA (default the
+# repository's sample), `tuneserve bench --recipe` against
+# `reference/hf_train.py --max-steps STEPS --padding dynamic`, interleaved
+# ROUNDS times, each run wrapped in reference/cpu_guard.py's accounting of the
+# CPU other processes took meanwhile. Prints s/step (median), phases, peak RSS
+# and the ratios.
 #
 # Needs a release build (cargo build --release) and the reference's Python
 # environment: PYTHON=/path/to/venv/bin/python (see reference/README.md).
@@ -13,18 +27,122 @@ PYTHON=${PYTHON:-python3}
 REF=${REF:-reference}
 ROUNDS=${ROUNDS:-2}
 THREADS=${THREADS:-2}
-BIN=target/release/tuneserve
+BIN=${BIN:-target/release/tuneserve}
 OUT=${OUT:-target/bench-ab}
+mkdir -p "$OUT"
+# A model folder for a preset name (random weights), or the folder given.
+model_dir() {
+  if [ -d "$1" ]; then echo "$1"; return; fi
+  local d="$OUT/models/$1"
+  [ -f "$d/model.safetensors" ] || "$BIN" init-model --preset "$1" --tokenizer assets/gpt2-tokenizer --out "$d" >&2
+  echo "$d"
+}
+export RAYON_NUM_THREADS=$THREADS CANDLE_NUM_THREADS=$THREADS
+if [ "${1:-}" = matmul ]; then
+  for r in $(seq 1 "$ROUNDS"); do
+    "$BIN" bench --matmul --warmup 2 --iters 7 --out "$OUT/matmul-tuneserve-$r.json" >/dev/null
+    "$PYTHON" "$REF/hf_bench.py" --matmul-shapes --threads "$THREADS" --warmup 2 --iters 7 \
+      --out "$OUT/matmul-pytorch-$r.json" >/dev/null
+  done
+  exec "$PYTHON" - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+ts = [json.load(open(f"{out}/matmul-tuneserve-{r}.json"))["matmul"]["shapes"] for r in range(1, rounds + 1)]
+pt = [json.load(open(f"{out}/matmul-pytorch-{r}.json"))["matmul"]["shapes"] for r in range(1, rounds + 1)]
+print(f"{'shape':<26} {'sgemm':>8} {'gemm':>8} {'torch':>8}  sgemm/torch  sgemm/gemm  (GFLOP/s, median of rounds)")
+for i, s in enumerate(ts[0]):
+    a = statistics.median(r[i]["sgemm_best_gflops"] for r in ts)
+    g = statistics.median(r[i]["gemm_crate_gflops"] for r in ts)
+    t = statistics.median(r[i]["gflops"] for r in pt)
+    print(f"{s['label']:<26} {a:>8.1f} {g:>8.1f} {t:>8.1f}  {a / t:>10.2f}x  {a / g:>9.2f}x")
+PY
+fi
+if [ "${1:-}" = recipe ]; then
+  exec "$PYTHON" - --bin "$BIN" --python "$PYTHON" --ref "$REF" \
+    --model "$(model_dir "${2:-gpt2}")" --data "${DATA:-tests/fixtures/tweets/train.jsonl}" \
+    --steps "${STEPS:-20}" --rounds "$ROUNDS" --threads "$THREADS" --out "$OUT" <<'PY'
+"""The recipe's shape, interleaved: `tuneserve bench --recipe` against reference/hf_train.py.
+
+Run by `scripts/bench_ab.sh recipe` (see there). Each run is wrapped in cpu_guard's accounting of the
+CPU that other processes used meanwhile, which is printed beside the numbers: on a shared machine
+a ratio is only as good as the load it was measured under.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+
+def rows_needed(data, steps):
+    """hf_train.py keeps the rows of permutation(full_n)[:n] that the file has: for a whole split
+    (the full file lacks only its empty-text row) 4 rows a step, the rows tuneserve trains on; for a
+    sample of the split all of full_n (then it trains on as many of the sample's rows as it needs)."""
+    idx = [json.loads(line).get("idx", i) for i, line in enumerate(open(data, encoding="utf-8")) if line.strip()]
+    full_n = max(idx) + 1
+    return 4 * steps if len(idx) >= 0.99 * full_n else full_n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for flag in ("--bin", "--python", "--ref", "--model", "--data", "--out"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    sys.path.insert(0, a.ref)
+    from cpu_guard import Guard
+
+    n_train = rows_needed(a.data, a.steps)
+    runs = {"tuneserve": [], "pytorch": []}
+    for r in range(1, a.rounds + 1):
+        for side in ("tuneserve", "pytorch"):
+            out = os.path.abspath(f"{a.out}/recipe-{side}-{r}.json")
+            if side == "tuneserve":
+                cmd = [a.bin, "bench", "--recipe", "--model", a.model, "--steps", str(a.steps),
+                       "--data", a.data, "--out", out]
+            else:
+                cmd = [a.python, f"{a.ref}/hf_train.py", "--model", a.model, "--train", a.data, "--eval", a.data,
+                       "--n-train", str(n_train), "--n-eval", "8", "--max-steps", str(a.steps),
+                       "--padding", "dynamic", "--threads", str(a.threads), "--skip-eval", "--wait-idle-s", "0",
+                       "--workdir", os.path.abspath(f"{a.out}/trainer"), "--out", out]
+            with Guard() as g:
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            res = json.load(open(out))
+            if side == "tuneserve":
+                m = res["recipe"][0]
+                row = {"s_per_step": m["step_median_s"], "phases": m["phase_mean_s"], "rss": m["peak_rss_mib"]}
+            else:
+                row = {"s_per_step": res["train"]["step_time_median_s"], "phases": None, "rss": res["peak_rss_mib"]}
+            row.update(wall=g.wall_s, other=g.other_share)
+            runs[side].append(row)
+            print(f"round {r} {side:<9}: {row['s_per_step']:.3f} s/step (median), peak RSS {row['rss']:.0f} MiB, "
+                  f"process {g.wall_s:.1f} s, other processes took {100 * g.other_share:.0f}% of the machine",
+                  flush=True)
+    med = {s: {k: statistics.median(x[k] for x in runs[s]) for k in ("s_per_step", "rss", "wall")} for s in runs}
+    ts, pt = med["tuneserve"], med["pytorch"]
+    ph = {k: statistics.median(x["phases"][k] for x in runs["tuneserve"]) for k in runs["tuneserve"][0]["phases"]}
+    print(f"tuneserve phases (mean s/step): " + ", ".join(f"{k} {v:.3f}" for k, v in ph.items()))
+    print(f"s/step: tuneserve {ts['s_per_step']:.3f}, pytorch {pt['s_per_step']:.3f}, "
+          f"ratio {pt['s_per_step'] / ts['s_per_step']:.2f}x (pytorch / tuneserve; above 1: tuneserve faster)")
+    print(f"whole process: tuneserve {ts['wall']:.1f} s, pytorch {pt['wall']:.1f} s, ratio {pt['wall'] / ts['wall']:.2f}x")
+    print(f"peak RSS: tuneserve {ts['rss']:.0f} MiB, pytorch {pt['rss']:.0f} MiB, ratio {ts['rss'] / pt['rss']:.2f}x "
+          f"(tuneserve / pytorch; at most 1 is the target)")
+    json.dump({"runs": runs, "median": med}, open(f"{a.out}/recipe-ab.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
+PY
+fi
 presets=("${@:-small gpt2}")
 [ $# -eq 0 ] && presets=(small gpt2)
-mkdir -p "$OUT"
 dirs=()
 for p in "${presets[@]}"; do
-  d="$OUT/models/$p"
-  [ -f "$d/model.safetensors" ] || "$BIN" init-model --preset "$p" --tokenizer assets/gpt2-tokenizer --out "$d"
-  dirs+=("$d")
+  dirs+=("$(model_dir "$p")")
 done
-export RAYON_NUM_THREADS=$THREADS CANDLE_NUM_THREADS=$THREADS
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r: tuneserve"
   "$BIN" bench --model "${dirs[@]}" --out "$OUT/tuneserve-$r.json"

@@ -52,9 +52,14 @@ impl DataDir {
         self.root.join("datasets").join(format!("{id}.jsonl"))
     }
 
+    /// Job `id`'s folder (its checkpoints are in `checkpoints/` under it).
+    pub fn job(&self, job_id: &str) -> PathBuf {
+        self.root.join("jobs").join(job_id)
+    }
+
     /// Where job `id` keeps its checkpoints.
     pub fn checkpoints(&self, job_id: &str) -> PathBuf {
-        self.root.join("jobs").join(job_id).join("checkpoints")
+        self.job(job_id).join("checkpoints")
     }
 
     /// The folder of fine-tuned model `id`.
@@ -68,6 +73,18 @@ impl DataDir {
             .unwrap_or(path)
             .display()
             .to_string()
+    }
+
+    /// `text` (an error message, say) with this folder's location replaced by
+    /// `<data>`: clients see where a file is within the data folder, never
+    /// where the folder is on the server.
+    pub fn scrub(&self, text: &str) -> String {
+        let root = self.root.display().to_string();
+        let root = root.trim_end_matches('/');
+        if root.is_empty() {
+            return text.to_string();
+        }
+        text.replace(root, "<data>")
     }
 
     /// A path read from the database, as a path on this machine.

@@ -22,6 +22,14 @@ pub enum HubError {
         /// What went wrong, in words.
         reason: String,
     },
+    /// The repository or the file does not exist (or is private to others).
+    #[error("`{file}` was not found in the Hugging Face Hub repo `{repo}` (no such repo or file)")]
+    NotFound {
+        /// `owner/name` of the repository.
+        repo: String,
+        /// The file inside the repository.
+        file: String,
+    },
     /// Offline mode is on and the file is not in the local cache.
     #[error(
         "`{file}` of Hub repo `{repo}` is not in the local cache and HF_HUB_OFFLINE is set; \
@@ -88,6 +96,12 @@ impl HubRepo {
         }
     }
 
+    /// The local path of `file` when it is in the cache already (nothing is
+    /// downloaded).
+    pub fn cached(&self, file: &str) -> Option<PathBuf> {
+        Cache::from_env().repo(self.repo()).get(file)
+    }
+
     /// Returns the local path of `file`, downloading it into the cache if needed.
     pub fn get(&self, file: &str) -> Result<PathBuf, HubError> {
         let cache = Cache::from_env();
@@ -111,9 +125,17 @@ impl HubRepo {
             .with_progress(false)
             .build()
             .map_err(|e| fetch_error(e.to_string()))?;
-        api.repo(self.repo())
-            .get(file)
-            .map_err(|e| fetch_error(e.to_string()))
+        api.repo(self.repo()).get(file).map_err(|e| match e {
+            hf_hub::api::sync::ApiError::RequestError(r)
+                if matches!(*r, ureq::Error::Status(404, _)) =>
+            {
+                HubError::NotFound {
+                    repo: self.id.clone(),
+                    file: file.to_string(),
+                }
+            }
+            other => fetch_error(other.to_string()),
+        })
     }
 }
 

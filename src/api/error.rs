@@ -71,9 +71,9 @@ pub(crate) struct ErrorDetail {
     message: String,
     /// The request field at fault, if one.
     param: Option<String>,
-    /// Extra details (for example, a dataset's row errors).
+    /// A dataset upload's row errors, in line order (present only then).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Vec<crate::data::RowError>>)]
     details: Option<serde_json::Value>,
 }
 

@@ -26,7 +26,7 @@ pub use error::{ApiError, Json, Query};
 
 use crate::cluster::{self, Node};
 use crate::data_dir::DataDir;
-use crate::infer::{Batcher, Registry};
+use crate::infer::{BatchLimits, Batcher, BatchingConfig, Registry};
 use crate::model::{parse_device, ModelSource};
 use crate::queue::{Queue, QueueConfig};
 use crate::store::{DatabaseUrl, Store};
@@ -49,10 +49,17 @@ pub struct ServeConfig {
     pub devices: Vec<String>,
     /// A model (folder or Hub id) to serve before any job succeeds.
     pub model: Option<String>,
+    /// Folders whose subfolders clients may name as base models.
+    pub model_dirs: Vec<PathBuf>,
     /// Bearer token required on every route but `/health`, `/metrics` and the docs.
     pub api_key: Option<String>,
     /// Texts per forward pass of the inference thread.
     pub max_batch_size: usize,
+    /// Padded tokens (texts × the longest one's tokens) per forward pass of
+    /// the inference thread.
+    pub max_batch_tokens: usize,
+    /// Tokens one `/classify` request may hold (after truncation).
+    pub max_request_tokens: usize,
     /// Classification requests waiting at most (more: 429).
     pub queue_capacity: usize,
     /// Texts in one `/classify` request at most.
@@ -87,8 +94,11 @@ impl ServeConfig {
             node_id: cluster::default_node_id(),
             devices: vec!["cpu".into()],
             model: None,
+            model_dirs: Vec::new(),
             api_key: None,
             max_batch_size: 32,
+            max_batch_tokens: 8192,
+            max_request_tokens: 16384,
             queue_capacity: 64,
             max_inputs: 64,
             max_json_bytes: 1 << 20,
@@ -135,6 +145,9 @@ pub struct AppState {
     pub batcher: Batcher,
     /// The data folder's layout.
     pub data_dir: DataDir,
+    /// The id the model the service was started with (`--model`) is served
+    /// under; `None` without one.
+    pub preloaded: Option<String>,
     /// The configuration.
     pub config: Arc<ServeConfig>,
     /// Cancelled on shutdown (ends event streams).
@@ -184,8 +197,15 @@ impl Application {
             devices[0].1.clone(),
             config.max_loaded_models,
         ));
-        preload(&config, &store, &data_dir, &registry).await?;
-        let batcher = Batcher::start(config.queue_capacity, config.max_batch_size)?;
+        let preloaded = preload(&config, &store, &data_dir, &registry).await?;
+        let batcher = Batcher::start(BatchingConfig {
+            capacity: config.queue_capacity,
+            limits: BatchLimits {
+                texts: config.max_batch_size.max(1),
+                tokens: config.max_batch_tokens.max(1),
+            },
+            max_request_tokens: config.max_request_tokens,
+        })?;
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
             node_id: config.node_id.clone(),
@@ -194,6 +214,7 @@ impl Application {
             lease: config.lease,
             heartbeat: config.heartbeat,
             poll: config.poll,
+            model_dirs: config.model_dirs.clone(),
         };
         let (queue, workers) = Queue::start(
             queue_config,
@@ -223,6 +244,7 @@ impl Application {
             registry,
             batcher,
             data_dir,
+            preloaded,
             config: Arc::new(config),
             shutdown: shutdown.clone(),
         };
@@ -305,32 +327,50 @@ async fn signal() {
     }
 }
 
-/// `--model` if given, else the newest fine-tuned model, becomes `latest`.
-/// `--model` ranks as the newest model registered so far: a model registered
-/// later (on any node) replaces it.
+/// `--model` if given, else the model promoted last that loads (a model
+/// whose files were deleted is skipped), becomes `latest`; returns the id
+/// `--model` is served under. `--model` ranks with the model promoted last
+/// so far: a model promoted later (on any node) replaces it.
 async fn preload(
     config: &ServeConfig,
     store: &Store,
     data_dir: &DataDir,
     registry: &Registry,
-) -> anyhow::Result<()> {
-    let newest = store.list_models(1).await?.pop();
-    let rank = newest.as_ref().map_or(0, |m| m.seq);
-    let (id, source) = match (&config.model, newest) {
-        (Some(model), _) => (model.clone(), model.parse::<ModelSource>()?),
-        (None, Some(row)) => (row.id, ModelSource::Dir(data_dir.resolve(&row.path))),
-        (None, None) => return Ok(()),
-    };
-    match (registry.get_or_load(&id, source).await, &config.model) {
-        (Ok(served), _) => {
-            tracing::info!(model = %id, "serving as `latest`");
-            registry.promote(served, rank);
-            Ok(())
+) -> anyhow::Result<Option<String>> {
+    let promoted = store.promoted_models(16).await?;
+    if let Some(model) = &config.model {
+        let source: ModelSource = model.parse()?;
+        let served = registry
+            .get_or_load(&served_name(&source), source)
+            .await
+            .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
+        tracing::info!(model = %served.id, "serving --model as `latest`");
+        let id = served.id.clone();
+        let rank = promoted.first().and_then(|m| m.promoted_at).unwrap_or(0);
+        registry.promote(served, rank);
+        return Ok(Some(id));
+    }
+    for row in promoted {
+        let source = ModelSource::Dir(data_dir.resolve(&row.path));
+        match registry.get_or_load(&row.id, source).await {
+            Ok(served) => {
+                tracing::info!(model = %row.id, "serving as `latest`");
+                registry.promote(served, row.promoted_at.unwrap_or(0));
+                return Ok(None);
+            }
+            Err(e) => tracing::warn!(model = %row.id, "cannot serve the model promoted last: {e}"),
         }
-        (Err(e), Some(_)) => Err(anyhow::anyhow!("--model: {e}")),
-        (Err(e), None) => {
-            tracing::warn!(model = %id, "cannot load the newest model: {e}");
-            Ok(())
-        }
+    }
+    Ok(None)
+}
+
+/// The id a `--model` is served (and listed) under: a folder's name, never
+/// its path on the server; a Hub id as given.
+pub(crate) fn served_name(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Dir(dir) => dir
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
+        ModelSource::Hub(_) => source.to_string(),
     }
 }

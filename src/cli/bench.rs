@@ -1,6 +1,11 @@
 //! `tuneserve bench`: speed of the classifier on this machine, on the same
-//! shapes as `reference/hf_bench.py` (train step 8×64 with dropout on,
-//! forward 32×64 in eval mode), as medians after warm-up runs.
+//! shapes as `reference/hf_bench.py` (train step 8×64 with dropout on, forward
+//! 32×64 in eval mode), as medians after warm-up runs; `--recipe` times the
+//! recipe's own shape instead (see `recipe.rs`), `--matmul` the matrix products
+//! alone (see `matmul.rs`).
+
+mod matmul;
+mod recipe;
 
 use std::time::Instant;
 
@@ -44,6 +49,30 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Time the recipe's shape instead: --steps optimizer steps of batch 1 ×
+    /// --accumulation micro-batches over the tweets of --data.
+    #[arg(long)]
+    pub recipe: bool,
+    /// Optimizer steps of --recipe.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Micro-batches (one text each) per optimizer step of --recipe.
+    #[arg(long, default_value_t = 4)]
+    pub accumulation: usize,
+    /// JSONL file of `{"text", "label", "idx"}` rows for --recipe.
+    #[arg(long, default_value = "tests/fixtures/tweets/train.jsonl")]
+    pub data: std::path::PathBuf,
+    /// Seed of --recipe's row selection (numpy's permutation, as hf_train.py) and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// After --recipe's steps, also time evaluation forwards over this many of its
+    /// rows in batches of 8.
+    #[arg(long, default_value_t = 0)]
+    pub eval_rows: usize,
+    /// Time only the matrix products (our sgemm per kernel and the `gemm` crate)
+    /// on the model's shapes.
+    #[arg(long)]
+    pub matmul: bool,
 }
 
 struct Timing {
@@ -212,55 +241,72 @@ fn matmul_gflops(args: &BenchArgs) -> anyhow::Result<f64> {
     Ok(2.0 * (N as f64).powi(3) / t.median / 1e9)
 }
 
-/// Runs `bench`.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let matmul = matmul_gflops(&args)?;
-    println!(
-        "matmul 2048^3 fp32: {matmul:.1} GFLOP/s median, {} threads",
-        candle_core::utils::get_num_threads()
-    );
-    let mut results = Vec::new();
-    if args.model.is_empty() {
-        for preset in &args.preset {
+/// The models to time: --model folders, or random weights of each --preset.
+fn models(args: &BenchArgs) -> anyhow::Result<Vec<(String, LoadedModel)>> {
+    if !args.model.is_empty() {
+        return args
+            .model
+            .iter()
+            .map(|m| {
+                let source: ModelSource = m.parse()?;
+                let opts = LoadOptions {
+                    labels: Some(crate::model::default_labels(3)),
+                    ..LoadOptions::default()
+                };
+                let loaded = load(&source, &opts).with_context(|| format!("loading {m}"))?;
+                Ok((m.clone(), loaded))
+            })
+            .collect();
+    }
+    let tokenizer = match &args.tokenizer {
+        Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
+        None => TextTokenizer::gpt2()?,
+    };
+    args.preset
+        .iter()
+        .map(|preset| {
             let mut config = preset.config();
             config.labels = crate::model::default_labels(3);
-            let tokenizer = match &args.tokenizer {
-                Some(dir) => TextTokenizer::load(&TokenizerFiles::in_dir(dir)?)?,
-                None => TextTokenizer::gpt2()?,
-            };
             let loaded = LoadedModel {
                 weights: random_weights(&config, 0, &Device::Cpu)?,
                 config,
-                tokenizer,
+                tokenizer: tokenizer.clone(),
                 layout: crate::model::WeightLayout::Classifier,
                 new_head: true,
             };
-            results.push(bench_model(
-                &format!("{preset:?}").to_lowercase(),
-                &loaded,
-                &args,
-            )?);
+            Ok((format!("{preset:?}").to_lowercase(), loaded))
+        })
+        .collect()
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let threads = candle_core::utils::get_num_threads();
+    let json = if args.matmul {
+        json!({"tuneserve": env!("CARGO_PKG_VERSION"), "matmul": matmul::run(&args)?})
+    } else if args.recipe {
+        let mut results = Vec::new();
+        for (name, loaded) in models(&args)? {
+            results.push(recipe::run(&name, &loaded, &args)?);
         }
+        json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": threads,
+            "peak_rss_mib": peak_rss_mib(), "recipe": results})
     } else {
-        for m in &args.model {
-            let source: ModelSource = m.parse()?;
-            let opts = LoadOptions {
-                labels: Some(crate::model::default_labels(3)),
-                ..LoadOptions::default()
-            };
-            let loaded = load(&source, &opts).with_context(|| format!("loading {m}"))?;
-            results.push(bench_model(m, &loaded, &args)?);
+        let matmul = matmul_gflops(&args)?;
+        println!("matmul 2048^3 fp32: {matmul:.1} GFLOP/s median, {threads} threads");
+        let mut results = Vec::new();
+        for (name, loaded) in models(&args)? {
+            results.push(bench_model(&name, &loaded, &args)?);
         }
-    }
-    let peak = peak_rss_mib();
-    println!(
-        "peak RSS: {:.0} MiB; threads: {}",
-        peak.unwrap_or(f64::NAN),
-        candle_core::utils::get_num_threads()
-    );
+        let peak = peak_rss_mib();
+        println!(
+            "peak RSS: {:.0} MiB; threads: {threads}",
+            peak.unwrap_or(f64::NAN)
+        );
+        json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": threads,
+            "matmul_fp32_gflops": matmul, "peak_rss_mib": peak, "models": results})
+    };
     if let Some(out) = &args.out {
-        let json = json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": candle_core::utils::get_num_threads(),
-            "matmul_fp32_gflops": matmul, "peak_rss_mib": peak, "models": results});
         std::fs::write(out, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())

@@ -54,7 +54,11 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let classifier = Classifier::new(&loaded, args.max_length)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let rows = classifier.encode(&refs, true)?;
-    let predictions = classifier.classify_ids(&rows, args.batch_size)?;
+    let limits = crate::infer::BatchLimits {
+        texts: args.batch_size,
+        tokens: usize::MAX,
+    };
+    let predictions = classifier.classify_ids(&rows, limits)?;
     let mut out = std::io::stdout().lock();
     for p in predictions {
         serde_json::to_writer(&mut out, &p)?;

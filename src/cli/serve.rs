@@ -34,15 +34,33 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub devices: Vec<String>,
-    /// A model to serve from the start (folder in the Hub's layout or Hub id).
+    /// A model to serve from the start (folder in the Hub's layout or Hub id);
+    /// it is listed and named by its folder's name.
     #[arg(long, env = "TUNESERVE_MODEL")]
     pub model: Option<String>,
+    /// A folder whose subfolders (models in the Hub's layout) jobs may name as
+    /// `base_model`, relative to it; repeat the flag (or separate with commas)
+    /// for several.
+    #[arg(long, env = "TUNESERVE_MODEL_DIR", value_delimiter = ',')]
+    pub model_dir: Vec<PathBuf>,
+    /// Models kept loaded for `/classify` besides `latest` (the least recently
+    /// used one is unloaded beyond this).
+    #[arg(long, env = "TUNESERVE_MAX_LOADED_MODELS", default_value_t = 2)]
+    pub max_loaded_models: usize,
     /// Require `Authorization: Bearer <key>` (all routes but /health and /metrics).
     #[arg(long, env = "TUNESERVE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Texts per inference forward pass.
     #[arg(long, env = "TUNESERVE_MAX_BATCH_SIZE", default_value_t = 32)]
     pub max_batch_size: usize,
+    /// Padded tokens (texts × the longest one's tokens) per inference forward
+    /// pass: short texts batch widely, long ones in smaller groups.
+    #[arg(long, env = "TUNESERVE_MAX_BATCH_TOKENS", default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+    /// Tokens one /classify request may hold after truncation (more: 422), so
+    /// that no request holds the inference thread for long.
+    #[arg(long, env = "TUNESERVE_MAX_REQUEST_TOKENS", default_value_t = 16384)]
+    pub max_request_tokens: usize,
     /// Classification requests that may wait (more get 429).
     #[arg(long, env = "TUNESERVE_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,
@@ -78,8 +96,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.devices = args.devices;
     config.model = args.model;
+    config.model_dirs = args.model_dir;
+    config.max_loaded_models = args.max_loaded_models;
     config.api_key = args.api_key.filter(|k| !k.is_empty());
     config.max_batch_size = args.max_batch_size;
+    config.max_batch_tokens = args.max_batch_tokens;
+    config.max_request_tokens = args.max_request_tokens;
     config.queue_capacity = args.queue_capacity;
     config.max_inputs = args.max_inputs;
     config.max_json_bytes = args.max_json_bytes;

@@ -1,5 +1,6 @@
-//! `latest` followed across nodes: when the newest model in the store ranks
-//! above the one this node serves (a job finished on another node), it is
+//! `latest` followed across nodes: when the model promoted last in the store
+//! ranks above the one this node serves (a job finished, or a model was
+//! promoted by hand, on another node), it is
 //! loaded on a blocking thread and swapped in — no restart, and requests in
 //! flight finish on the weights they started with. Woken by the announcement
 //! of a new model, and every `model_poll` without one.
@@ -12,7 +13,7 @@ use super::Node;
 use crate::model::ModelSource;
 use crate::store::StoreError;
 
-/// Keeps `latest` on the newest registered model until shutdown.
+/// Keeps `latest` on the model promoted last until shutdown.
 pub(super) async fn follow(node: Node, models: Arc<Notify>) {
     // The model that last failed to load: its failure is reported once.
     let mut failed: Option<String> = None;
@@ -28,18 +29,19 @@ pub(super) async fn follow(node: Node, models: Arc<Notify>) {
     }
 }
 
-/// Loads and promotes the newest model when it ranks above `latest`.
+/// Loads and serves the model promoted last when it ranks above `latest`.
 async fn catch_up(node: &Node, failed: &mut Option<String>) -> Result<(), StoreError> {
-    let Some(newest) = node.store.list_models(1).await?.pop() else {
+    let Some(newest) = node.store.latest_model().await? else {
         return Ok(());
     };
-    if newest.seq <= node.registry.rank() {
+    let rank = newest.promoted_at.unwrap_or(0);
+    if rank <= node.registry.rank() {
         return Ok(());
     }
     let source = ModelSource::Dir(node.data_dir.resolve(&newest.path));
     match node.registry.get_or_load(&newest.id, source).await {
         Ok(model) => {
-            if node.registry.promote(model, newest.seq) {
+            if node.registry.promote(model, rank) {
                 tracing::info!(model = %newest.id, "newest model loaded; it is now `latest`");
             }
             *failed = None;

@@ -1,15 +1,28 @@
 //! The inference thread: requests arrive on a bounded channel (a full channel
 //! is the caller's 429), requests waiting together for the same model are
-//! classified as one batch of at most `max_batch_size` texts, and each answer
-//! goes back on its own oneshot. Tokenization and candle run only here, never
-//! on the async runtime.
+//! classified together in forward passes packed by texts and by padded
+//! tokens ([`BatchLimits`]), and each answer goes back on its own oneshot. A
+//! request may hold at most `max_request_tokens` tokens, so no single request
+//! holds the thread for long while others wait. Tokenization and candle run
+//! only here, never on the async runtime.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{InferError, Prediction, ServedModel};
+use super::{BatchLimits, InferError, Prediction, ServedModel};
+
+/// How the inference thread packs work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchingConfig {
+    /// Requests that may wait (more: 429).
+    pub capacity: usize,
+    /// Limits of one forward pass.
+    pub limits: BatchLimits,
+    /// Tokens one request may hold (after truncation).
+    pub max_request_tokens: usize,
+}
 
 /// Why a request was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -40,15 +53,14 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the inference thread with a queue of `capacity` requests and
-    /// batches of at most `max_batch_size` texts. The thread ends when every
-    /// handle is dropped.
-    pub fn start(capacity: usize, max_batch_size: usize) -> std::io::Result<Self> {
-        let capacity = capacity.max(1);
+    /// Starts the inference thread. The thread ends when every handle is
+    /// dropped.
+    pub fn start(config: BatchingConfig) -> std::io::Result<Self> {
+        let capacity = config.capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || serve(rx, max_batch_size.max(1)))?;
+            .spawn(move || serve(rx, config))?;
         Ok(Self { tx, capacity })
     }
 
@@ -74,11 +86,11 @@ impl Batcher {
     }
 }
 
-fn serve(mut rx: mpsc::Receiver<Request>, max_batch_size: usize) {
+fn serve(mut rx: mpsc::Receiver<Request>, config: BatchingConfig) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         let mut texts = batch[0].texts.len();
-        while texts < max_batch_size {
+        while texts < config.limits.texts {
             match rx.try_recv() {
                 Ok(next) => {
                     texts += next.texts.len();
@@ -94,19 +106,24 @@ fn serve(mut rx: mpsc::Receiver<Request>, max_batch_size: usize) {
                 .into_iter()
                 .partition(|r| Arc::ptr_eq(&r.model, &model));
             batch = rest;
-            run_group(&model, group, max_batch_size);
+            run_group(&model, group, &config);
         }
     }
 }
 
-fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
+fn run_group(model: &ServedModel, group: Vec<Request>, config: &BatchingConfig) {
+    let limits = config.limits;
     let started = Instant::now();
     // Each request tokenized once: the ids serve the length check and the batch.
     let mut ready = Vec::new();
     let mut all: Vec<Vec<u32>> = Vec::new();
     for req in group {
         let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
-        match model.classifier.encode(&texts, req.truncate) {
+        let encoded = model
+            .classifier
+            .encode(&texts, req.truncate)
+            .and_then(|ids| within_budget(ids, config.max_request_tokens));
+        match encoded {
             Ok(ids) => {
                 all.extend(ids);
                 ready.push(req);
@@ -120,7 +137,7 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
         return;
     }
     metrics::histogram!("tuneserve_inference_batch_size").record(all.len() as f64);
-    match model.classifier.classify_ids(&all, max_batch_size) {
+    match model.classifier.classify_ids(&all, limits) {
         Ok(mut predictions) => {
             for req in ready {
                 let rest = predictions.split_off(req.texts.len());
@@ -136,7 +153,7 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
                 rows = rest;
                 let answer = model
                     .classifier
-                    .classify_ids(mine, max_batch_size)
+                    .classify_ids(mine, limits)
                     .map_err(SubmitError::from);
                 let _ = req.reply.send(answer);
             }
@@ -148,4 +165,13 @@ fn run_group(model: &ServedModel, group: Vec<Request>, max_batch_size: usize) {
         }
     }
     metrics::histogram!("tuneserve_inference_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// `ids` when their tokens fit one request's budget.
+fn within_budget(ids: Vec<Vec<u32>>, max: usize) -> Result<Vec<Vec<u32>>, InferError> {
+    let tokens = ids.iter().map(Vec::len).sum();
+    match tokens <= max {
+        true => Ok(ids),
+        false => Err(InferError::TooManyTokens { tokens, max }),
+    }
 }

@@ -27,6 +27,14 @@ pub enum InferError {
         /// The model's limit.
         max: usize,
     },
+    /// A request's texts hold more tokens than one request may.
+    #[error("the inputs hold {tokens} tokens, more than the {max} one request may (send fewer or shorter texts)")]
+    TooManyTokens {
+        /// Tokens in the request (after truncation).
+        tokens: usize,
+        /// The limit (`--max-request-tokens`).
+        max: usize,
+    },
     /// The forward pass failed.
     #[error("forward pass failed: {0}")]
     Model(#[from] candle_core::Error),
@@ -48,6 +56,25 @@ pub struct Prediction {
     pub scores: BTreeMap<String, f32>,
     /// Raw logits, by label id.
     pub logits: Vec<f32>,
+}
+
+/// How big one forward pass may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Texts in one batch at most.
+    pub texts: usize,
+    /// Padded tokens (texts × the longest one's length) in one batch at most.
+    pub tokens: usize,
+}
+
+impl BatchLimits {
+    /// One batch of `texts` texts, whatever their length.
+    pub fn whole(texts: usize) -> Self {
+        Self {
+            texts: texts.max(1),
+            tokens: usize::MAX,
+        }
+    }
 }
 
 /// A classifier ready to answer: network, tokenizer and labels.
@@ -116,25 +143,37 @@ impl Classifier {
     /// prediction per text, in order.
     pub fn classify(&self, texts: &[&str]) -> Result<Vec<Prediction>, InferError> {
         let rows = self.encode(texts, true)?;
-        self.classify_ids(&rows, rows.len().max(1))
+        self.classify_ids(&rows, BatchLimits::whole(rows.len()))
     }
 
-    /// Classifies texts already encoded by [`Classifier::encode`] in batches of
-    /// at most `batch_size`, grouping texts of similar length to pad less;
-    /// results come back in input order.
+    /// Classifies texts already encoded by [`Classifier::encode`] in batches,
+    /// grouping texts of similar length to pad less: each batch holds at most
+    /// `limits.texts` texts and `limits.tokens` padded tokens (a longer text
+    /// goes alone). Results come back in input order.
     pub fn classify_ids(
         &self,
         rows: &[Vec<u32>],
-        batch_size: usize,
+        limits: BatchLimits,
     ) -> Result<Vec<Prediction>, InferError> {
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].len());
         let mut out: Vec<Option<Prediction>> = vec![None; rows.len()];
-        for chunk in order.chunks(batch_size.max(1)) {
+        let mut start = 0;
+        while start < order.len() {
+            // Sorted by length: the newest row is the longest, so padding is its length.
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < limits.texts.max(1)
+                && (end - start + 1) * rows[order[end]].len() <= limits.tokens
+            {
+                end += 1;
+            }
+            let chunk = &order[start..end];
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
             for (&i, p) in chunk.iter().zip(self.classify_rows(&batch)?) {
                 out[i] = Some(p);
             }
+            start = end;
         }
         Ok(out.into_iter().flatten().collect())
     }

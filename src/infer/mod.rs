@@ -8,6 +8,6 @@ mod batcher;
 mod classifier;
 mod registry;
 
-pub use batcher::{Batcher, SubmitError};
-pub use classifier::{Classifier, InferError, Prediction};
+pub use batcher::{Batcher, BatchingConfig, SubmitError};
+pub use classifier::{BatchLimits, Classifier, InferError, Prediction};
 pub use registry::{Registry, ServedModel};

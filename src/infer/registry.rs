@@ -1,10 +1,11 @@
 //! The models the service answers with: `latest` (swapped atomically when a
 //! model is promoted) and a bounded set of others loaded on demand by id.
 //!
-//! Each promotion carries the model's rank (its registration order in the
-//! store, over every node): a model only replaces `latest` when it ranks
-//! higher, so promotions arriving out of order (this node's own job, another
-//! node's model seen a moment later) settle on the newest model.
+//! Each promotion carries the model's rank (when it was promoted, in the
+//! store, over every node): a model only replaces `latest` when it ranks at
+//! least as high, so promotions arriving out of order (this node's own job,
+//! another node's promotion seen a moment later) settle on the one promoted
+//! last.
 //!
 //! Requests hold an `Arc`, so in-flight ones finish on the weights they started
 //! with; a model's weights are freed when it has left the registry and its last
@@ -70,13 +71,13 @@ impl Registry {
         }
     }
 
-    /// Makes `model` `latest` if `rank` is higher than the current one's
-    /// (a model registered later); otherwise keeps it as a recent model.
+    /// Makes `model` `latest` unless `rank` is lower than the current one's
+    /// (a model promoted earlier); otherwise keeps it as a recent model.
     /// `true` when it became `latest`. The previous `latest` stays loaded as
     /// a recent model (until evicted).
     pub fn promote(&self, model: Arc<ServedModel>, rank: i64) -> bool {
         let mut current = self.rank.lock().unwrap_or_else(|e| e.into_inner());
-        if rank <= *current {
+        if rank < *current {
             drop(current);
             if self.latest().is_none_or(|latest| latest.id != model.id) {
                 self.remember(model);

@@ -8,7 +8,7 @@ mod gpt2;
 mod head;
 mod init;
 mod load;
-mod ops;
+pub(crate) mod ops;
 mod save;
 
 use std::path::{Path, PathBuf};

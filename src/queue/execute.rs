@@ -114,6 +114,8 @@ pub(crate) struct Executed {
     pub model: Option<Arc<ServedModel>>,
     /// The last evaluation.
     pub final_metrics: Option<EvalMetrics>,
+    /// The step of the best checkpoint (by `metric_for_best_model`), if any.
+    pub best_step: Option<usize>,
 }
 
 struct ChannelObserver {
@@ -184,6 +186,7 @@ fn execute(
             finish: Finish::Stopped,
             model: None,
             final_metrics: outcome.final_metrics,
+            best_step: None,
         });
     }
     outcome
@@ -197,5 +200,6 @@ fn execute(
             classifier,
         })),
         final_metrics: outcome.final_metrics,
+        best_step: outcome.best_step,
     })
 }

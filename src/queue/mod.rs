@@ -10,9 +10,11 @@
 //! worker turns into the trainer's `should_stop`. On shutdown workers stop
 //! their trainers and hand their jobs back to the queue.
 
+mod base_model;
 mod execute;
 mod log;
 mod record;
+mod settle;
 mod worker;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use base_model::{local_config, BaseModelError, BaseModels};
 pub use log::{JobLog, LoggedEvent};
 
 use crate::data_dir::DataDir;
@@ -44,6 +47,9 @@ pub struct QueueConfig {
     pub heartbeat: Duration,
     /// How often an idle worker looks for work (it is also woken on submit).
     pub poll: Duration,
+    /// Folders whose subfolders are base models clients may name
+    /// (`--model-dir`).
+    pub model_dirs: Vec<std::path::PathBuf>,
 }
 
 impl QueueConfig {
@@ -59,8 +65,25 @@ pub(crate) struct Shared {
     pub store: Store,
     pub log: JobLog,
     pub registry: Arc<Registry>,
+    pub base_models: BaseModels,
     pub shutdown: CancellationToken,
     pub wake: Notify,
+}
+
+impl Shared {
+    /// `text` without the server's folders: the data folder becomes `<data>`
+    /// and each model folder `<model-dir>`, so a job's error tells a client
+    /// which file is at fault but not where the server keeps it.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let text = self.config.data_dir.scrub(text);
+        self.config.model_dirs.iter().fold(text, |text, dir| {
+            let dir = dir.display().to_string();
+            match dir.trim_end_matches('/') {
+                "" => text,
+                root => text.replace(root, "<model-dir>"),
+            }
+        })
+    }
 }
 
 /// The API's handle on the queue.
@@ -85,8 +108,14 @@ impl Queue {
         registry: Arc<Registry>,
         shutdown: CancellationToken,
     ) -> (Self, Vec<JoinHandle<()>>) {
+        let base_models = BaseModels::new(
+            store.clone(),
+            config.data_dir.clone(),
+            config.model_dirs.clone(),
+        );
         let shared = Arc::new(Shared {
             config,
+            base_models,
             log: JobLog::new(store.clone()),
             store,
             registry,
@@ -114,6 +143,11 @@ impl Queue {
     /// The job log, which the API writes clients' actions to and follows live.
     pub fn log(&self) -> &JobLog {
         &self.shared.log
+    }
+
+    /// How jobs' base model names are resolved.
+    pub fn base_models(&self) -> &BaseModels {
+        &self.shared.base_models
     }
 }
 

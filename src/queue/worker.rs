@@ -9,19 +9,12 @@ use candle_core::Device;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::execute::{self, Executed, JobError, Msg, Plan};
+use super::execute::{self, JobError, Msg, Plan};
 use super::record::Recorder;
+use super::settle::{settle, settle_error, StopReason};
 use super::Shared;
-use crate::store::{Fence, JobRow, JobStatus, Level, NewEvent, NewModel, StoreError};
-use crate::train::{Finish, Provenance};
-
-/// Why the worker asked the trainer to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopReason {
-    Cancelled,
-    Shutdown,
-    LeaseLost,
-}
+use crate::store::{Fence, JobRow, NewEvent};
+use crate::train::Provenance;
 
 /// Runs one claimed attempt of `job` to its end.
 pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: JobRow) {
@@ -118,10 +111,11 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
         Some(id) => Some(dataset(id.clone()).await?),
         None => None,
     };
-    let base_model = job
-        .base_model
-        .parse()
-        .map_err(|e: crate::model::ModelError| JobError::Plan(e.to_string()))?;
+    let base_model = shared
+        .base_models
+        .resolve(&job.base_model)
+        .await
+        .map_err(|e| JobError::Plan(format!("base_model `{}`: {e}", job.base_model)))?;
     let short = uuid::Uuid::new_v4().simple().to_string();
     let model_id = match &job.suffix {
         Some(suffix) => format!("model-{suffix}-{}", &short[..12]),
@@ -144,97 +138,4 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
         checkpoint_dir: dir.checkpoints(&job.id),
         device: device.clone(),
     })
-}
-
-async fn settle(
-    shared: &Shared,
-    fence: &Fence,
-    job: &JobRow,
-    done: Result<Executed, JobError>,
-    reason: Option<StopReason>,
-) {
-    let log = |event: NewEvent| shared.log.write(&job.id, Some(fence), event);
-    let store = &shared.store;
-    let exec = match (done, reason) {
-        (_, Some(StopReason::LeaseLost)) => return,
-        (_, Some(StopReason::Cancelled)) => {
-            let message = "cancelled at the client's request";
-            let _ = log(NewEvent::info("cancelled", message, None)).await;
-            let ended = store.end_attempt(fence, JobStatus::Cancelled, None).await;
-            return finished(ended, JobStatus::Cancelled);
-        }
-        (_, Some(StopReason::Shutdown)) => {
-            let message =
-                "interrupted by a shutdown; queued again to resume from its last checkpoint";
-            let _ = log(NewEvent::info("interrupted", message, None)).await;
-            let _ = store.end_attempt(fence, JobStatus::Queued, None).await;
-            return;
-        }
-        (Err(e), None) => return settle_error(shared, fence, job, e).await,
-        (Ok(exec), None) => exec,
-    };
-    let Some(model) = exec.model.filter(|_| exec.finish != Finish::Stopped) else {
-        let error = JobError::Thread("stopped unexpectedly".into());
-        return settle_error(shared, fence, job, error).await;
-    };
-    let new = NewModel {
-        id: model.id.clone(),
-        base_model: job.base_model.clone(),
-        labels: model.classifier.labels().to_vec(),
-        metrics: exec.final_metrics.map(|m| json!(m)),
-        path: shared
-            .config
-            .data_dir
-            .relative(&shared.config.data_dir.model(&model.id)),
-    };
-    let message = format!("succeeded; model {} is now `latest`", model.id);
-    let data = json!({"model": model.id});
-    let _ = log(NewEvent::info("succeeded", message, Some(data))).await;
-    match store.finish_succeeded(fence, new).await {
-        Ok(Some(row)) => {
-            tracing::info!(job = %job.id, model = %model.id, "succeeded; model promoted to `latest`");
-            shared.registry.promote(model, row.seq);
-            finished(Ok(true), JobStatus::Succeeded);
-        }
-        Ok(None) => {
-            tracing::warn!(job = %job.id, "finished after losing its lease; model not promoted")
-        }
-        Err(e) => tracing::error!(job = %job.id, "recording success failed: {e}"),
-    }
-}
-
-async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, error: JobError) {
-    let status = if error.is_permanent() || job.attempt >= job.max_attempts {
-        JobStatus::Failed
-    } else {
-        JobStatus::Queued
-    };
-    let message = error.to_string();
-    tracing::warn!(job = %job.id, attempt = job.attempt, "attempt failed: {message}");
-    let event = NewEvent {
-        level: Level::Error,
-        kind: "error",
-        message: format!("attempt {} failed: {message}", job.attempt),
-        data: Some(json!({"next_status": status.as_str()})),
-    };
-    let _ = shared.log.write(&job.id, Some(fence), event).await;
-    let ended = shared
-        .store
-        .end_attempt(fence, status, Some(&message))
-        .await;
-    finished(ended, status);
-}
-
-fn finished(result: Result<bool, StoreError>, status: JobStatus) {
-    match result {
-        Ok(true) => {
-            // Attempts that end in a requeue are not counted: the job is not finished.
-            if status.is_terminal() {
-                metrics::counter!("tuneserve_jobs_finished_total", "status" => status.as_str())
-                    .increment(1);
-            }
-        }
-        Ok(false) => tracing::debug!("outcome fenced off (lease lost)"),
-        Err(e) => tracing::error!("recording the outcome failed: {e}"),
-    }
 }

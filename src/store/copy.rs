@@ -139,6 +139,7 @@ const TABLES: [Table; 6] = [
             ("metrics", J),
             ("path", Text),
             ("created_at", Int),
+            ("promoted_at", Int),
         ],
     },
 ];

@@ -88,11 +88,56 @@ impl Store {
         })
     }
 
-    /// Datasets, newest first.
-    pub async fn list_datasets(&self, limit: i64) -> Result<Vec<DatasetRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM datasets ORDER BY seq DESC LIMIT $1");
+    /// Datasets, newest first, after dataset `after` (a page of at most `limit`).
+    pub async fn list_datasets(
+        &self,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<DatasetRow>, StoreError> {
+        let before = self.seq_of("datasets", "dataset", after).await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
         with_pool!(self, |pool, Db| {
-            Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+            Ok(sqlx::query_as(&sql)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// Deletes dataset `id`'s record (its file is the caller's);
+    /// [`StoreError::Conflict`] while a job (of any status) uses it.
+    pub async fn delete_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
+        let select = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
+        const USERS: &str =
+            "SELECT id FROM jobs WHERE train_dataset = $1 OR eval_dataset = $1 ORDER BY seq";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let row: DatasetRow = sqlx::query_as(&select)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "dataset",
+                    id: id.to_string(),
+                })?;
+            let users: Vec<String> = sqlx::query_scalar(USERS)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "dataset `{id}` is used by job(s) {}; delete those first",
+                    users.join(", ")
+                )));
+            }
+            sqlx::query("DELETE FROM datasets WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
         })
     }
 }

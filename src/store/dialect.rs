@@ -13,6 +13,8 @@
 //!   entries take increasing ids in commit order. SQLite's write lock does both.
 //! * The clock leases are measured by: the database's, so nodes whose clocks
 //!   disagree still agree on when a lease runs out.
+//! * Promotions: PostgreSQL serialises them with an advisory lock, so each
+//!   ranks strictly after the last; SQLite's write lock does that too.
 //! * Notifications (`pg_notify`, sent at commit): SQLite has no other node to tell.
 
 use std::path::Path;
@@ -48,6 +50,12 @@ pub(super) trait Dialect: sqlx::Database {
     const LOCK_JOB: &'static str;
     /// Now, in Unix milliseconds, by the database's clock.
     const NOW_MS: &'static str;
+    /// Serialises promotions (and model deletions) until the transaction
+    /// ends, so each promotion ranks strictly after the one before; `None`
+    /// where the write lock already does.
+    const LOCK_PROMOTIONS: Option<&'static str>;
+    /// The larger of two values (SQLite's scalar `MAX`, PostgreSQL's `GREATEST`).
+    const GREATEST: &'static str;
     /// Sends notification `$1` (payload `$2`) at commit; `None` where no
     /// other node could hear it.
     const NOTIFY: Option<&'static str>;
@@ -66,6 +74,8 @@ impl Dialect for Sqlite {
     const FENCE_HELD: &'static str = concat!("SELECT 1 FROM jobs WHERE ", fenced!());
     const LOCK_JOB: &'static str = "SELECT status FROM jobs WHERE id = $1";
     const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+    const LOCK_PROMOTIONS: Option<&'static str> = None;
+    const GREATEST: &'static str = "MAX";
     const NOTIFY: Option<&'static str> = None;
 
     fn reset_sequence(_table: &str) -> Option<String> {
@@ -82,6 +92,9 @@ impl Dialect for Postgres {
         concat!("SELECT 1 FROM jobs WHERE ", fenced!(), " FOR NO KEY UPDATE");
     const LOCK_JOB: &'static str = "SELECT status FROM jobs WHERE id = $1 FOR NO KEY UPDATE";
     const NOW_MS: &'static str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+    // A transaction-scoped advisory lock; the key is arbitrary but fixed.
+    const LOCK_PROMOTIONS: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7242001)");
+    const GREATEST: &'static str = "GREATEST";
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
 
     fn reset_sequence(table: &str) -> Option<String> {
@@ -107,6 +120,15 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a statement may wait for a connection (or SQLite's write lock).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whether a connection going back to the pool is outside any transaction.
+/// One whose transaction could not be ended (a COMMIT or ROLLBACK that
+/// failed, on a full disk say) is closed rather than handed to the next
+/// caller, who would find it mid-transaction.
+fn idle<DB: sqlx::Database>(conn: &mut DB::Connection) -> bool {
+    use sqlx::TransactionManager as _;
+    DB::TransactionManager::get_transaction_depth(conn) == 0
+}
+
 /// Opens (creating if needed) the SQLite file `path` in WAL mode and migrates it.
 pub(super) async fn open_sqlite(path: &Path) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str("sqlite:")?
@@ -119,6 +141,7 @@ pub(super) async fn open_sqlite(path: &Path) -> Result<SqlitePool, StoreError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_release(|conn, _| Box::pin(std::future::ready(Ok(idle::<Sqlite>(conn)))))
         .connect_with(options)
         .await?;
     SQLITE_MIGRATIONS.run(&pool).await?;
@@ -133,6 +156,7 @@ pub(super) async fn open_postgres(url: &str) -> Result<PgPool, StoreError> {
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_release(|conn, _| Box::pin(std::future::ready(Ok(idle::<Postgres>(conn)))))
         .connect_with(options)
         .await?;
     POSTGRES_MIGRATIONS.run(&pool).await?;

@@ -322,6 +322,46 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Deletes a finished job with its metrics, log and checkpoint records
+    /// (its folder is the caller's); [`StoreError::Conflict`] while it is
+    /// queued or running, or while the model it produced exists.
+    pub async fn delete_job(&self, id: &str) -> Result<JobRow, StoreError> {
+        let job = self.get_job(id).await?;
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let status = Db::lock_job(&mut tx, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            if !status.is_terminal() {
+                return Err(StoreError::Conflict(format!(
+                    "job `{id}` is {}; cancel it first (only finished jobs can be deleted)",
+                    status.as_str()
+                )));
+            }
+            let model: Option<String> =
+                sqlx::query_scalar("SELECT id FROM models WHERE job_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(model) = model {
+                return Err(StoreError::Conflict(format!(
+                    "job `{id}` produced model `{model}`, which still exists; delete the model first"
+                )));
+            }
+            for table in ["metrics", "events", "checkpoints", "jobs"] {
+                let column = if table == "jobs" { "id" } else { "job_id" };
+                sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(job)
+    }
+}
+
 /// Why a finished job cannot be cancelled, in words.
 fn already(id: &str, status: JobStatus) -> String {
     let verb = match status {

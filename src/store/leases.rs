@@ -118,6 +118,31 @@ impl Store {
         })
     }
 
+    /// Hands a job back to the queue without counting the attempt (its worker
+    /// stopped for a shutdown, not because the job failed); `false` when the
+    /// fence no longer holds. Every node is told the job is queued.
+    pub async fn hand_back(&self, fence: &Fence) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE jobs SET status = 'queued', attempt = attempt - 1, lease_owner = NULL,
+                 lease_expires_at = NULL, updated_at = $4
+             WHERE {FENCED}"
+        );
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            if !Db::fence_held(&mut tx, fence).await? {
+                return Ok(false);
+            }
+            let done = fence
+                .bind::<Db>(&sql)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            Db::notify(&mut tx, channel::JOBS, &fence.job_id).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// Moves running jobs whose lease expired: back to `queued`, or `failed`
     /// once attempts are exhausted, or `cancelled` when a cancel was asked.
     /// Rescuers on several nodes may run at once: each job moves once.

@@ -175,6 +175,50 @@ impl Store {
         Ok(())
     }
 
+    /// `Ok` when the database takes a write (one small committed row): what a
+    /// full disk or a read-only mount refuses while reads still work.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO health (id, checked_at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
+        with_pool!(self, |pool, Db| {
+            let mut tx = dialect::begin_write(pool).await?;
+            sqlx::query(SQL).bind(now_ms()).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The `seq` a page of `table` listed newest first starts below: that of
+    /// row `after`, or past the end without one. [`StoreError::NotFound`]
+    /// (naming `what`) for an unknown `after`.
+    async fn seq_of(
+        &self,
+        table: &str,
+        what: &'static str,
+        after: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let Some(id) = after else {
+            return Ok(i64::MAX);
+        };
+        let sql = format!("SELECT seq FROM {table} WHERE id = $1");
+        let seq: Option<i64> = with_pool!(self, |pool, Db| {
+            sqlx::query_scalar(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        seq.ok_or_else(|| StoreError::NotFound {
+            what,
+            id: id.to_string(),
+        })
+    }
+
+    /// Models that were ever promoted, promoted last first (at most `limit`):
+    /// the candidates for `latest` when the service starts.
+    pub async fn promoted_models(&self, limit: i64) -> Result<Vec<ModelRow>, StoreError> {
+        self.models_by_promotion(limit).await
+    }
+
     /// Closes every connection (waits for those in use) and, on SQLite, lets
     /// another node open the file.
     pub async fn close(&self) {

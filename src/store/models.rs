@@ -1,10 +1,12 @@
-//! The `models` table: a job's model registered with its success (fenced),
-//! and the registered models, newest first.
+//! The `models` table: fine-tuned models, registered when their job succeeds
+//! (fenced), and which of them is `latest` (the one promoted last, over every
+//! node). A registration that promotes, and a promotion by hand, are
+//! announced to every node at commit, so each loads the new `latest`.
 
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::dialect::begin_write;
+use super::dialect::{begin_write, Dialect};
 use super::jobs::FENCED;
 use super::steps::{channel, Steps};
 use super::{now_ms, with_pool, Fence, Store, StoreError};
@@ -12,9 +14,6 @@ use super::{now_ms, with_pool, Fence, Store, StoreError};
 /// A fine-tuned model.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ModelRow {
-    /// Registration order over every node: the highest is the newest model,
-    /// `latest` everywhere.
-    pub seq: i64,
     /// `model-`, the job's suffix if any, and 12 hex digits.
     pub id: String,
     /// The job that made it.
@@ -27,10 +26,13 @@ pub struct ModelRow {
     /// The final evaluation; `None` when the job had no evaluation set.
     #[sqlx(json(nullable))]
     pub metrics: Option<Value>,
-    /// Its folder (Hugging Face classifier layout).
+    /// Its folder (Hugging Face classifier layout), relative to the data folder.
     pub path: String,
     /// When registered (Unix ms).
     pub created_at: i64,
+    /// When last made `latest` (Unix ms, the database's clock, strictly
+    /// increasing over promotions); `None` if never.
+    pub promoted_at: Option<i64>,
 }
 
 /// What [`Store::finish_succeeded`] registers.
@@ -48,16 +50,36 @@ pub struct NewModel {
     pub path: String,
 }
 
-const MODEL_COLUMNS: &str = "seq, id, job_id, base_model, labels, metrics, path, created_at";
+const MODEL_COLUMNS: &str =
+    "id, job_id, base_model, labels, metrics, path, created_at, promoted_at";
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound {
+        what: "model",
+        id: id.to_string(),
+    }
+}
+
+/// The `promoted_at` of a promotion now: the database's clock, but strictly
+/// after every earlier promotion (even within one millisecond, or after a
+/// node whose clock ran ahead).
+fn next_promotion<Db: Dialect>() -> String {
+    format!(
+        "{}({}, COALESCE((SELECT MAX(promoted_at) FROM models), 0) + 1)",
+        Db::GREATEST,
+        Db::NOW_MS
+    )
+}
 
 impl Store {
-    /// Registers the job's model and marks it succeeded, in one transaction;
-    /// `None` (and nothing written) when the fence no longer holds. Every
-    /// node is told at commit (the model becomes `latest` everywhere).
+    /// Registers the job's model (promoted when `promote`) and marks the job
+    /// succeeded, in one transaction; `None` (and nothing written) when the
+    /// fence no longer holds.
     pub async fn finish_succeeded(
         &self,
         fence: &Fence,
         new: NewModel,
+        promote: bool,
     ) -> Result<Option<ModelRow>, StoreError> {
         let now = now_ms();
         let update = format!(
@@ -65,11 +87,17 @@ impl Store {
                  lease_expires_at = NULL, finished_at = $5, updated_at = $5, error = NULL
              WHERE {FENCED}"
         );
-        let insert = format!(
-            "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {MODEL_COLUMNS}"
-        );
         with_pool!(self, |pool, Db| {
+            let promoted = if promote {
+                next_promotion::<Db>()
+            } else {
+                "NULL".into()
+            };
+            let insert = format!(
+                "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at,
+                     promoted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, {promoted}) RETURNING {MODEL_COLUMNS}"
+            );
             let mut tx = begin_write(pool).await?;
             if !Db::fence_held(&mut tx, fence).await? {
                 return Ok(None);
@@ -77,6 +105,9 @@ impl Store {
             let statement = fence.bind::<Db>(&update).bind(&new.id).bind(now);
             if statement.execute(&mut *tx).await?.rows_affected() != 1 {
                 return Ok(None);
+            }
+            if promote {
+                Db::lock_promotions(&mut tx).await?;
             }
             let row: ModelRow = sqlx::query_as(&insert)
                 .bind(&new.id)
@@ -88,7 +119,9 @@ impl Store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-            Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+            if promote {
+                Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+            }
             tx.commit().await?;
             Ok(Some(row))
         })
@@ -100,17 +133,105 @@ impl Store {
         let row: Option<ModelRow> = with_pool!(self, |pool, Db| {
             sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
         });
-        row.ok_or_else(|| StoreError::NotFound {
-            what: "model",
-            id: id.to_string(),
+        row.ok_or_else(|| not_found(id))
+    }
+
+    /// Models, newest first, after model `after` (a page of at most `limit`).
+    pub async fn list_models(
+        &self,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<ModelRow>, StoreError> {
+        let before = self.seq_of("models", "model", after).await?;
+        let sql =
+            format!("SELECT {MODEL_COLUMNS} FROM models WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(&sql)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
         })
     }
 
-    /// Models, newest first.
-    pub async fn list_models(&self, limit: i64) -> Result<Vec<ModelRow>, StoreError> {
-        let sql = format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY seq DESC LIMIT $1");
+    /// The model promoted last (`/classify`'s default), if any.
+    pub async fn latest_model(&self) -> Result<Option<ModelRow>, StoreError> {
+        Ok(self.models_by_promotion(1).await?.pop())
+    }
+
+    pub(super) async fn models_by_promotion(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<ModelRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MODEL_COLUMNS} FROM models WHERE promoted_at IS NOT NULL
+             ORDER BY promoted_at DESC, seq DESC LIMIT $1"
+        );
         with_pool!(self, |pool, Db| {
             Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+        })
+    }
+
+    /// Makes model `id` the one promoted last; every node is told at commit.
+    pub async fn promote_model(&self, id: &str) -> Result<ModelRow, StoreError> {
+        with_pool!(self, |pool, Db| {
+            let sql = format!(
+                "UPDATE models SET promoted_at = {} WHERE id = $1 RETURNING {MODEL_COLUMNS}",
+                next_promotion::<Db>()
+            );
+            let mut tx = begin_write(pool).await?;
+            Db::lock_promotions(&mut tx).await?;
+            let row: ModelRow = sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+    }
+
+    /// Deletes model `id`'s record (its folder is the caller's);
+    /// [`StoreError::Conflict`] while it is `latest` or the base of a queued or
+    /// running job.
+    pub async fn delete_model(&self, id: &str) -> Result<ModelRow, StoreError> {
+        let select = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1");
+        const LATEST: &str = "SELECT id FROM models WHERE promoted_at IS NOT NULL
+             ORDER BY promoted_at DESC, seq DESC LIMIT 1";
+        const USERS: &str =
+            "SELECT id FROM jobs WHERE base_model = $1 AND status IN ('queued', 'running')";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            Db::lock_promotions(&mut tx).await?;
+            let row: ModelRow = sqlx::query_as(&select)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            let latest: Option<String> =
+                sqlx::query_scalar(LATEST).fetch_optional(&mut *tx).await?;
+            if latest.as_deref() == Some(id) {
+                return Err(StoreError::Conflict(format!(
+                    "model `{id}` is `latest`; promote another model first"
+                )));
+            }
+            let users: Vec<String> = sqlx::query_scalar(USERS)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "model `{id}` is the base model of job(s) {} still to run",
+                    users.join(", ")
+                )));
+            }
+            sqlx::query("DELETE FROM models WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
         })
     }
 }

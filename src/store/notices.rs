@@ -1,6 +1,6 @@
 //! What other nodes announce through the database: PostgreSQL's
 //! `LISTEN`/`NOTIFY` (sent by the store at commit: a job queued, a model
-//! registered). They only wake what would otherwise poll, so a lost one
+//! promoted). They only wake what would otherwise poll, so a lost one
 //! costs a poll interval, never correctness; SQLite has none.
 
 use sqlx::postgres::PgListener;
@@ -13,7 +13,7 @@ use super::{Backend, Store, StoreError};
 pub enum Notice {
     /// A job was queued: idle workers should look.
     JobQueued,
-    /// A model was registered (its id): it is the new `latest`.
+    /// A model was promoted (its id): it is the new `latest`.
     ModelAdded(String),
     /// The connection was lost and is being made again: announcements may
     /// have been missed meanwhile, so look at everything.

@@ -297,6 +297,22 @@ impl Store {
         })
     }
 
+    /// Forgets a checkpoint of a finished job (its folder was deleted by the
+    /// retention rule after the job succeeded).
+    pub async fn forget_checkpoint(&self, job_id: &str, step: i64) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM checkpoints WHERE job_id = $1 AND step = $2";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            sqlx::query(SQL)
+                .bind(job_id)
+                .bind(step)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// A job's kept checkpoints by step.
     pub async fn list_checkpoints(&self, job_id: &str) -> Result<Vec<CheckpointRow>, StoreError> {
         const SQL: &str = "SELECT step, path, metrics, created_at FROM checkpoints

@@ -16,7 +16,7 @@ pub(super) type Statement<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>:
 pub(super) mod channel {
     /// A job was queued (submitted, requeued by the rescuer, handed back).
     pub const JOBS: &str = "tuneserve_jobs";
-    /// A model was registered; the payload is its id.
+    /// A model was promoted (at registration or by hand); the payload is its id.
     pub const MODELS: &str = "tuneserve_models";
 }
 
@@ -34,6 +34,12 @@ pub(super) trait Steps: Dialect {
         conn: &'a mut Self::Connection,
         id: &'a str,
     ) -> impl Future<Output = Result<Option<JobStatus>, StoreError>> + Send + 'a;
+
+    /// Serialises promotions until the transaction ends (see
+    /// [`Dialect::LOCK_PROMOTIONS`]).
+    fn lock_promotions(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + '_;
 
     /// Tells other nodes on `channel` (at commit); nothing on SQLite.
     fn notify<'a>(
@@ -67,6 +73,15 @@ macro_rules! steps {
                 id: &'a str,
             ) -> Result<Option<JobStatus>, StoreError> {
                 Ok(sqlx::query_scalar(<$db>::LOCK_JOB).bind(id).fetch_optional(conn).await?)
+            }
+
+            async fn lock_promotions(
+                conn: &mut <$db as Database>::Connection,
+            ) -> Result<(), StoreError> {
+                if let Some(sql) = <$db>::LOCK_PROMOTIONS {
+                    sqlx::query(sql).execute(conn).await?;
+                }
+                Ok(())
             }
 
             async fn notify<'a>(

@@ -44,6 +44,34 @@ pub enum BestMetric {
     EvalLoss,
 }
 
+/// When a succeeded job's model becomes the one `/classify` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Promote {
+    /// Always.
+    #[default]
+    Always,
+    /// When its final evaluation beats the current `latest`'s by
+    /// `metric_for_best_model` on the same evaluation set (same dataset,
+    /// subset and seed); never when they cannot be compared.
+    IfBetter,
+    /// Never (`POST /models/{id}/promote` does it by hand).
+    Never,
+}
+
+/// Which checkpoints outlive a succeeded job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepCheckpoints {
+    /// Only the best one (by `metric_for_best_model`), or none without evaluations.
+    #[default]
+    Best,
+    /// Every checkpoint `save_total_limit` left.
+    All,
+    /// None: the exported model is all that remains.
+    None,
+}
+
 /// Every knob of a fine-tuning run. Unknown fields are rejected when parsed.
 ///
 /// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), made from
@@ -106,6 +134,14 @@ pub struct Hyperparameters {
     pub dropout: Option<f32>,
     /// Attempts a job gets before it is marked failed (used by the service).
     pub max_attempts: usize,
+    /// Whether the service makes the job's model `latest` when it succeeds
+    /// (used by the service).
+    #[schema(inline)]
+    pub promote: Promote,
+    /// Which checkpoints the service keeps once the job has succeeded (used by
+    /// the service; while it runs, `save_total_limit` applies).
+    #[schema(inline)]
+    pub keep_checkpoints: KeepCheckpoints,
 }
 
 impl Default for Hyperparameters {
@@ -136,6 +172,8 @@ impl Default for Hyperparameters {
             logging_steps: 10,
             dropout: None,
             max_attempts: 3,
+            promote: Promote::Always,
+            keep_checkpoints: KeepCheckpoints::Best,
         }
     }
 }

@@ -23,6 +23,16 @@ pub struct EvalMetrics {
 }
 
 impl EvalMetrics {
+    /// The value of `which`, oriented so that higher is better (the loss is
+    /// negated).
+    pub fn score(&self, which: super::BestMetric) -> f64 {
+        match which {
+            super::BestMetric::Accuracy => self.accuracy,
+            super::BestMetric::MacroF1 => self.macro_f1,
+            super::BestMetric::EvalLoss => -self.loss,
+        }
+    }
+
     /// Computes the metrics of `predicted` against `actual` over `num_labels`
     /// classes; `loss_sum` is the summed cross-entropy of the examples.
     pub fn compute(

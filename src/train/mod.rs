@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 
 pub use checkpoint::list_checkpoints;
 pub use hyperparams::{
-    BestMetric, Bound, Hyperparameters, InvalidHyperparameter, LrScheduler, Strategy,
+    BestMetric, Bound, Hyperparameters, InvalidHyperparameter, KeepCheckpoints, LrScheduler,
+    Promote, Strategy,
 };
 pub use metrics::EvalMetrics;
 pub use optim::{AdamConfig, AdamW};
@@ -204,6 +205,8 @@ pub struct TrainOutcome {
     pub final_metrics: Option<EvalMetrics>,
     /// The checkpoint with the best `metric_for_best_model`, if any.
     pub best_checkpoint: Option<PathBuf>,
+    /// Its step.
+    pub best_step: Option<usize>,
     /// Every logged step and evaluation of the run (a resumed run includes the
     /// history up to its checkpoint).
     pub history: History,

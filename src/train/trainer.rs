@@ -19,8 +19,8 @@ use super::resume::{resume, Resume};
 use super::schedule::learning_rate;
 use super::step::{step_gradients, MicroBatch};
 use super::{
-    BestMetric, EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter,
-    Observer, RunTiming, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
+    EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter, Observer,
+    RunTiming, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
 };
 use crate::data::{Example, TextTokenizer};
 use crate::model::{parameter_shapes, BatchInput, Gpt2ForSequenceClassification, LoadedModel};
@@ -317,7 +317,7 @@ impl<'a> Trainer<'a> {
     fn record_eval(&mut self, metrics: EvalMetrics, observer: &mut dyn Observer) {
         let epoch = self.epoch_at(self.state.step);
         let s = &mut self.state;
-        let value = score(&metrics, self.h.metric_for_best_model);
+        let value = metrics.score(self.h.metric_for_best_model);
         if s.best_metric.is_none_or(|b| value > b) {
             (s.best_metric, s.best_step) = (Some(value), Some(s.step));
             s.evals_without_improvement = 0;
@@ -363,11 +363,11 @@ impl<'a> Trainer<'a> {
 
     /// Ends the run: the trained model and what the run measured.
     pub fn finish(self, finish: Finish) -> Result<TrainOutcome, TrainError> {
-        let best_checkpoint = self
+        let best = self
             .state
             .best_step
             .and_then(|b| self.checkpoints.iter().find(|(s, _)| *s == b))
-            .map(|(_, p)| p.clone());
+            .cloned();
         Ok(TrainOutcome {
             finish,
             step: self.state.step,
@@ -375,7 +375,8 @@ impl<'a> Trainer<'a> {
             config: self.model.config,
             tokenizer: self.model.tokenizer,
             final_metrics: self.last_eval.map(|e| e.metrics),
-            best_checkpoint,
+            best_checkpoint: best.as_ref().map(|(_, p)| p.clone()),
+            best_step: best.map(|(s, _)| s),
             history: self.state.history,
             timing: self.timing,
             hyperparameters: self.h.clone(),
@@ -457,15 +458,6 @@ fn trainable(
         .map(|(name, _)| (name.clone(), map[&name].clone()))
         .collect();
     Ok((net, vars))
-}
-
-/// Higher is better for every metric (the loss is negated).
-fn score(m: &EvalMetrics, which: BestMetric) -> f64 {
-    match which {
-        BestMetric::Accuracy => m.accuracy,
-        BestMetric::MacroF1 => m.macro_f1,
-        BestMetric::EvalLoss => -m.loss,
-    }
 }
 
 /// The parameters as plain tensors sharing the variables' storage (no copy: a

@@ -16,7 +16,8 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `serve` over `data` with `args` added; waits until it listens.
+    /// Starts `serve` over `data` with `args` added, base models read from
+    /// `models` beside `data`; waits until it listens.
     pub fn start(data: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tuneserve"))
             .args([
@@ -30,6 +31,8 @@ impl ServeProcess {
             ])
             .arg("--data-dir")
             .arg(data)
+            .arg("--model-dir")
+            .arg(data.parent().unwrap().join("models"))
             .args(args)
             .env("TUNESERVE_LOG", "warn")
             // Several nodes share few cores: one matmul thread each.

@@ -69,7 +69,7 @@ async fn health_metrics_and_unknown_resources() {
 async fn job_submissions_are_validated() {
     let app = spawn_app().await;
     let dataset = app.upload_tiny_dataset().await;
-    let base = app.base_model.display().to_string();
+    let base = app.base_model.clone();
 
     let resp = app
         .client
@@ -137,7 +137,7 @@ async fn job_submissions_are_validated() {
         &got,
         422,
         "validation_error",
-        "neither an existing directory",
+        "must be a model id of this service",
     );
     assert_eq!(got.1["error"]["param"], "base_model");
 

@@ -61,7 +61,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
     }
     let db = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
-    let base_model = dir.path().join("base");
+    let base_model = dir.path().join("models/base");
     crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let data = dir.path().join("shared-data");
     let url = db.url_arg();
@@ -86,7 +86,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
         .unwrap()
         .to_string();
     let job = |hyper: Value| {
-        json!({"base_model": base_model.display().to_string(),
+        json!({"base_model": "base",
         "train_dataset": dataset, "eval_dataset": dataset, "hyperparameters": hyper})
     };
 

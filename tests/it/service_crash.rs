@@ -12,7 +12,7 @@ use crate::processes::{get, ServeProcess};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_resumed_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let base_model = dir.path().join("base");
+    let base_model = dir.path().join("models/base");
     crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
@@ -32,7 +32,7 @@ async fn a_killed_worker_is_resumed_from_its_checkpoint() {
         .to_string();
     let hyper = json!({"epochs": 12, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
                        "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});
-    let body = json!({"base_model": base_model.display().to_string(), "train_dataset": dataset,
+    let body = json!({"base_model": "base", "train_dataset": dataset,
                       "hyperparameters": hyper});
     let job: Value = client
         .post(format!("{base}/jobs"))

@@ -173,14 +173,19 @@ async fn preloaded_model_answers_before_any_job() {
     crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = spawn_app_with(|c| c.model = Some(source.clone())).await;
+    // Served (and listed) by its folder's name: no server path in any answer.
+    let name = "m";
     let (status, answer) = app
         .post("/classify", &json!({"inputs": "hello there"}))
         .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["model"], source.as_str());
+    assert_eq!(answer["model"], name);
     let (status, health) = app.get("/health").await;
     assert_eq!(status, 200);
-    assert_eq!(health["latest_model"], source.as_str());
+    assert_eq!(health["latest_model"], name);
+    let (_, models) = app.get("/models").await;
+    assert_eq!(models["data"][0]["id"], name, "{models}");
+    assert!(!models.to_string().contains(&source), "{models}");
 
     // A fine-tuned model takes over as `latest`; the preloaded one still answers by name.
     let dataset = app.upload_tiny_dataset().await;
@@ -193,11 +198,11 @@ async fn preloaded_model_answers_before_any_job() {
     let (status, answer) = app
         .post(
             "/classify",
-            &json!({"inputs": "hello there", "model": source}),
+            &json!({"inputs": "hello there", "model": name}),
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["model"], source.as_str());
+    assert_eq!(answer["model"], name);
     app.stop().await;
 }
 
@@ -205,14 +210,27 @@ async fn preloaded_model_answers_before_any_job() {
 async fn a_job_that_cannot_train_fails_at_once_with_its_reason() {
     let app = spawn_app().await;
     let dataset = app.upload_tiny_dataset().await;
-    // Valid on its own, but longer than the tiny model's 128 positions.
-    let id = app.submit(&dataset, json!({"max_length": 4096})).await;
+    // A base model whose weights are damaged: only loading it tells.
+    let models = app.dir.path().join("models");
+    let broken = models.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(models.join("base-model").join(file), broken.join(file)).unwrap();
+    }
+    std::fs::write(broken.join("model.safetensors"), b"not safetensors").unwrap();
+    let body = json!({"base_model": "broken", "train_dataset": dataset,
+                      "hyperparameters": crate::support::quick_hyperparameters()});
+    let (status, job) = app.post("/jobs", &body).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
     let job = app.wait_status(&id, "failed", 60).await;
     assert_eq!(job["status"], "failed", "{job:#}");
     assert_eq!(job["attempt"], 1, "not retried: {job:#}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("not a valid safetensors file"), "{job:#}");
     assert!(
-        job["error"].as_str().unwrap().contains("max_length"),
-        "{job:#}"
+        !error.contains(&app.dir.path().display().to_string()),
+        "no server path: {error}"
     );
     let (_, failed) = app.get("/jobs?status=failed").await;
     assert_eq!(failed["data"][0]["id"], id.as_str());

@@ -116,7 +116,7 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
         path: "/x".into(),
     };
     assert!(store
-        .finish_succeeded(&stale, model.clone())
+        .finish_succeeded(&stale, model.clone(), true)
         .await
         .unwrap()
         .is_none());
@@ -127,7 +127,7 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
     );
     assert_eq!(job.lease_owner.as_deref(), Some("worker-b"));
     assert!(job.error.is_none());
-    assert!(store.list_models(10).await.unwrap().is_empty());
+    assert!(store.list_models(10, None).await.unwrap().is_empty());
     assert_eq!(store.list_metrics("job-1").await.unwrap().len(), 1);
 
     // B's writes go through; a replayed step overwrites rather than duplicates.
@@ -144,7 +144,7 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
         ..model
     };
     assert!(store
-        .finish_succeeded(&fresh, model)
+        .finish_succeeded(&fresh, model, true)
         .await
         .unwrap()
         .is_some());
@@ -203,13 +203,13 @@ async fn fifty_concurrent_uploads_and_submissions_lose_nothing(backend: Backend)
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let (_, list) = app.get("/datasets").await;
+    let (_, list) = app.get("/datasets?limit=100").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 50);
 
     let submissions = ids.into_iter().map(|ds| {
         let app = app.clone();
         tokio::spawn(async move {
-            let body = json!({"base_model": app.base_model.display().to_string(), "train_dataset": ds,
+            let body = json!({"base_model": app.base_model, "train_dataset": ds,
                               "hyperparameters": {"epochs": 1}});
             let (status, job) = app.post("/jobs", &body).await;
             assert_eq!(status, 202, "{job}");

@@ -70,7 +70,9 @@ async fn two_nodes_race_for_one_job_a_hundred_times(backend: Backend) {
         // The stale winner wakes up: fenced off too.
         assert_stale(winner, &fence(owners[0], 1)).await;
         let model = new_model(&format!("model-{i}"));
-        let done = loser.finish_succeeded(&fence(owners[1], 2), model).await;
+        let done = loser
+            .finish_succeeded(&fence(owners[1], 2), model, true)
+            .await;
         assert!(done.unwrap().is_some(), "race {i}");
         let job = a.get_job(&id).await.unwrap();
         assert_eq!((job.status, job.attempt), (JobStatus::Succeeded, 2));
@@ -78,7 +80,7 @@ async fn two_nodes_race_for_one_job_a_hundred_times(backend: Backend) {
         assert!(a.list_metrics(&id).await.unwrap().is_empty());
         assert!(a.list_checkpoints(&id).await.unwrap().is_empty());
     }
-    assert_eq!(a.list_models(1000).await.unwrap().len(), 100);
+    assert_eq!(a.list_models(1000, None).await.unwrap().len(), 100);
     eprintln!("{backend:?}: node A won {a_won} races, node B {b_won}");
 }
 
@@ -111,7 +113,7 @@ async fn assert_stale(store: &Store, fence: &Fence) {
     assert!(!ended.await.unwrap());
     let stale = new_model(&format!("stale-{}-{}", fence.job_id, fence.owner));
     assert!(store
-        .finish_succeeded(fence, stale)
+        .finish_succeeded(fence, stale, true)
         .await
         .unwrap()
         .is_none());
@@ -143,7 +145,7 @@ async fn nodes_starting_together_migrate_a_postgres_database_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![(1, true), (2, true)]);
+    assert_eq!(applied, vec![(1, true), (2, true), (3, true)]);
     for store in stores {
         store.ping().await.unwrap();
         store.close().await;

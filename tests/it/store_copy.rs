@@ -49,7 +49,7 @@ async fn populated() -> (TestDb, Store) {
         path: "models/model-a".into(),
     };
     store
-        .finish_succeeded(&fence, model)
+        .finish_succeeded(&fence, model, true)
         .await
         .unwrap()
         .unwrap();
@@ -59,9 +59,9 @@ async fn populated() -> (TestDb, Store) {
 
 /// Everything the store shows of `jobs`, for comparing two stores.
 async fn snapshot(store: &Store, jobs: &[&str]) -> String {
-    let mut out = format!("{:?}\n", store.list_datasets(100).await.unwrap());
+    let mut out = format!("{:?}\n", store.list_datasets(100, None).await.unwrap());
     out += &format!("{:?}\n", store.list_jobs(None, 100, None).await.unwrap());
-    out += &format!("{:?}\n", store.list_models(100).await.unwrap());
+    out += &format!("{:?}\n", store.list_models(100, None).await.unwrap());
     for id in jobs {
         out += &format!("{:?}\n", store.list_metrics(id).await.unwrap());
         out += &format!("{:?}\n", store.list_events(id, 0, 100).await.unwrap());

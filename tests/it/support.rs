@@ -24,8 +24,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The service's store (to reach behind the API).
     pub store: Store,
-    /// The tiny random base model folder.
-    pub base_model: PathBuf,
+    /// The tiny random base model's name (a folder under the app's model
+    /// folder, `--model-dir`): what jobs name as `base_model`.
+    pub base_model: String,
     /// The data folder.
     pub dir: TempDir,
     shutdown: CancellationToken,
@@ -47,9 +48,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
 /// Like [`spawn_app_with`], on `backend` (a PostgreSQL database of its own).
 pub async fn spawn_app_on(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let base_model = dir.path().join("base-model");
-    write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    let models = dir.path().join("models");
+    write_tiny_model(&models.join("base-model"), 7, WeightLayout::Classifier);
     let mut config = quick_config(dir.path().join("data"));
+    config.model_dirs = vec![models];
     let db = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => {
@@ -68,7 +70,7 @@ pub async fn spawn_app_on(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)
         base,
         client: reqwest::Client::new(),
         store,
-        base_model,
+        base_model: "base-model".into(),
         dir,
         shutdown,
         server,
@@ -185,7 +187,7 @@ impl TestApp {
     /// Submits a job on the tiny model; returns its id.
     pub async fn submit(&self, dataset: &str, hyperparameters: Value) -> String {
         let body = json!({
-            "base_model": self.base_model.display().to_string(),
+            "base_model": self.base_model,
             "train_dataset": dataset,
             "eval_dataset": dataset,
             "hyperparameters": hyperparameters,

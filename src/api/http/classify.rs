@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json};
-use crate::infer::{InferError, ServedModel, SubmitError};
+use crate::infer::{InferError, Prediction, ServedModel, SubmitError};
 use crate::model::{ModelError, ModelSource};
 use crate::store::StoreError;
 
@@ -28,42 +28,77 @@ pub enum Inputs {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
-    /// The text(s).
+    /// One text, or a list of up to `--max-inputs` texts (none empty).
     pub inputs: Inputs,
-    /// A model id (default: `latest`).
+    /// The model to answer with (an id from `GET /models`); `latest` when absent.
     pub model: Option<String>,
-    /// Cut texts longer than the model takes (default true); false refuses them.
+    /// Cut texts longer than the model takes (default true); false refuses
+    /// them with 422 naming the input.
     pub truncate: Option<bool>,
+    /// Return the raw logits as scores instead of softmax probabilities
+    /// (default false).
+    pub raw_scores: Option<bool>,
+    /// Return only the `top_k` highest-scoring classes in `scores` (default:
+    /// all of them).
+    #[schema(minimum = 1)]
+    pub top_k: Option<usize>,
 }
 
 /// One text's prediction.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClassPrediction {
-    /// The most probable class.
+    /// The highest-scoring class's name.
     pub label: String,
-    /// Its id.
+    /// Its label id.
     pub label_id: usize,
-    /// Its probability.
+    /// Its score: a probability (0–1), or a logit with `raw_scores`.
     pub score: f32,
-    /// Every class's probability.
+    /// Each class's score by name (only the `top_k` best with `top_k`).
     pub scores: BTreeMap<String, f32>,
 }
 
 /// The predictions, in input order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClassifyResponse {
-    /// The model that answered.
+    /// The id of the model that answered.
     pub model: String,
-    /// One per input.
+    /// One per input, in input order.
     pub predictions: Vec<ClassPrediction>,
 }
 
+/// The response's view of a prediction: probabilities or logits, all
+/// classes or the `top_k` best.
+fn shown(p: Prediction, labels: &[String], raw: bool, top_k: Option<usize>) -> ClassPrediction {
+    let mut ranked: Vec<(String, f32)> = match raw {
+        true => labels
+            .iter()
+            .cloned()
+            .zip(p.logits.iter().copied())
+            .collect(),
+        false => p.scores.into_iter().collect(),
+    };
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(top_k.unwrap_or(usize::MAX));
+    let score = match raw {
+        true => p.logits[p.label_id],
+        false => p.score,
+    };
+    ClassPrediction {
+        label: p.label,
+        label_id: p.label_id,
+        score,
+        scores: ranked.into_iter().collect(),
+    }
+}
+
 /// Classifies texts.
-#[utoipa::path(post, path = "/classify", tag = "models", request_body = ClassifyRequest,
+#[utoipa::path(post, path = "/classify", operation_id = "classify", tag = "models", request_body = ClassifyRequest,
     responses(
         (status = 200, body = ClassifyResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 422, description = "Empty text, too many inputs, too long", body = ErrorBody),
+        (status = 409, description = "The model's files are missing or damaged", body = ErrorBody),
+        (status = 422, description = "Empty text, too many inputs or tokens, too long", body = ErrorBody),
         (status = 429, description = "Inference queue full", body = ErrorBody),
         (status = 503, description = "No model loaded yet", body = ErrorBody),
     ),
@@ -89,8 +124,11 @@ pub async fn classify(
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
         return Err(ApiError::invalid(format!("inputs[{i}]"), "text is empty"));
     }
+    if req.top_k == Some(0) {
+        return Err(ApiError::invalid("top_k", "must be at least 1"));
+    }
     let model = resolve(&state, req.model.as_deref()).await?;
-    let id = model.id.clone();
+    let (id, labels) = (model.id.clone(), model.classifier.labels().to_vec());
     let predictions = state
         .batcher
         .classify(model, texts, req.truncate.unwrap_or(true))
@@ -101,21 +139,20 @@ pub async fn classify(
             SubmitError::Infer(InferError::TooLong { index, .. }) => {
                 ApiError::invalid(format!("inputs[{index}]"), e.to_string())
             }
+            SubmitError::Infer(InferError::TooManyTokens { .. }) => {
+                ApiError::invalid("inputs", e.to_string())
+            }
             SubmitError::Infer(InferError::Tokenizer(t)) => {
                 ApiError::invalid("inputs", t.to_string())
             }
             SubmitError::Infer(other) => ApiError::Internal(other.to_string()),
         })?;
+    let raw = req.raw_scores.unwrap_or(false);
     Ok(Json(ClassifyResponse {
         model: id,
         predictions: predictions
             .into_iter()
-            .map(|p| ClassPrediction {
-                label: p.label,
-                label_id: p.label_id,
-                score: p.score,
-                scores: p.scores,
-            })
+            .map(|p| shown(p, &labels, raw, req.top_k))
             .collect(),
     }))
 }
@@ -147,5 +184,5 @@ async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>,
         .registry
         .get_or_load(id, source)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map_err(|e| super::models::unloadable(id, e))
 }

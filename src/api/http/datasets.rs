@@ -1,36 +1,39 @@
-//! `POST /datasets` (raw JSONL or CSV body), `GET /datasets`, `GET /datasets/{id}`.
+//! `/datasets`: upload (see [`super::upload`]), import from the Hub, list,
+//! inspect and delete labelled datasets.
 
 use std::collections::BTreeMap;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{new_id, timestamp};
+use super::paging::PageParams;
+use super::{new_id, timestamp, upload};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
+use crate::hub::HubError;
 use crate::store::{DatasetRow, NewDataset};
 
 /// A stored dataset.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Dataset {
-    /// Its id.
+    /// `ds-` and 16 hex digits: what jobs name it by.
     pub id: String,
-    /// The name given at upload.
+    /// The name given at upload (or `repo:split` for an import); null when none.
     pub name: Option<String>,
-    /// `jsonl` or `csv`.
+    /// The format it was uploaded in: `jsonl` or `csv`.
     pub format: String,
-    /// Number of examples.
+    /// Number of examples kept (rows with empty text dropped on request are
+    /// not counted).
     pub rows: i64,
-    /// Class names, by label id.
+    /// Class names, by label id (the classifier's `id2label`).
     pub labels: Vec<String>,
-    /// Examples per class.
+    /// Examples per class name.
     pub label_counts: BTreeMap<String, i64>,
-    /// Upload time (RFC 3339).
+    /// Upload time (RFC 3339, UTC).
     pub created_at: String,
 }
 
@@ -48,86 +51,46 @@ impl From<DatasetRow> for Dataset {
     }
 }
 
-/// A list of datasets, newest first.
+/// A page of datasets, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetList {
     /// The datasets.
     pub data: Vec<Dataset>,
+    /// More follow: pass the last id as `after`.
+    pub has_more: bool,
 }
 
 /// Upload options.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UploadParams {
-    /// `jsonl` or `csv` (default: from `Content-Type`, else guessed from the body).
+    /// `jsonl` or `csv` (default: the file name's extension in a multipart
+    /// form, else `Content-Type`, else the content's look).
     pub format: Option<String>,
     /// A name to remember the dataset by.
     pub name: Option<String>,
+    /// Drop rows whose text is empty (counted, not refused); default false.
+    /// The Kaggle CSV of the tweets has one such row.
+    pub drop_empty_text: Option<bool>,
 }
 
-/// `?format=`, else the file name's extension (multipart), else the content
-/// type, else the content itself.
-fn format_of(
-    params: &UploadParams,
-    content_type: &str,
-    file_name: Option<&str>,
-    body: &[u8],
-) -> Result<DatasetFormat, ApiError> {
-    if let Some(f) = &params.format {
-        return f
-            .parse()
-            .map_err(|e: DatasetError| ApiError::invalid("format", e.to_string()));
-    }
-    if let Some(f) = file_name.and_then(|n| DatasetFormat::from_extension(std::path::Path::new(n)))
-    {
-        return Ok(f);
-    }
-    if content_type.starts_with("text/csv") {
-        return Ok(DatasetFormat::Csv);
-    }
-    if ["ndjson", "jsonl", "json-lines"]
-        .iter()
-        .any(|t| content_type.contains(t))
-    {
-        return Ok(DatasetFormat::Jsonl);
-    }
-    Ok(DatasetFormat::sniff(body))
-}
-
-/// The `file` part (or the first part with a file name) of a multipart form:
-/// its bytes, file name and content type.
-async fn multipart_file(
-    content_type: &str,
-    body: Bytes,
-) -> Result<(Bytes, Option<String>, String), ApiError> {
-    let bad = |e: multer::Error| ApiError::BadRequest(format!("malformed multipart body: {e}"));
-    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
-    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
-    let mut form = multer::Multipart::new(stream, boundary);
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        if field.name() == Some("file") || field.file_name().is_some() {
-            let name = field.file_name().map(str::to_string);
-            let part_type = field
-                .content_type()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let data = field.bytes().await.map_err(bad)?;
-            return Ok((data, name, part_type));
-        }
-    }
-    Err(ApiError::invalid(
-        "file",
-        "the multipart form has no `file` part",
-    ))
-}
-
-/// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"]}` per line) or
-/// CSV with `text` and `label` columns, as the raw body or as the `file` part
-/// of a `multipart/form-data` form (`curl -F file=@train.jsonl`).
-#[utoipa::path(post, path = "/datasets", tag = "datasets", params(UploadParams),
-    request_body(content = String, description = "JSONL or CSV rows (raw, or the `file` part of a multipart form)", content_type = "application/x-ndjson"),
+/// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"][, "idx"]}` per
+/// line) or CSV with `text` and `label` columns, as the raw body or as the
+/// `file` part of a `multipart/form-data` form (`curl -F file=@train.jsonl`).
+#[utoipa::path(post, path = "/datasets", tag = "datasets", operation_id = "upload_dataset",
+    params(UploadParams),
+    request_body(
+        description = "JSONL or CSV rows: the raw body, or the `file` part of a multipart form",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+            (UploadForm = "multipart/form-data"),
+        )
+    ),
     responses(
         (status = 201, description = "Stored", body = Dataset),
+        (status = 400, description = "Unreadable body or multipart form", body = ErrorBody),
         (status = 413, description = "Larger than --max-dataset-bytes", body = ErrorBody),
         (status = 422, description = "Row errors, by line (in `error.details`)", body = ErrorBody),
     ),
@@ -138,35 +101,23 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Dataset>), ApiError> {
-    let bytes = axum::body::to_bytes(body, state.config.max_dataset_bytes)
-        .await
-        .map_err(|e| {
-            let e = e.into_inner();
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge
-            } else {
-                ApiError::BadRequest(format!("cannot read the body: {e}"))
-            }
-        })?;
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let (bytes, file_name, content_type) = if content_type.starts_with("multipart/form-data") {
-        multipart_file(&content_type, bytes).await?
-    } else {
-        (bytes, None, content_type)
-    };
-    let format = format_of(&params, &content_type, file_name.as_deref(), &bytes)?;
+    let received = upload::receive(&state, &headers, body).await?;
     // Parsing is CPU work: off the runtime's workers.
-    let parsed = tokio::task::spawn_blocking(move || {
-        Parsed::from_bytes(&bytes, format, &ParseOptions::default()).map_err(dataset_error)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let row = store(&state, parsed, format, params.name).await?;
+    let name = params.name.clone();
+    let (parsed, format) = tokio::task::spawn_blocking(move || received.parse(&params))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let row = store(&state, parsed, format, name).await?;
     Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// The multipart form `POST /datasets` takes.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The JSONL or CSV file (its name's extension tells the format).
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
 }
 
 /// Writes the normalised copy (JSONL) and records the dataset.
@@ -225,10 +176,12 @@ pub struct ImportRequest {
 }
 
 /// Imports a dataset split from the Hugging Face Hub (JSONL or CSV files).
-#[utoipa::path(post, path = "/datasets/import", tag = "datasets", request_body = ImportRequest,
+#[utoipa::path(post, path = "/datasets/import", tag = "datasets", operation_id = "import_dataset",
+    request_body = ImportRequest,
     responses(
         (status = 201, description = "Stored", body = Dataset),
-        (status = 422, description = "Bad repo or split name, or invalid rows", body = ErrorBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 422, description = "Bad repo or split name, no such repo or split, or invalid rows", body = ErrorBody),
         (status = 502, description = "The Hub failed or is out of reach", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -245,6 +198,9 @@ pub async fn import(
     .map_err(|e| match e {
         DatasetError::BadRepo(_) => ApiError::invalid("repo", e.to_string()),
         DatasetError::BadSplit(_) => ApiError::invalid("split", e.to_string()),
+        DatasetError::Hub { ref source, .. } if matches!(**source, HubError::NotFound { .. }) => {
+            ApiError::invalid("repo", e.to_string())
+        }
         DatasetError::Hub { .. } => ApiError::BadGateway(e.to_string()),
         other => dataset_error(other),
     })?;
@@ -254,7 +210,7 @@ pub async fn import(
 }
 
 /// 422 naming the body; row errors (line, field, message) in `details`.
-fn dataset_error(e: DatasetError) -> ApiError {
+pub(super) fn dataset_error(e: DatasetError) -> ApiError {
     let rows = e.row_errors();
     ApiError::Validation {
         message: e.to_string(),
@@ -263,19 +219,31 @@ fn dataset_error(e: DatasetError) -> ApiError {
     }
 }
 
-/// Datasets, newest first.
-#[utoipa::path(get, path = "/datasets", tag = "datasets",
-    responses((status = 200, body = DatasetList)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
-    let rows = state.store.list_datasets(1000).await?;
+/// Datasets, newest first, a page at a time.
+#[utoipa::path(get, path = "/datasets", tag = "datasets", operation_id = "list_datasets",
+    params(PageParams),
+    responses((status = 200, body = DatasetList), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<DatasetList>, ApiError> {
+    let limit = page.limit()?;
+    let rows = state
+        .store
+        .list_datasets(limit + 1, page.after.as_deref())
+        .await
+        .map_err(|e| page.unknown_after(e))?;
+    let (rows, has_more) = page.cut(rows);
     Ok(Json(DatasetList {
         data: rows.into_iter().map(Into::into).collect(),
+        has_more,
     }))
 }
 
 /// One dataset.
-#[utoipa::path(get, path = "/datasets/{id}", tag = "datasets",
-    params(("id" = String, Path, description = "Dataset id")),
+#[utoipa::path(get, path = "/datasets/{id}", tag = "datasets", operation_id = "get_dataset",
+    params(("id" = String, Path, description = "Dataset id (`ds-…`)")),
     responses((status = 200, body = Dataset), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -283,4 +251,26 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Dataset>, ApiError> {
     Ok(Json(state.store.get_dataset(&id).await?.into()))
+}
+
+/// Deletes a dataset and its stored copy; 409 while a job (of any status)
+/// uses it.
+#[utoipa::path(delete, path = "/datasets/{id}", tag = "datasets", operation_id = "delete_dataset",
+    params(("id" = String, Path, description = "Dataset id (`ds-…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Used by a job", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let row = state.store.delete_dataset(&id).await?;
+    let file = state.data_dir.resolve(&row.path);
+    if let Err(e) = std::fs::remove_file(&file) {
+        tracing::warn!(dataset = %id, "removing its file: {e}");
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

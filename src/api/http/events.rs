@@ -75,7 +75,7 @@ pub struct EventParams {
 
 /// The job's log; with `Accept: text/event-stream`, a live SSE stream that
 /// ends once the job has finished.
-#[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs",
+#[utoipa::path(get, path = "/jobs/{id}/events", operation_id = "get_job_events", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), EventParams),
     responses(
         (status = 200, description = "JSON page, or an SSE stream of JobEvent", body = JobEventList),

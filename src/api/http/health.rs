@@ -12,18 +12,37 @@ use crate::api::{ApiError, AppState, Json};
 /// The service's state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or `degraded` when storage is in trouble (the service still
+    /// classifies, but uploads and training may fail until it recovers).
     pub status: &'static str,
     /// The node that answered (`--node-id`).
     pub node: String,
-    /// The model `/classify` answers with by default, if any.
+    /// The model `/classify` answers with by default; null before any.
     pub latest_model: Option<String>,
+    /// The data folder's state.
+    pub storage: Storage,
 }
 
-/// 200 when the database answers, 503 otherwise.
-#[utoipa::path(get, path = "/health", tag = "service",
+/// Whether the data folder takes writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Storage {
+    /// The database took a small write just now.
+    pub writable: bool,
+    /// Bytes free on the data folder's file system; null where unknown.
+    pub free_bytes: Option<u64>,
+    /// What is wrong, in words; null when nothing is.
+    pub problem: Option<String>,
+}
+
+/// Free space under which storage counts as degraded: a checkpoint of a
+/// small model, or a dataset upload, would no longer fit.
+const LOW_SPACE: u64 = 64 << 20;
+
+/// 200 while the database answers (`status` says whether it takes writes),
+/// 503 otherwise.
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "service",
     responses(
-        (status = 200, description = "Healthy", body = Health),
+        (status = 200, description = "Up (`ok` or `degraded`)", body = Health),
         (status = 503, description = "The database does not answer", body = ErrorBody),
     ))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
@@ -32,16 +51,47 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))?;
+    let write = state.store.probe_write().await;
+    let free_bytes = free_space(state.data_dir.root());
+    let problem = match (&write, free_bytes) {
+        (Err(e), _) => Some(format!("the database refuses writes: {e}")),
+        (Ok(()), Some(free)) if free < LOW_SPACE => Some(format!(
+            "only {} MiB free on the data folder's disk",
+            free >> 20
+        )),
+        _ => None,
+    };
     Ok(Json(Health {
-        status: "ok",
+        status: if problem.is_some() { "degraded" } else { "ok" },
         node: state.config.node_id.clone(),
         latest_model: state.registry.latest().map(|m| m.id.clone()),
+        storage: Storage {
+            writable: write.is_ok(),
+            free_bytes,
+            problem,
+        },
     }))
+}
+
+/// Bytes available to this process on the file system holding `dir`.
+fn free_space(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stat` is written by the call
+    // before it is read (only on success).
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    Some(stat.f_bavail * stat.f_frsize)
 }
 
 /// Prometheus text: requests, latencies, inference batch sizes, jobs by
 /// status, training tokens per second.
-#[utoipa::path(get, path = "/metrics", tag = "service",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service",
     responses((status = 200, description = "Prometheus exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let handle = crate::api::telemetry::install();

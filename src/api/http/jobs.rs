@@ -6,10 +6,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::job_records::flatten;
 use super::{new_id, timestamp};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
-use crate::model::ModelSource;
+use crate::queue::{local_config, BaseModelError};
 use crate::store::{JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
 
@@ -17,16 +18,21 @@ use crate::train::Hyperparameters;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
-    /// Base model: a folder in the Hub's layout or a Hub id (`gpt2`, `owner/name@rev`).
+    /// What to fine-tune: the id of a model of this service (continued
+    /// fine-tuning), the name of a model folder under the server's model
+    /// folders (`--model-dir`), or a Hugging Face Hub id (`gpt2`,
+    /// `owner/name@revision`). Never a path.
     pub base_model: String,
-    /// Training dataset id.
+    /// Training dataset id (`ds-…`, from `POST /datasets`).
     pub train_dataset: String,
-    /// Evaluation dataset id (its labels must be the training set's).
+    /// Evaluation dataset id; its labels must be the training set's (or a
+    /// prefix of them). Without one the job trains without evaluations.
     pub eval_dataset: Option<String>,
     /// Hyperparameters; each omitted one takes its default, unknown ones are
     /// refused (422 naming the field).
     pub hyperparameters: Option<Hyperparameters>,
-    /// Up to 40 of `[a-z0-9-]`, added to the model's id.
+    /// Up to 40 of `[a-z0-9-]`, put into the id of the model the job makes
+    /// (`model-{suffix}-…`).
     pub suffix: Option<String>,
 }
 
@@ -89,6 +95,10 @@ pub struct Job {
     /// Newest metrics (single-job answers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_metrics: Option<LatestMetrics>,
+    /// Bytes its checkpoints take on disk (single-job answers only; the
+    /// exported model is counted in its own folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
     /// Why it failed (or why the last attempt did).
     pub error: Option<String>,
     /// The model it produced.
@@ -135,6 +145,7 @@ impl From<JobRow> for Job {
                 eta_seconds,
             },
             latest_metrics: None,
+            disk_bytes: None,
             error: row.error,
             model: row.model_id,
             created_at: timestamp(row.created_at),
@@ -148,9 +159,6 @@ fn validate(req: &CreateJob, hp: &Hyperparameters) -> Result<(), ApiError> {
     if req.base_model.trim().is_empty() {
         return Err(ApiError::invalid("base_model", "must not be empty"));
     }
-    req.base_model
-        .parse::<ModelSource>()
-        .map_err(|e| ApiError::invalid("base_model", e.to_string()))?;
     if let Some(s) = &req.suffix {
         let ok = !s.is_empty()
             && s.len() <= 40
@@ -167,6 +175,37 @@ fn validate(req: &CreateJob, hp: &Hyperparameters) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))
 }
 
+/// Resolves the base model and checks the hyperparameters against its
+/// configuration when it can be read without a download (`max_length`).
+async fn check_base_model(
+    state: &AppState,
+    name: &str,
+    hp: &Hyperparameters,
+) -> Result<(), ApiError> {
+    let source = state
+        .queue
+        .base_models()
+        .resolve(name)
+        .await
+        .map_err(|e| match e {
+            BaseModelError::Store(s) => s.into(),
+            other => ApiError::invalid("base_model", other.to_string()),
+        })?;
+    let config = tokio::task::spawn_blocking(move || local_config(&source))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match (config, hp.max_length) {
+        (Some(cfg), Some(max)) if max > cfg.n_positions => Err(ApiError::invalid(
+            "hyperparameters.max_length",
+            format!(
+                "must be at most the base model's n_positions ({})",
+                cfg.n_positions
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn dataset_labels(state: &AppState, param: &str, id: &str) -> Result<Vec<String>, ApiError> {
     match state.store.get_dataset(id).await {
         Ok(row) => Ok(row.labels),
@@ -179,7 +218,7 @@ async fn dataset_labels(state: &AppState, param: &str, id: &str) -> Result<Vec<S
 }
 
 /// Queues a fine-tuning job.
-#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = CreateJob,
+#[utoipa::path(post, path = "/jobs", operation_id = "create_job", tag = "jobs", request_body = CreateJob,
     responses(
         (status = 202, description = "Queued", body = Job),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -192,6 +231,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let hp = req.hyperparameters.clone().unwrap_or_default();
     validate(&req, &hp)?;
+    check_base_model(&state, &req.base_model, &hp).await?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
         let eval_labels = dataset_labels(&state, "eval_dataset", eval).await?;
@@ -244,7 +284,7 @@ pub struct JobList {
 }
 
 /// Jobs in submission order.
-#[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
+#[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -277,7 +317,7 @@ pub async fn list(
 }
 
 /// One job, with its newest metrics.
-#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -299,104 +339,55 @@ pub async fn get(
         train: newest(Split::Train),
         eval: newest(Split::Eval),
     });
+    let folder = state.data_dir.job(&id);
+    let bytes = tokio::task::spawn_blocking(move || disk_bytes(&folder))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    job.disk_bytes = Some(bytes);
     Ok(Json(job))
 }
 
-fn flatten(step: i64, epoch: f64, data: &serde_json::Value) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    out.insert("step".into(), step.into());
-    out.insert("epoch".into(), epoch.into());
-    if let Some(obj) = data.as_object() {
-        for (k, v) in obj {
-            out.entry(k.clone()).or_insert_with(|| v.clone());
+/// Bytes of the files under `dir` (0 when it does not exist).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// Deletes a finished job: its checkpoints, log, metrics and record. 409
+/// while it is queued or running, or while the model it produced exists.
+#[utoipa::path(delete, path = "/jobs/{id}", operation_id = "delete_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (`job-…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not finished, or its model still exists", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_job(&id).await?;
+    let folder = state.data_dir.job(&id);
+    if let Err(e) = std::fs::remove_dir_all(&folder) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(job = %id, "removing its checkpoints: {e}");
         }
     }
-    out.into()
-}
-
-/// A job's metrics.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobMetrics {
-    /// Per logging window: step, epoch, loss, learning_rate, grad_norm, tokens, tokens_per_second.
-    #[schema(value_type = Vec<Object>)]
-    pub train: Vec<serde_json::Value>,
-    /// Per evaluation: step, epoch, loss, accuracy, macro_f1, precision, recall, confusion.
-    #[schema(value_type = Vec<Object>)]
-    pub eval: Vec<serde_json::Value>,
-}
-
-/// Per-step training loss and per-evaluation metrics.
-#[utoipa::path(get, path = "/jobs/{id}/metrics", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobMetrics), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn metrics(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<JobMetrics>, ApiError> {
-    state.store.get_job(&id).await?;
-    let rows = state.store.list_metrics(&id).await?;
-    let pick = |split: Split| {
-        rows.iter()
-            .filter(|m| m.split == split)
-            .map(|m| flatten(m.step, m.epoch, &m.data))
-            .collect()
-    };
-    Ok(Json(JobMetrics {
-        train: pick(Split::Train),
-        eval: pick(Split::Eval),
-    }))
-}
-
-/// A kept checkpoint.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Checkpoint {
-    /// Its step.
-    pub step: i64,
-    /// Its folder, relative to the server's data folder (a model in Hugging
-    /// Face's classifier layout).
-    pub path: String,
-    /// The evaluation at that step, if any.
-    #[schema(value_type = Option<Object>)]
-    pub metrics: Option<serde_json::Value>,
-    /// When written (RFC 3339).
-    pub created_at: String,
-}
-
-/// A job's kept checkpoints.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CheckpointList {
-    /// By step.
-    pub data: Vec<Checkpoint>,
-}
-
-/// The checkpoints still on disk.
-#[utoipa::path(get, path = "/jobs/{id}/checkpoints", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = CheckpointList), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn checkpoints(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<CheckpointList>, ApiError> {
-    state.store.get_job(&id).await?;
-    let rows = state.store.list_checkpoints(&id).await?;
-    Ok(Json(CheckpointList {
-        data: rows
-            .into_iter()
-            .map(|c| Checkpoint {
-                step: c.step,
-                path: c.path,
-                metrics: c.metrics,
-                created_at: timestamp(c.created_at),
-            })
-            .collect(),
-    }))
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Cancels a job: a queued one at once; a running one (on any node) stops
 /// within a heartbeat.
-#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
+#[utoipa::path(post, path = "/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Cancelled, or cancel requested", body = Job),

@@ -4,9 +4,13 @@ pub mod classify;
 pub mod datasets;
 pub mod events;
 pub mod health;
+pub mod job_records;
 pub mod jobs;
+pub mod model_files;
 pub mod models;
 pub mod nodes;
+mod paging;
+mod upload;
 pub mod web;
 
 use axum::extract::DefaultBodyLimit;
@@ -99,16 +103,19 @@ impl utoipa::Modify for HyperparameterBounds {
 fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(datasets::upload, datasets::list))
-        .routes(routes!(datasets::get))
+        .routes(routes!(datasets::get, datasets::delete))
         .routes(routes!(datasets::import))
         .routes(routes!(jobs::create, jobs::list))
-        .routes(routes!(jobs::get))
-        .routes(routes!(jobs::metrics))
+        .routes(routes!(jobs::get, jobs::delete))
+        .routes(routes!(job_records::metrics))
         .routes(routes!(events::events))
-        .routes(routes!(jobs::checkpoints))
+        .routes(routes!(job_records::checkpoints))
         .routes(routes!(jobs::cancel))
         .routes(routes!(models::list))
-        .routes(routes!(models::get))
+        .routes(routes!(models::get, models::delete))
+        .routes(routes!(models::promote))
+        .routes(routes!(model_files::list))
+        .routes(routes!(model_files::download))
         .routes(routes!(classify::classify))
         .routes(routes!(nodes::list))
 }

@@ -1,66 +1,115 @@
-//! `GET /models`, `GET /models/{id}`: the fine-tuned models.
+//! `/models`: the fine-tuned models (and the model the service was started
+//! with, `--model`), which of them is `latest`, promoting and deleting them.
+//! Their files are in [`super::model_files`].
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::paging::PageParams;
 use super::timestamp;
 use crate::api::error::ErrorBody;
-use crate::api::{ApiError, AppState, Json};
+use crate::api::{ApiError, AppState, Json, Query};
+use crate::infer::InferError;
+use crate::model::{ModelError, ModelSource};
 use crate::store::ModelRow;
 
-/// A fine-tuned model.
+/// A model `/classify` can answer with.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Model {
-    /// Its id (what `/classify` takes as `model`).
+    /// What `/classify` takes as `model` and jobs as `base_model`:
+    /// `model-…` for a fine-tuned model, the folder's name (or the Hub id)
+    /// for the model the service was started with.
     pub id: String,
-    /// The job that made it.
-    pub job: String,
-    /// Its base model.
-    pub base_model: String,
-    /// Class names, by id.
+    /// The job that made it; null for the model the service was started with.
+    pub job: Option<String>,
+    /// The model it was fine-tuned from; null for the model the service was
+    /// started with.
+    pub base_model: Option<String>,
+    /// Class names, by label id.
     pub labels: Vec<String>,
-    /// The final evaluation, if any.
+    /// Its job's final evaluation (`loss`, `accuracy`, `macro_f1`,
+    /// `precision`, `recall`, `confusion`); null without an evaluation set.
     #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
-    /// Whether `/classify` answers with it by default.
+    /// Whether `/classify` answers with it when no model is named.
     pub latest: bool,
-    /// When registered (RFC 3339).
-    pub created_at: String,
+    /// When registered (RFC 3339, UTC); null for the model the service was
+    /// started with.
+    pub created_at: Option<String>,
+    /// When last made `latest` (RFC 3339, UTC); null if never.
+    pub promoted_at: Option<String>,
 }
 
-/// Fine-tuned models, newest first.
+/// A page of models, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
-    /// The models.
+    /// The models (the one the service was started with first, on the first
+    /// page).
     pub data: Vec<Model>,
+    /// More follow: pass the last id as `after`.
+    pub has_more: bool,
 }
 
 fn view(state: &AppState, row: ModelRow) -> Model {
     let latest = state.registry.latest().is_some_and(|m| m.id == row.id);
     Model {
         id: row.id,
-        job: row.job_id,
-        base_model: row.base_model,
+        job: Some(row.job_id),
+        base_model: Some(row.base_model),
         labels: row.labels,
         metrics: row.metrics,
         latest,
-        created_at: timestamp(row.created_at),
+        created_at: Some(timestamp(row.created_at)),
+        promoted_at: row.promoted_at.map(timestamp),
     }
 }
 
-/// Fine-tuned models, newest first.
-#[utoipa::path(get, path = "/models", tag = "models",
-    responses((status = 200, body = ModelList)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
-    let rows = state.store.list_models(1000).await?;
-    Ok(Json(ModelList {
-        data: rows.into_iter().map(|r| view(&state, r)).collect(),
-    }))
+/// The model the service was started with (`--model`), when it is loaded.
+fn preloaded(state: &AppState) -> Option<Model> {
+    let id = state.preloaded.as_deref()?;
+    let served = state.registry.get(id)?;
+    Some(Model {
+        id: id.to_string(),
+        job: None,
+        base_model: None,
+        labels: served.classifier.labels().to_vec(),
+        metrics: None,
+        latest: state.registry.latest().is_some_and(|m| m.id == id),
+        created_at: None,
+        promoted_at: None,
+    })
 }
 
-/// One fine-tuned model.
-#[utoipa::path(get, path = "/models/{id}", tag = "models",
+/// Models, newest first, a page at a time.
+#[utoipa::path(get, path = "/models", operation_id = "list_models", tag = "models",
+    params(PageParams),
+    responses((status = 200, body = ModelList), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<ModelList>, ApiError> {
+    let limit = page.limit()?;
+    let rows = state
+        .store
+        .list_models(limit + 1, page.after.as_deref())
+        .await
+        .map_err(|e| page.unknown_after(e))?;
+    let (rows, has_more) = page.cut(rows);
+    let first_page = page.after.is_none();
+    let data = first_page
+        .then(|| preloaded(&state))
+        .flatten()
+        .into_iter()
+        .chain(rows.into_iter().map(|r| view(&state, r)))
+        .collect();
+    Ok(Json(ModelList { data, has_more }))
+}
+
+/// One model.
+#[utoipa::path(get, path = "/models/{id}", operation_id = "get_model", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     responses((status = 200, body = Model), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -68,6 +117,97 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ApiError> {
+    if let Some(model) = preloaded(&state).filter(|m| m.id == id) {
+        return Ok(Json(model));
+    }
     let row = state.store.get_model(&id).await?;
     Ok(Json(view(&state, row)))
+}
+
+/// Makes a model `latest`: `/classify` answers with it from now on (requests
+/// in flight finish on the model they started with).
+#[utoipa::path(post, path = "/models/{id}/promote", operation_id = "promote_model", tag = "models",
+    params(("id" = String, Path, description = "Model id")),
+    responses(
+        (status = 200, description = "Now `latest`", body = Model),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Its files cannot be loaded", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn promote(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Model>, ApiError> {
+    if let Some(served) = preloaded(&state).and_then(|m| state.registry.get(&m.id)) {
+        if served.id == id {
+            // `--model` is this node's own: it outranks nothing but is
+            // served again here (other nodes keep their `latest`).
+            state.registry.promote(served, state.registry.rank());
+            return get(State(state), Path(id)).await;
+        }
+    }
+    let row = state.store.get_model(&id).await?;
+    let source = ModelSource::Dir(state.data_dir.resolve(&row.path));
+    let served = state
+        .registry
+        .get_or_load(&id, source)
+        .await
+        .map_err(|e| unloadable(&id, e))?;
+    let row = state.store.promote_model(&id).await?;
+    state
+        .registry
+        .promote(served, row.promoted_at.unwrap_or(i64::MAX));
+    tracing::info!(model = %id, "promoted to `latest` by a client");
+    Ok(Json(view(&state, row)))
+}
+
+/// Deletes a fine-tuned model and its files; 409 while it is `latest` or the
+/// base model of a job still to run.
+#[utoipa::path(delete, path = "/models/{id}", operation_id = "delete_model", tag = "models",
+    params(("id" = String, Path, description = "Model id (`model-…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`latest`, the service's own model, or in use by a job", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.preloaded.as_deref() == Some(id.as_str()) {
+        return Err(ApiError::Conflict(format!(
+            "model `{id}` is the one the service was started with (--model); it cannot be deleted"
+        )));
+    }
+    if state.registry.latest().is_some_and(|m| m.id == id) {
+        return Err(ApiError::Conflict(format!(
+            "model `{id}` is `latest`; promote another model first"
+        )));
+    }
+    let row = state.store.delete_model(&id).await?;
+    state.registry.forget(&id);
+    let folder = state.data_dir.resolve(&row.path);
+    if let Err(e) = std::fs::remove_dir_all(&folder) {
+        tracing::warn!(model = %id, "removing its files: {e}");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A model that is registered but does not load: 409 when its files are gone
+/// or damaged (the client can promote or name another), 500 otherwise.
+pub(crate) fn unloadable(id: &str, e: InferError) -> ApiError {
+    match e {
+        InferError::Load(
+            ModelError::MissingFile { .. }
+            | ModelError::Io { .. }
+            | ModelError::Safetensors { .. }
+            | ModelError::MissingTensor { .. }
+            | ModelError::WrongShape { .. }
+            | ModelError::Config { .. },
+        ) => ApiError::Conflict(format!(
+            "model `{id}` is registered but its files are missing or damaged; delete it, or use another"
+        )),
+        other => ApiError::Internal(other.to_string()),
+    }
 }

@@ -109,6 +109,21 @@ fn header(line: usize, raw: &[u8], record: &ByteRecord, state: &mut ParseState) 
         }
     }
     let find = |wanted: &str| names.iter().position(|n| n.eq_ignore_ascii_case(wanted));
+    for wanted in ["text", "label", "sentiment", "label_text", "idx"] {
+        let columns: Vec<String> = (0..names.len())
+            .filter(|&i| names[i].eq_ignore_ascii_case(wanted))
+            .map(|i| (i + 1).to_string())
+            .collect();
+        if columns.len() > 1 {
+            let message = format!(
+                "the header has {} `{wanted}` columns (columns {}); keep one",
+                columns.len(),
+                columns.join(", ")
+            );
+            state.error(line, wanted, message);
+            return None;
+        }
+    }
     let text = find("text");
     let label = find("label").or_else(|| find("sentiment"));
     let found = || format!("found: {}", names.join(", "));

@@ -14,7 +14,7 @@ const SHOWN_IN_MESSAGE: usize = 5;
 ///
 /// Serialises as `{"line": 3, "field": "text", "message": "is empty"}`, which is
 /// what the HTTP API returns in its 422 answers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RowError {
     /// 1-based line of the file where the row starts. For CSV the header is line 1;
     /// a quoted field with line breaks makes a row span several lines.

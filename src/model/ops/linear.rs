@@ -1,15 +1,19 @@
 //! Hugging Face's Conv1D, `y = x·W + b` with `W` stored `[in, out]`, as one op.
 //!
-//! Forward: the output starts as the bias, and one gemm call adds `x·W` onto it
+//! Forward: the output starts as the bias, and one product adds `x·W` onto it
 //! (candle would zero a buffer, multiply into it, then add the bias into a
-//! second one). Backward: one gemm call each for `dx = dy·Wᵀ` and `dW = xᵀ·dy`
+//! second one). Backward: one product each for `dx = dy·Wᵀ` and `dW = xᵀ·dy`
 //! reading the operands through transposed strides, and one column sum for
 //! `db`, all into one buffer (candle's bias gradient is a separate reduction,
 //! and the matmul's output gradient is first copied by the bias add's backward).
+//!
+//! Each product goes to our [`sgemm`] or to the `gemm` crate, whichever is the
+//! faster for its shape (see [`prefer_sgemm`]).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::f32_slice;
+use super::sgemm::{self, MatRef};
 use crate::simd::{host_f32, vectorized};
 
 /// `x·w + b` for `x` `[rows, in]`, `w` `[in, out]`, `b` `[out]`.
@@ -22,53 +26,35 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// A row-major or transposed view of a matrix: element `(i, j)` is at
-/// `data[i·row_stride + j·col_stride]`.
-struct View<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
+/// Multiply-adds below which a product runs on the calling thread (see
+/// [`sgemm::PARALLEL_MACS`]).
+const PARALLEL_MACS: usize = sgemm::PARALLEL_MACS;
+
+/// Whether our [`sgemm`] beats the `gemm` crate on a product (`tuneserve bench
+/// --matmul` compares them shape by shape): a transposed right operand (the
+/// input gradient `dy·Wᵀ`, which the crate answers by packing the whole
+/// weight) and products of one or two rows (a single token against a weight).
+fn prefer_sgemm(m: usize, rhs: &MatRef) -> bool {
+    (rhs.rs == 1 && rhs.cs != 1) || m <= 2
 }
-
-impl<'a> View<'a> {
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix with `cols` columns.
-    fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            row_stride: 1,
-            col_stride: cols,
-        }
-    }
-
-    /// Whether every element of an `m × n` view lies inside `data`.
-    fn covers(&self, m: usize, n: usize) -> bool {
-        m == 0 || n == 0 || (m - 1) * self.row_stride + (n - 1) * self.col_stride < self.data.len()
-    }
-}
-
-/// Multiply-adds below which a product runs on the calling thread: waking an
-/// idle pool thread costs tens of microseconds, more than it saves here, and a
-/// short text on an idle server pays it for every layer.
-const PARALLEL_MACS: usize = 1 << 22;
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` (`dst` row-major); adds onto `dst` when
 /// `accumulate`, overwrites it otherwise. Multi-threaded on rayon's pool.
 fn gemm_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
-    lhs: View,
-    rhs: View,
+    lhs: MatRef,
+    rhs: MatRef,
     accumulate: bool,
 ) {
-    assert!(dst.len() == m * n && lhs.covers(m, k) && rhs.covers(k, n));
+    assert!(dst.len() == m * n);
+    if prefer_sgemm(m, &rhs) {
+        return sgemm::sgemm((m, n, k), lhs, rhs, dst, n, accumulate);
+    }
+    let covers = |v: &MatRef, r: usize, c: usize| {
+        r == 0 || c == 0 || (r - 1) * v.rs + (c - 1) * v.cs < v.data.len()
+    };
+    assert!(covers(&lhs, m, k) && covers(&rhs, k, n));
     if m == 0 || n == 0 {
         return;
     }
@@ -90,11 +76,11 @@ fn gemm_into(
             n as isize,
             accumulate,
             lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
+            lhs.cs as isize,
+            lhs.rs as isize,
             rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
+            rhs.cs as isize,
+            rhs.rs as isize,
             1.0,
             1.0,
             false,
@@ -136,7 +122,7 @@ impl CustomOp3 for Linear {
             candle_core::bail!("linear: bias of {} for {n_out} outputs", b.len());
         }
         let mut y: Vec<f32> = b.repeat(rows);
-        let (x, w) = (View::rows(x, n_in), View::rows(w, n_out));
+        let (x, w) = (MatRef::rows(x, n_in), MatRef::rows(w, n_out));
         gemm_into(&mut y, (rows, n_out, n_in), x, w, true);
         Ok((CpuStorage::F32(y), Shape::from((rows, n_out))))
     }
@@ -187,18 +173,18 @@ impl CustomOp3 for LinearBackward {
         let mut out = vec![0f32; len];
         let (dx, rest) = out.split_at_mut(rows * n_in);
         let (dw, db) = rest.split_at_mut(n_in * n_out);
-        let dy_rows = || View::rows(dy, n_out);
+        let dy_rows = || MatRef::rows(dy, n_out);
         gemm_into(
             dx,
             (rows, n_in, n_out),
             dy_rows(),
-            View::transposed(w, n_out),
+            MatRef::transposed(w, n_out),
             false,
         );
         gemm_into(
             dw,
             (n_in, n_out, rows),
-            View::transposed(x, n_in),
+            MatRef::transposed(x, n_in),
             dy_rows(),
             false,
         );

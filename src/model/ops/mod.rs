@@ -10,6 +10,7 @@
 mod gelu;
 mod layer_norm;
 mod linear;
+pub mod sgemm;
 mod softmax;
 
 use candle_core::{CpuStorage, Layout, Result};

@@ -1,0 +1,147 @@
+//! `POST /datasets`: the upload itself. The body (raw, or the `file` part of a
+//! multipart form) streams to a temporary file in the datasets folder while
+//! its size is counted against `--max-dataset-bytes`, so a large upload never
+//! sits in memory whole; the file is then parsed through a memory map on a
+//! blocking thread, and its normalised copy written all-or-nothing.
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::datasets::{dataset_error, UploadParams};
+use crate::api::{ApiError, AppState};
+use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
+
+/// An upload on disk, not yet parsed: its temporary file (removed when
+/// dropped) and what the request said about it.
+pub(super) struct Received {
+    file: tempfile::NamedTempFile,
+    content_type: String,
+    file_name: Option<String>,
+}
+
+/// Streams the request's dataset to a temporary file.
+pub(super) async fn receive(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Received, ApiError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let dir = state.data_dir.root().join("datasets");
+    let file = tempfile::Builder::new()
+        .prefix(".upload.tmp-")
+        .tempfile_in(&dir)
+        .map_err(|e| ApiError::Internal(format!("creating an upload file: {e}")))?;
+    let limit = state.config.max_dataset_bytes;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    if !content_type.starts_with("multipart/form-data") {
+        copy(stream, &file, limit).await?;
+        return Ok(Received {
+            file,
+            content_type,
+            file_name: None,
+        });
+    }
+    let bad = |e: multer::Error| ApiError::BadRequest(format!("malformed multipart body: {e}"));
+    let boundary = multer::parse_boundary(&content_type).map_err(bad)?;
+    let mut form = multer::Multipart::new(stream, boundary);
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        if field.name() == Some("file") || field.file_name().is_some() {
+            let file_name = field.file_name().map(str::to_string);
+            let part_type = field.content_type().map(|m| m.to_string());
+            copy(field.map_err(std::io::Error::other), &file, limit).await?;
+            return Ok(Received {
+                file,
+                content_type: part_type.unwrap_or_default(),
+                file_name,
+            });
+        }
+    }
+    Err(ApiError::invalid(
+        "file",
+        "the multipart form has no `file` part",
+    ))
+}
+
+/// Writes `stream` into `file`; 413 once it passes `limit` bytes.
+async fn copy(
+    mut stream: impl Stream<Item = std::io::Result<axum::body::Bytes>> + Unpin,
+    file: &tempfile::NamedTempFile,
+    limit: usize,
+) -> Result<(), ApiError> {
+    let io = |e: std::io::Error| ApiError::Internal(format!("writing an upload: {e}"));
+    let mut out = tokio::fs::File::from_std(file.reopen().map_err(io)?);
+    let mut written = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        written += chunk.len();
+        if written > limit {
+            return Err(ApiError::TooLarge);
+        }
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)
+}
+
+impl Received {
+    /// Parses the upload (blocking: run it off the async runtime) in the format
+    /// `?format=` names, else the file name's extension, else the content type,
+    /// else the content's own look.
+    pub(super) fn parse(
+        &self,
+        params: &UploadParams,
+    ) -> Result<(Dataset, DatasetFormat), ApiError> {
+        let io = |e: std::io::Error| ApiError::Internal(format!("reading an upload: {e}"));
+        let file = self.file.as_file();
+        // SAFETY: the temporary file is private to this request and nothing
+        // writes to it while it is mapped.
+        let map = match file.metadata().map_err(io)?.len() {
+            0 => None,
+            _ => Some(unsafe { memmap2::Mmap::map(file) }.map_err(io)?),
+        };
+        let bytes: &[u8] = map.as_deref().unwrap_or_default();
+        let format = self.format(params, bytes)?;
+        let opts = ParseOptions {
+            drop_empty_text: params.drop_empty_text.unwrap_or(false),
+            ..ParseOptions::default()
+        };
+        let parsed = Dataset::from_bytes(bytes, format, &opts).map_err(dataset_error)?;
+        Ok((parsed, format))
+    }
+
+    fn format(&self, params: &UploadParams, body: &[u8]) -> Result<DatasetFormat, ApiError> {
+        if let Some(f) = &params.format {
+            return f
+                .parse()
+                .map_err(|e: DatasetError| ApiError::invalid("format", e.to_string()));
+        }
+        let by_name = self.file_name.as_deref().map(Path::new);
+        if let Some(f) = by_name.and_then(DatasetFormat::from_extension) {
+            return Ok(f);
+        }
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            return Err(ApiError::invalid(
+                "body",
+                "the body is a JSON array; upload JSON lines (one object per line) or CSV",
+            ));
+        }
+        let ct = self.content_type.as_str();
+        if ct.starts_with("text/csv") {
+            return Ok(DatasetFormat::Csv);
+        }
+        let json_lines = ["ndjson", "jsonl", "json-lines", "application/json"];
+        if json_lines.iter().any(|t| ct.contains(t)) {
+            return Ok(DatasetFormat::Jsonl);
+        }
+        Ok(DatasetFormat::sniff(body))
+    }
+}

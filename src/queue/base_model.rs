@@ -1,0 +1,99 @@
+//! What a job trains from. A client names its base model, never a server
+//! path; the name is, in this order:
+//!
+//! 1. the id of a model this service fine-tuned (continued fine-tuning);
+//! 2. a folder under one of the configured model roots (`--model-dir`,
+//!    repeatable), named relative to its root (`small`, `team/small`);
+//! 3. a Hugging Face Hub id (`gpt2`, `owner/name[@revision]`).
+//!
+//! Anything else (an absolute path, `..`, a hidden name) is refused with the
+//! same message whether or not such a file exists, so the answer tells a
+//! client nothing about the server's disk.
+
+use std::path::{Path, PathBuf};
+
+use crate::data_dir::DataDir;
+use crate::hub::{is_name, HubRepo, RepoKind};
+use crate::model::{Gpt2Config, ModelSource};
+use crate::store::{Store, StoreError};
+
+/// Why a base model name was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseModelError {
+    /// The name is none of the three kinds.
+    #[error(
+        "must be a model id of this service, the name of a model under the server's model \
+         folders (--model-dir), or a Hugging Face Hub id (`gpt2`, `owner/name[@revision]`)"
+    )]
+    Unknown,
+    /// A model of this service whose files are gone.
+    #[error("model `{0}` is registered but its files are missing")]
+    Missing(String),
+    /// The store could not be asked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resolves base model names against the store and the model roots.
+#[derive(Debug, Clone)]
+pub struct BaseModels {
+    store: Store,
+    data_dir: DataDir,
+    roots: Vec<PathBuf>,
+}
+
+impl BaseModels {
+    /// A resolver over `store`'s models and the folders in `roots`.
+    pub fn new(store: Store, data_dir: DataDir, roots: Vec<PathBuf>) -> Self {
+        Self {
+            store,
+            data_dir,
+            roots,
+        }
+    }
+
+    /// Where the model called `name` is.
+    pub async fn resolve(&self, name: &str) -> Result<ModelSource, BaseModelError> {
+        match self.store.get_model(name).await {
+            Ok(row) => {
+                let dir = self.data_dir.resolve(&row.path);
+                return match dir.join("config.json").is_file() {
+                    true => Ok(ModelSource::Dir(dir)),
+                    false => Err(BaseModelError::Missing(name.to_string())),
+                };
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(dir) = self.under_a_root(name) {
+            return Ok(ModelSource::Dir(dir));
+        }
+        match HubRepo::parse(name, RepoKind::Model) {
+            Some(repo) => Ok(ModelSource::Hub(repo)),
+            None => Err(BaseModelError::Unknown),
+        }
+    }
+
+    /// `root/name` for the first root holding a model folder of that name.
+    fn under_a_root(&self, name: &str) -> Option<PathBuf> {
+        let parts: Vec<&str> = name.split('/').collect();
+        if !parts.iter().all(|p| is_name(p)) {
+            return None;
+        }
+        self.roots
+            .iter()
+            .map(|root| parts.iter().fold(root.clone(), |dir, p| dir.join(p)))
+            .find(|dir| dir.join("config.json").is_file())
+    }
+}
+
+/// The configuration of the model at `source`, when it can be read without
+/// downloading anything (a folder, or a Hub repo already in the local cache);
+/// blocking.
+pub fn local_config(source: &ModelSource) -> Option<Gpt2Config> {
+    let file = match source {
+        ModelSource::Dir(dir) => dir.join("config.json"),
+        ModelSource::Hub(repo) => repo.cached("config.json")?,
+    };
+    Gpt2Config::from_file(Path::new(&file)).ok()
+}

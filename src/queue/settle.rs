@@ -1,0 +1,241 @@
+//! How an attempt ends, recorded in the store: cancelled, handed back on a
+//! shutdown (not counted as an attempt), failed (queued again while attempts
+//! remain), or succeeded — the model registered, promoted as the job's
+//! `promote` says, and its checkpoints pruned as `keep_checkpoints` says.
+//!
+//! The outcome is written until the store takes it: a write that fails (a
+//! full disk, say) is tried again every heartbeat while the attempt keeps its
+//! lease, so the job ends with its real outcome and cause once the store
+//! recovers, rather than with an expired lease.
+
+use std::future::Future;
+
+use serde_json::json;
+
+use super::execute::{Executed, JobError};
+use super::Shared;
+use crate::store::{Fence, JobRow, JobStatus, Level, NewEvent, NewModel, StoreError};
+use crate::train::{EvalMetrics, Finish, KeepCheckpoints, Promote};
+
+/// Why the worker asked the trainer to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StopReason {
+    Cancelled,
+    Shutdown,
+    LeaseLost,
+}
+
+/// Records how the attempt ended.
+pub(super) async fn settle(
+    shared: &Shared,
+    fence: &Fence,
+    job: &JobRow,
+    done: Result<Executed, JobError>,
+    reason: Option<StopReason>,
+) {
+    let log = |event: NewEvent| shared.log.write(&job.id, Some(fence), event);
+    match (done, reason) {
+        (_, Some(StopReason::LeaseLost)) => {}
+        (_, Some(StopReason::Cancelled)) => {
+            let message = "cancelled at the client's request";
+            let _ = log(NewEvent::info("cancelled", message, None)).await;
+            tracing::info!(job = %job.id, "cancelled");
+            let end = || shared.store.end_attempt(fence, JobStatus::Cancelled, None);
+            finished(persist(shared, fence, end).await, JobStatus::Cancelled);
+        }
+        (_, Some(StopReason::Shutdown)) => {
+            let message =
+                "interrupted by a shutdown; queued again to resume from its last checkpoint";
+            let _ = log(NewEvent::info("interrupted", message, None)).await;
+            tracing::info!(job = %job.id, "handed back to the queue for a shutdown");
+            let _ = shared.store.hand_back(fence).await;
+        }
+        (Err(e), None) => settle_error(shared, fence, job, e).await,
+        (Ok(exec), None) => match exec
+            .model
+            .clone()
+            .filter(|_| exec.finish != Finish::Stopped)
+        {
+            Some(_) => succeed(shared, fence, job, exec).await,
+            None => {
+                let error = JobError::Thread("stopped unexpectedly".into());
+                settle_error(shared, fence, job, error).await
+            }
+        },
+    }
+}
+
+/// A failed attempt: the job is queued again while attempts remain (and the
+/// error may pass), failed otherwise; the error, with its cause, is recorded.
+pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, error: JobError) {
+    let status = if error.is_permanent() || job.attempt >= job.max_attempts {
+        JobStatus::Failed
+    } else {
+        JobStatus::Queued
+    };
+    let message = shared.scrub(&error.to_string());
+    tracing::warn!(job = %job.id, attempt = job.attempt, next = status.as_str(), "attempt failed: {message}");
+    let event = NewEvent {
+        level: Level::Error,
+        kind: "error",
+        message: format!("attempt {} failed: {message}", job.attempt),
+        data: Some(json!({"next_status": status.as_str()})),
+    };
+    let end = || shared.store.end_attempt(fence, status, Some(&message));
+    let ended = persist(shared, fence, end).await;
+    let _ = shared.log.write(&job.id, Some(fence), event).await;
+    finished(ended, status);
+}
+
+/// A succeeded attempt: register the model (promoted or not), serve it if
+/// promoted, prune the checkpoints.
+async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
+    let Some(model) = exec.model else { return };
+    let (promote, why) = promotion(shared, job, exec.final_metrics.as_ref()).await;
+    let dir = &shared.config.data_dir;
+    let new = NewModel {
+        id: model.id.clone(),
+        base_model: job.base_model.clone(),
+        labels: model.classifier.labels().to_vec(),
+        metrics: exec.final_metrics.as_ref().map(|m| json!(m)),
+        path: dir.relative(&dir.model(&model.id)),
+    };
+    let message = match promote {
+        true => format!("succeeded; model {} is now `latest`", model.id),
+        false => format!(
+            "succeeded; model {} registered, not promoted: {why}",
+            model.id
+        ),
+    };
+    let data = json!({"model": model.id, "promoted": promote});
+    let _ = shared
+        .log
+        .write(
+            &job.id,
+            Some(fence),
+            NewEvent::info("succeeded", message, Some(data)),
+        )
+        .await;
+    let finish = || shared.store.finish_succeeded(fence, new.clone(), promote);
+    match persist(shared, fence, finish).await {
+        Ok(Some(row)) => {
+            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "succeeded");
+            if let Some(rank) = row.promoted_at {
+                shared.registry.promote(model, rank);
+            }
+            finished(Ok(true), JobStatus::Succeeded);
+            prune(shared, job, exec.best_step).await;
+        }
+        Ok(None) => {
+            tracing::warn!(job = %job.id, "finished after losing its lease; model not registered")
+        }
+        Err(e) => tracing::error!(job = %job.id, "recording success failed: {e}"),
+    }
+}
+
+/// Whether the job's model becomes `latest`, and why not when it does not.
+async fn promotion(shared: &Shared, job: &JobRow, metrics: Option<&EvalMetrics>) -> (bool, String) {
+    let h = &job.hyperparameters;
+    match h.promote {
+        Promote::Always => return (true, String::new()),
+        Promote::Never => return (false, "the job's `promote` is `never`".into()),
+        Promote::IfBetter => {}
+    }
+    let Ok(Some(latest)) = shared.store.latest_model().await else {
+        return (true, String::new());
+    };
+    let (Some(ours), Some(theirs)) = (metrics, latest.metrics.as_ref()) else {
+        return (
+            false,
+            "no evaluation to compare with the current `latest`".into(),
+        );
+    };
+    let same_set = match shared.store.get_job(&latest.job_id).await {
+        Ok(other) => {
+            let o = &other.hyperparameters;
+            other.eval_dataset == job.eval_dataset
+                && (o.eval_subset, o.seed) == (h.eval_subset, h.seed)
+        }
+        Err(_) => false,
+    };
+    let theirs: Option<EvalMetrics> = serde_json::from_value(theirs.clone()).ok();
+    match theirs.filter(|_| same_set) {
+        None => (
+            false,
+            format!("`latest` ({}) was evaluated on another set", latest.id),
+        ),
+        Some(theirs) => {
+            let metric = h.metric_for_best_model;
+            match ours.score(metric) > theirs.score(metric) {
+                true => (true, String::new()),
+                false => (
+                    false,
+                    format!("not better than `latest` ({}) by {metric:?}", latest.id),
+                ),
+            }
+        }
+    }
+}
+
+/// Deletes the succeeded job's checkpoints that `keep_checkpoints` does not
+/// keep (the best one, by default).
+async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
+    let keep = match job.hyperparameters.keep_checkpoints {
+        KeepCheckpoints::All => return,
+        KeepCheckpoints::Best => best_step.map(|s| s as i64),
+        KeepCheckpoints::None => None,
+    };
+    let Ok(rows) = shared.store.list_checkpoints(&job.id).await else {
+        return;
+    };
+    for row in rows.into_iter().filter(|r| Some(r.step) != keep) {
+        let path = shared.config.data_dir.resolve(&row.path);
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(job = %job.id, step = row.step, "removing a checkpoint: {e}");
+            continue;
+        }
+        let _ = shared.store.forget_checkpoint(&job.id, row.step).await;
+    }
+}
+
+/// Runs `write` until the store takes it, renewing the lease between tries;
+/// gives up when the lease is lost or the service shuts down.
+async fn persist<T, F, Fut>(shared: &Shared, fence: &Fence, mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    loop {
+        let error = match write().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        tracing::warn!(job = %fence.job_id, "recording the outcome failed (will retry): {error}");
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.heartbeat) => {}
+            _ = shared.shutdown.cancelled() => return Err(error),
+        }
+        if let Ok(None) = shared
+            .store
+            .heartbeat(fence, shared.config.lease_ms())
+            .await
+        {
+            return Err(error); // the lease is gone: the outcome is no longer ours to write
+        }
+    }
+}
+
+/// Counts a job that reached a final status (`Ok(true)`: the write applied).
+fn finished(result: Result<bool, StoreError>, status: JobStatus) {
+    match result {
+        Ok(false) => tracing::debug!("outcome fenced off (lease lost)"),
+        Ok(true) => {
+            // Attempts that end in a requeue are not counted: the job is not finished.
+            if status.is_terminal() {
+                metrics::counter!("tuneserve_jobs_finished_total", "status" => status.as_str())
+                    .increment(1);
+            }
+        }
+        Err(e) => tracing::error!("recording the outcome failed: {e}"),
+    }
+}
