@@ -3,8 +3,9 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -43,7 +44,24 @@ pub enum ApiError {
     /// The body is larger than allowed (413).
     #[error("the request body is too large for this endpoint (limits: --max-json-bytes, --max-dataset-bytes)")]
     TooLarge,
-    /// Too much work already waiting (429).
+    /// No route takes this method on this path (405; the `Allow` header
+    /// lists those that do).
+    #[error(
+        "method `{method}` is not allowed on `{path}` (the Allow header lists those that are)"
+    )]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// The URI is longer than the service reads (414).
+    #[error("the URI is longer than {limit} bytes")]
+    UriTooLong {
+        /// The longest URI taken.
+        limit: usize,
+    },
+    /// Too much work already waiting (429, with `Retry-After`).
     #[error("{0}")]
     Overloaded(String),
     /// An upstream service (the Hugging Face Hub) failed or is out of reach (502).
@@ -55,7 +73,19 @@ pub enum ApiError {
     /// Anything else (500): logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error answered below the handlers (axum's rejections, the request
+    /// timeout), given this body by [`crate::api::middleware::json_errors`].
+    #[error("{message}")]
+    Http {
+        /// Its status.
+        status: StatusCode,
+        /// What went wrong.
+        message: String,
+    },
 }
+
+/// Seconds a client told 429 should wait before trying again.
+const RETRY_AFTER_SECS: &str = "1";
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
@@ -95,11 +125,34 @@ impl ApiError {
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri_too_long"),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Http { status, .. } => (*status, code_of(*status)),
         }
+    }
+}
+
+/// The code of an error status the handlers do not make themselves.
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
+        StatusCode::TOO_MANY_REQUESTS => "overloaded",
+        StatusCode::BAD_GATEWAY => "bad_gateway",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
     }
 }
 
@@ -125,7 +178,17 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        let extra = match status {
+            StatusCode::TOO_MANY_REQUESTS => Some((RETRY_AFTER, RETRY_AFTER_SECS)),
+            StatusCode::UNAUTHORIZED => Some((WWW_AUTHENTICATE, "Bearer")),
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            let value = HeaderValue::from_static(value);
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 

@@ -1,28 +1,150 @@
-//! Request middleware: bearer-token auth.
+//! Request middleware: bearer-token auth, the URI length limit, and the JSON
+//! error body for errors answered below the handlers (405, 408, axum's
+//! plain-text rejections), so that every error has the same shape.
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::ApiError;
 
-/// Requires `Authorization: Bearer <key>` when an API key is configured
-/// (compared in constant time).
-pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = state.config.api_key.as_deref() else {
+/// Longest URI (path and query) the service reads; longer ones are 414.
+pub const MAX_URI_BYTES: usize = 8 << 10;
+
+/// Longest plain-text error body kept as the JSON error's message.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// The configured API key, kept only as its SHA-256 digest, computed once:
+/// hashing it per request would take longer for longer keys.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKey(Option<[u8; 32]>);
+
+impl ApiKey {
+    /// `None`: no key is required.
+    pub fn new(key: Option<&str>) -> Self {
+        Self(key.map(|k| Sha256::digest(k.as_bytes()).into()))
+    }
+}
+
+/// Requires `Authorization: Bearer <key>` when an API key is configured.
+pub async fn require_api_key(State(key): State<ApiKey>, req: Request, next: Next) -> Response {
+    let Some(expected) = key.0 else {
         return next.run(req).await;
     };
     let given = req
         .headers()
         .get(AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()));
+    match given {
+        Some(token) if key_matches(token, &expected) => next.run(req).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// The credentials of a `Bearer` authorization: the scheme in any case
+/// (RFC 7235 §2.1), then one or more spaces, then the token.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked("bearer".len())?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Whether `given` is the key whose digest is `expected`, in time that
+/// depends on neither key: digests are the same size whatever the keys'
+/// lengths and are compared in constant time (comparing the keys themselves
+/// returns early on a length mismatch, which tells the key's length).
+fn key_matches(given: &[u8], expected: &[u8; 32]) -> bool {
+    Sha256::digest(given).ct_eq(expected).into()
+}
+
+/// Answers 414 to a URI longer than [`MAX_URI_BYTES`].
+pub async fn limit_uri(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::UriTooLong {
+            limit: MAX_URI_BYTES,
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The 405 of every route: axum's is bodiless. axum adds the `Allow` header.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let mut method = method.to_string();
+    method.truncate(32);
+    ApiError::MethodNotAllowed {
+        method,
+        path: uri.path().to_string(),
+    }
+}
+
+/// Gives the JSON error body to an error response that is not JSON (an
+/// empty one, or an axum rejection's plain text, which becomes the message);
+/// the headers stay.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_MESSAGE_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match (text.is_empty(), status.canonical_reason()) {
+        (false, _) => text,
+        (true, Some(reason)) => reason.to_lowercase(),
+        (true, None) => format!("HTTP status {}", status.as_u16()),
+    };
+    parts.headers.remove(CONTENT_TYPE);
+    parts.headers.remove(CONTENT_LENGTH);
+    let error = ApiError::Http { status, message }.into_response();
+    let (error, body) = error.into_parts();
+    parts.headers.extend(error.headers);
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer_token(b"Bearer k"), Some(&b"k"[..]));
+        assert_eq!(bearer_token(b"bearer k"), Some(&b"k"[..]));
+        assert_eq!(bearer_token(b"BeArEr   k "), Some(&b"k"[..]));
+        for refused in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearerk",
+            b"Basic k",
+            b"k",
+            b"",
+        ] {
+            assert_eq!(bearer_token(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn keys_of_any_length_compare() {
+        let expected = ApiKey::new(Some("s3cret")).0.unwrap();
+        assert!(key_matches(b"s3cret", &expected));
+        for other in [&b"s3cre"[..], b"s3cret-and-more", b"S3CRET", b""] {
+            assert!(!key_matches(other, &expected), "{other:?}");
+        }
     }
 }

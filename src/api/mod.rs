@@ -5,13 +5,17 @@
 //! [`Application::build`] opens the store, starts the inference thread, the
 //! queue's workers and the node's cluster tasks (see [`crate::cluster`]),
 //! preloads a model and binds the listener (port 0 picks a free port: see
-//! [`Application::port`]); [`Application::run_until_stopped`] serves until
-//! SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans the shutdown
-//! out to the workers, which hand their jobs back to the queue.
+//! [`Application::port`]); [`Application::run_until_stopped`] serves (see
+//! [`server`]: header-read timeout, connection cap) until SIGINT/SIGTERM (or
+//! [`Application::shutdown_token`]) and fans the shutdown out to the
+//! connections, which finish their requests, and to the workers, which hand
+//! their jobs back to the queue, both within one deadline.
 
 mod error;
 pub mod http;
 mod middleware;
+mod preload;
+mod server;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -27,7 +31,7 @@ pub use error::{ApiError, Json, Query};
 use crate::cluster::{self, Node};
 use crate::data_dir::DataDir;
 use crate::infer::{BatchLimits, Batcher, BatchingConfig, Registry};
-use crate::model::{parse_device, ModelSource};
+use crate::model::parse_device;
 use crate::queue::{Queue, QueueConfig};
 use crate::store::{DatabaseUrl, Store};
 
@@ -81,6 +85,16 @@ pub struct ServeConfig {
     pub max_loaded_models: usize,
     /// How often the newest model is looked for when no node announced one.
     pub model_poll: Duration,
+    /// Time a connection has to send a complete request head, from when it
+    /// opens or from its previous response (so also the keep-alive idle
+    /// timeout).
+    pub header_timeout: Duration,
+    /// Client connections open at once at most (fewer if the limit on open
+    /// files is lower); more wait to be accepted.
+    pub max_connections: usize,
+    /// On SIGINT/SIGTERM, how long requests in flight and the workers'
+    /// handing back of their jobs may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -109,6 +123,9 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
             model_poll: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(15),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -118,6 +135,10 @@ fn check(config: &ServeConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         !config.devices.is_empty(),
         "--devices: give at least one device"
+    );
+    anyhow::ensure!(
+        !config.header_timeout.is_zero() && config.max_connections > 0,
+        "the header timeout and the connection cap must be positive"
     );
     anyhow::ensure!(
         !config.heartbeat.is_zero() && config.heartbeat < config.lease,
@@ -158,6 +179,8 @@ pub struct AppState {
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: server::Limits,
+    shutdown_timeout: Duration,
     port: u16,
     store: Store,
     node_id: String,
@@ -197,7 +220,7 @@ impl Application {
             devices[0].1.clone(),
             config.max_loaded_models,
         ));
-        let preloaded = preload(&config, &store, &data_dir, &registry).await?;
+        let preloaded = preload::preload(&config, &store, &data_dir, &registry).await?;
         let batcher = Batcher::start(BatchingConfig {
             capacity: config.queue_capacity,
             limits: BatchLimits {
@@ -238,6 +261,11 @@ impl Application {
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
+        let limits = server::Limits {
+            header_timeout: config.header_timeout,
+            max_connections: server::fit_connection_cap(config.max_connections),
+        };
+        let shutdown_timeout = config.shutdown_timeout;
         let state = AppState {
             store: store.clone(),
             queue,
@@ -251,6 +279,8 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state.clone()),
+            limits,
+            shutdown_timeout,
             port,
             store,
             node_id: state.config.node_id.clone(),
@@ -276,7 +306,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM or the shutdown token; then stops taking
-    /// requests, lets the workers hand their jobs back, and closes the store.
+    /// connections, and gives requests in flight and the workers (handing
+    /// their jobs back) until the shutdown timeout; closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let token = self.shutdown.clone();
         tokio::spawn(async move {
@@ -285,23 +316,30 @@ impl Application {
                 _ = token.cancelled() => {}
             }
         });
-        tracing::info!(port = self.port, "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
-            .await?;
-        tracing::info!("shutting down: waiting for workers to hand back their jobs");
+        let address = self.listener.local_addr()?;
+        tracing::info!("listening on http://{address}");
+        let open = server::serve(self.listener, self.router, self.limits, self.shutdown).await;
+        let limit = self.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        tracing::info!(
+            connections = open.len(),
+            "shutting down: finishing requests in flight, workers hand back their jobs \
+             (at most {limit:?})"
+        );
+        let cut = server::drain(open, deadline).await;
+        if cut > 0 {
+            tracing::warn!("closed {cut} connections still busy after {limit:?}");
+        }
         let workers = futures::future::join_all(self.workers);
-        if tokio::time::timeout(Duration::from_secs(60), workers)
-            .await
-            .is_err()
-        {
-            tracing::warn!("workers did not stop within 60 s");
+        if tokio::time::timeout_at(deadline, workers).await.is_err() {
+            tracing::warn!("workers did not hand back their jobs within {limit:?}");
         }
         futures::future::join_all(self.background).await;
         if let Err(e) = self.store.remove_node(&self.node_id).await {
             tracing::warn!("removing this node from the nodes table: {e}");
         }
         self.store.close().await;
+        tracing::info!("stopped");
         Ok(())
     }
 }
@@ -324,53 +362,5 @@ async fn signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
-    }
-}
-
-/// `--model` if given, else the model promoted last that loads (a model
-/// whose files were deleted is skipped), becomes `latest`; returns the id
-/// `--model` is served under. `--model` ranks with the model promoted last
-/// so far: a model promoted later (on any node) replaces it.
-async fn preload(
-    config: &ServeConfig,
-    store: &Store,
-    data_dir: &DataDir,
-    registry: &Registry,
-) -> anyhow::Result<Option<String>> {
-    let promoted = store.promoted_models(16).await?;
-    if let Some(model) = &config.model {
-        let source: ModelSource = model.parse()?;
-        let served = registry
-            .get_or_load(&served_name(&source), source)
-            .await
-            .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-        tracing::info!(model = %served.id, "serving --model as `latest`");
-        let id = served.id.clone();
-        let rank = promoted.first().and_then(|m| m.promoted_at).unwrap_or(0);
-        registry.promote(served, rank);
-        return Ok(Some(id));
-    }
-    for row in promoted {
-        let source = ModelSource::Dir(data_dir.resolve(&row.path));
-        match registry.get_or_load(&row.id, source).await {
-            Ok(served) => {
-                tracing::info!(model = %row.id, "serving as `latest`");
-                registry.promote(served, row.promoted_at.unwrap_or(0));
-                return Ok(None);
-            }
-            Err(e) => tracing::warn!(model = %row.id, "cannot serve the model promoted last: {e}"),
-        }
-    }
-    Ok(None)
-}
-
-/// The id a `--model` is served (and listed) under: a folder's name, never
-/// its path on the server; a Hub id as given.
-pub(crate) fn served_name(source: &ModelSource) -> String {
-    match source {
-        ModelSource::Dir(dir) => dir
-            .file_name()
-            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
-        ModelSource::Hub(_) => source.to_string(),
     }
 }

@@ -1,38 +1,176 @@
-//! Prometheus metrics: the process-wide recorder (installed once, at build
-//! time, before any metric is recorded), the per-request middleware, and the
-//! exposition `GET /metrics` renders.
+//! Prometheus metrics and request logging: the process-wide recorder
+//! (installed once, at build time, before any metric is recorded) with a
+//! `# HELP` for every metric the crate records and buckets for every
+//! histogram (histograms aggregate across instances, summaries do not), the
+//! build's identity, and the per-request middleware.
+//!
+//! Request labels come from closed sets only — the method from a fixed list
+//! (else `other`), the route's template (else `unmatched`) and the status — so
+//! no client can create series: each made-up label value would be a new
+//! series held in memory and rendered on every scrape.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::Unit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets (seconds): a millisecond to the request timeout's order.
+const SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Batch size buckets (texts per forward pass).
+const TEXTS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Routes whose requests are logged at `debug`: polled by probes and scrapers.
+const POLLED: &[&str] = &["/health", "/metrics"];
 
 /// The recorder's handle; the first call installs it.
 pub(crate) fn install() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = builder()
             .install_recorder()
-            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+            .unwrap_or_else(|_| builder().build_recorder().handle());
+        describe();
+        metrics::gauge!(
+            "tuneserve_build_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+            "commit" => env!("TUNESERVE_COMMIT"),
+        )
+        .set(1.0);
+        // Present, at 0, before the first job: no job, no throughput.
+        metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
+        handle
     })
 }
 
-/// Counts requests and records their latency by route and status.
+fn builder() -> PrometheusBuilder {
+    let buckets = [
+        ("tuneserve_http_request_duration_seconds", SECONDS),
+        ("tuneserve_inference_seconds", SECONDS),
+        ("tuneserve_inference_batch_size", TEXTS),
+    ];
+    buckets
+        .into_iter()
+        .fold(PrometheusBuilder::new(), |builder, (name, values)| {
+            builder
+                .set_buckets_for_metric(Matcher::Full(name.into()), values)
+                .expect("bucket lists are not empty")
+        })
+}
+
+/// `# HELP` (and units) of every metric the crate records.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "tuneserve_build_info",
+        "Always 1; the labels say which build runs (version, commit)"
+    );
+    describe_counter!(
+        "tuneserve_http_requests_total",
+        "HTTP requests answered, by method (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or \
+         other), route template (or unmatched) and status"
+    );
+    describe_histogram!(
+        "tuneserve_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request (to the response head), by method, route and status"
+    );
+    describe_gauge!(
+        "tuneserve_http_connections",
+        "Client connections open (at most --max-connections)"
+    );
+    describe_histogram!(
+        "tuneserve_inference_batch_size",
+        Unit::Count,
+        "Texts classified together in one pass of the inference thread"
+    );
+    describe_histogram!(
+        "tuneserve_inference_seconds",
+        Unit::Seconds,
+        "Time the inference thread took for one batch (tokenizing included)"
+    );
+    describe_gauge!(
+        "tuneserve_inference_queue_depth",
+        "Classification requests waiting for the inference thread (a full queue answers 429)"
+    );
+    describe_gauge!(
+        "tuneserve_jobs",
+        "Jobs by status, counted when /metrics is read"
+    );
+    describe_counter!(
+        "tuneserve_jobs_finished_total",
+        "Jobs that reached a final status (succeeded, failed, cancelled)"
+    );
+    describe_gauge!(
+        "tuneserve_training_tokens_per_second",
+        "Training throughput of the newest logged step; 0 when no job is running"
+    );
+}
+
+/// The method as a label: one of the methods the API knows, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
+/// Counts requests, records their latency by method, route and status, and
+/// logs one line per request (at `debug` for health and metrics polls).
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let path = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = method_label(req.method());
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("path", path), ("status", status)];
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let latency_ms = (elapsed.as_secs_f64() * 1e4).round() / 10.0;
+    if POLLED.contains(&path.as_str()) {
+        tracing::debug!(status, latency_ms, "answered");
+    } else {
+        tracing::info!(status, latency_ms, "answered");
+    }
+    let labels = [
+        ("method", method.to_string()),
+        ("path", path),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("tuneserve_http_requests_total", &labels).increment(1);
     metrics::histogram!("tuneserve_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_list_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        assert_eq!(method_label(&Method::TRACE), "other");
+        let made_up = Method::from_bytes(b"FOO").unwrap();
+        assert_eq!(method_label(&made_up), "other");
+    }
 }

@@ -20,9 +20,21 @@ pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax, e.g. `info` or `tuneserve=debug`).
     #[arg(long, global = true, env = "TUNESERVE_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines as text (coloured only on a terminal) or as JSON objects, one a line.
+    #[arg(long, global = true, env = "TUNESERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// For log shippers: one JSON object a line.
+    Json,
 }
 
 /// The subcommands.
@@ -46,7 +58,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     fix_thread_counts();
     let cli = parse();
-    init_tracing(&cli.log);
+    init_tracing(&cli.log, cli.log_format);
     keep_freed_memory();
     let result = match cli.command {
         Command::InitModel(args) => init_model::run(args),
@@ -121,13 +133,22 @@ fn keep_freed_memory() {
     }
 }
 
-fn init_tracing(filter: &str) {
+/// Logs to stderr: text with colours only when stderr is a terminal and
+/// `NO_COLOR` is not set, or JSON lines.
+fn init_tracing(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init()
+        }
+    }
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB; `None` where

@@ -79,6 +79,18 @@ pub struct ServeArgs {
     /// Seconds between heartbeats (also how fast a cancel is noticed).
     #[arg(long, env = "TUNESERVE_HEARTBEAT_SECS", default_value_t = 2.0)]
     pub heartbeat_secs: f64,
+    /// Seconds a connection has to send a request head, from when it opens or
+    /// from its previous response (also the keep-alive idle timeout).
+    #[arg(long, env = "TUNESERVE_HEADER_TIMEOUT_SECS", default_value_t = 15.0)]
+    pub header_timeout_secs: f64,
+    /// Client connections open at once (more wait to be accepted).
+    #[arg(long, env = "TUNESERVE_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds SIGINT/SIGTERM gives requests in flight and running jobs to
+    /// finish or be handed back before the process exits anyway.
+    #[arg(long, env = "TUNESERVE_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
+    pub shutdown_timeout: f64,
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -86,6 +98,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.heartbeat_secs > 0.0 && args.lease_secs > args.heartbeat_secs,
         "--lease-secs must be greater than --heartbeat-secs (> 0)"
+    );
+    anyhow::ensure!(
+        args.header_timeout_secs > 0.0 && args.shutdown_timeout >= 0.0,
+        "--header-timeout-secs must be positive and --shutdown-timeout not negative"
     );
     let mut config = ServeConfig::new(args.data_dir);
     config.host = args.host;
@@ -108,12 +124,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_dataset_bytes = args.max_dataset_bytes;
     config.lease = Duration::from_secs_f64(args.lease_secs);
     config.heartbeat = Duration::from_secs_f64(args.heartbeat_secs);
+    config.header_timeout = Duration::from_secs_f64(args.header_timeout_secs);
+    config.max_connections = args.max_connections as usize;
+    config.shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let app = Application::build(config).await?;
-        eprintln!("tuneserve listening on port {}", app.port());
         app.run_until_stopped().await?;
         anyhow::Ok(())
     })

@@ -64,6 +64,11 @@ impl Batcher {
         Ok(Self { tx, capacity })
     }
 
+    /// Requests waiting for the inference thread.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Classifies `texts` with `model`; fails at once when the queue is full.
     pub async fn classify(
         &self,

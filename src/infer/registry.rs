@@ -89,6 +89,7 @@ impl Registry {
         if let Some(old) = self.latest.swap(Some(model)) {
             self.remember(old);
         }
+        self.report();
         true
     }
 
@@ -159,10 +160,20 @@ impl Registry {
         recent.push(model);
         let excess = recent.len().saturating_sub(self.max_loaded);
         recent.drain(..excess);
+        drop(recent);
+        self.report();
     }
 
     fn remember_except(&self, id: &str) {
         self.lock().retain(|m| m.id != id);
+        self.report();
+    }
+
+    /// Puts [`Registry::footprint`] into the metrics.
+    fn report(&self) {
+        let (models, bytes) = self.footprint();
+        metrics::gauge!("tuneserve_loaded_models").set(models as f64);
+        metrics::gauge!("tuneserve_loaded_model_bytes").set(bytes as f64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ServedModel>>> {

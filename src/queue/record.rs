@@ -56,7 +56,8 @@ impl<'a> Recorder<'a> {
                     "training {total_steps} steps on {train_examples} examples \
                      ({eval_examples} for evaluation) from step {start_step}"
                 );
-                tracing::info!(job = %self.fence.job_id, "{message}");
+                let (job, attempt) = (&self.fence.job_id, self.fence.attempt);
+                tracing::info!(job = %job, attempt, "started: {message}");
                 let data = json!({"total_steps": total_steps, "start_step": start_step});
                 self.info("plan", message, Some(data)).await;
             }
@@ -81,6 +82,7 @@ impl<'a> Recorder<'a> {
             }
             TrainEvent::EarlyStopped { step } => {
                 let message = format!("early stopping at step {step}");
+                tracing::info!(job = %self.fence.job_id, "{message}");
                 self.info("early_stopped", message, None).await;
             }
         }

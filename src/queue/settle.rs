@@ -108,6 +108,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
         ),
     };
     let data = json!({"model": model.id, "promoted": promote});
+    let summary = message.clone();
     let _ = shared
         .log
         .write(
@@ -116,15 +117,17 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
             NewEvent::info("succeeded", message, Some(data)),
         )
         .await;
+    // Pruned before the job reads `succeeded`, so a client that sees it sees
+    // the checkpoints that stay; a retried attempt resumes from the kept one.
+    prune(shared, job, exec.best_step).await;
     let finish = || shared.store.finish_succeeded(fence, new.clone(), promote);
     match persist(shared, fence, finish).await {
         Ok(Some(row)) => {
-            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "succeeded");
+            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{summary}");
             if let Some(rank) = row.promoted_at {
                 shared.registry.promote(model, rank);
             }
             finished(Ok(true), JobStatus::Succeeded);
-            prune(shared, job, exec.best_step).await;
         }
         Ok(None) => {
             tracing::warn!(job = %job.id, "finished after losing its lease; model not registered")

@@ -73,6 +73,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         }
     };
     settle(shared, &fence, &job, done, reason).await;
+    metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
 }
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease

@@ -20,3 +20,31 @@ fn committed_openapi_yaml_is_up_to_date() {
          `UPDATE_OPENAPI=1 cargo test --release openapi` and commit the result"
     );
 }
+
+/// The errors every route can answer are in the document where they can
+/// happen: 401 behind the key, 408 and 414 everywhere, 413 with a body,
+/// 429 with `Retry-After`.
+#[test]
+fn shared_errors_are_documented_where_they_happen() {
+    let doc = serde_json::to_value(tuneserve::api::http::openapi()).unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            let has = |status: &str| responses.get(status).is_some();
+            let at = format!("{method} {path}");
+            assert!(has("408") && has("414"), "{at}");
+            let protected = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            assert_eq!(has("401"), protected, "{at}");
+            if op.get("requestBody").is_some() {
+                assert!(has("413"), "{at}");
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 14, "{operations} operations");
+    let overloaded = &doc["paths"]["/classify"]["post"]["responses"]["429"]["$ref"];
+    assert_eq!(overloaded, "#/components/responses/Overloaded");
+    let headers = &doc["components"]["responses"]["Overloaded"]["headers"];
+    assert!(headers.get("Retry-After").is_some(), "{headers}");
+}

@@ -34,7 +34,7 @@ impl ServeProcess {
             .arg("--model-dir")
             .arg(data.parent().unwrap().join("models"))
             .args(args)
-            .env("TUNESERVE_LOG", "warn")
+            .env("TUNESERVE_LOG", "info")
             // Several nodes share few cores: one matmul thread each.
             .env("RAYON_NUM_THREADS", "1")
             .stderr(Stdio::piped())
@@ -44,8 +44,8 @@ impl ServeProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                match line.strip_prefix("tuneserve listening on port ") {
-                    Some(port) => drop(tx.send(port.trim().to_string())),
+                match line.split_once("listening on http://") {
+                    Some((_, address)) => drop(tx.send(address.trim().to_string())),
                     None if line.contains("ERROR") || line.starts_with("error") => {
                         eprintln!("serve: {line}")
                     }
@@ -53,12 +53,12 @@ impl ServeProcess {
                 }
             }
         });
-        let port = rx
+        let address = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server starts");
         Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{address}"),
         }
     }
 

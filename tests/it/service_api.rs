@@ -376,7 +376,16 @@ async fn a_full_inference_queue_answers_429() {
     let requests = (0..16).map(|_| {
         let app = app.clone();
         let texts = texts.clone();
-        tokio::spawn(async move { app.post("/classify", &json!({"inputs": texts})).await })
+        tokio::spawn(async move {
+            let url = app.url("/classify");
+            let resp = app.client.post(url).json(&json!({"inputs": texts}));
+            let resp = resp.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").cloned();
+            // Every 429 says when to come back; no 200 does.
+            assert_eq!(retry.is_some(), status == 429, "{status}: {retry:?}");
+            (status, resp.json::<Value>().await.unwrap())
+        })
     });
     let answers: Vec<(u16, Value)> = futures::future::join_all(requests)
         .await

@@ -153,6 +153,24 @@ impl TestApp {
         split(resp).await
     }
 
+    /// DELETE, returning status and JSON body (Null when empty).
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.delete(self.url(path)).send().await.unwrap();
+        split(resp).await
+    }
+
+    /// Runs a quick job on the tiny dataset to success; returns the job.
+    pub async fn train_quickly(&self, dataset: &str, extra: Value) -> Value {
+        let mut hp = quick_hyperparameters();
+        if let (Some(h), Some(e)) = (hp.as_object_mut(), extra.as_object()) {
+            h.extend(e.clone());
+        }
+        let id = self.submit(dataset, hp).await;
+        let job = self.wait_status(&id, "succeeded", 180).await;
+        assert_eq!(job["status"], "succeeded", "{job:#}");
+        job
+    }
+
     /// POST a raw body with a content type.
     pub async fn post_raw(
         &self,

@@ -231,3 +231,75 @@ fn early_stopping_stops_when_the_metric_stalls() {
     assert_eq!(out.finish, Finish::EarlyStopped);
     assert!(out.step < 50, "stopped at step {}", out.step);
 }
+
+/// Records what the trainer said about resuming.
+#[derive(Default)]
+struct ResumeLog {
+    skipped: Vec<(std::path::PathBuf, String)>,
+    resumed_at: Option<usize>,
+}
+
+impl Observer for ResumeLog {
+    fn on_event(&mut self, event: &TrainEvent) {
+        match event {
+            TrainEvent::CheckpointSkipped { path, reason } => {
+                self.skipped.push((path.clone(), reason.clone()))
+            }
+            TrainEvent::Resumed { step, .. } => self.resumed_at = Some(*step),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_truncated_newest_checkpoint_is_skipped_for_the_one_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(&tmp.path().join("m"));
+    let data = synthetic(24);
+    let h = Hyperparameters {
+        epochs: 1,
+        batch_size: 4,
+        save_strategy: Strategy::Steps,
+        save_steps: Some(1),
+        save_total_limit: 10,
+        logging_steps: 1,
+        ..Hyperparameters::default()
+    };
+    let dir = tmp.path().join("run");
+    let stop = &mut StopAfter { after: 3, seen: 0 };
+    assert_eq!(run(&model, &data, &h, &dir, None, stop).step, 3);
+    let (newest, ckpt) = list_checkpoints(&dir).pop().unwrap();
+    assert_eq!(newest, 3);
+    let weights = ckpt.join("model.safetensors");
+    let len = std::fs::metadata(&weights).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap();
+    file.set_len(len / 2).unwrap();
+
+    let mut log = ResumeLog::default();
+    let spec = train::TrainSpec {
+        model: model.clone(),
+        train: &data,
+        eval: Some(&data),
+        hyperparameters: &h,
+        checkpoint_dir: dir.clone(),
+        resume: Resume::Latest,
+    };
+    let outcome = train::run(spec, &mut log).unwrap();
+    assert_eq!(outcome.finish, Finish::Completed);
+    assert_eq!(
+        log.resumed_at,
+        Some(2),
+        "resumed from the intact checkpoint"
+    );
+    let [(path, reason)] = log.skipped.as_slice() else {
+        panic!("one checkpoint skipped: {:?}", log.skipped)
+    };
+    assert_eq!(path, &ckpt);
+    assert!(
+        reason.contains("model.safetensors"),
+        "names the file: {reason}"
+    );
+}

@@ -89,8 +89,8 @@ fn free_space(dir: &std::path::Path) -> Option<u64> {
     Some(stat.f_bavail * stat.f_frsize)
 }
 
-/// Prometheus text: requests, latencies, inference batch sizes, jobs by
-/// status, training tokens per second.
+/// Prometheus text: requests, latencies, open connections, inference batch
+/// sizes and queue depth, jobs by status, training tokens per second, build.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service",
     responses((status = 200, description = "Prometheus exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -98,6 +98,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     for (status, n) in state.store.count_jobs_by_status().await? {
         metrics::gauge!("tuneserve_jobs", "status" => status.as_str()).set(n as f64);
     }
+    let depth = state.batcher.queue_depth() as f64;
+    metrics::gauge!("tuneserve_inference_queue_depth").set(depth);
     handle.run_upkeep();
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,6 +1,7 @@
 //! Routes, one module per resource, assembled with their OpenAPI description.
 
 pub mod classify;
+mod common_responses;
 pub mod datasets;
 pub mod events;
 pub mod health;
@@ -19,7 +20,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,7 +28,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::middleware::require_api_key;
+use super::middleware::{json_errors, limit_uri, method_not_allowed, require_api_key, ApiKey};
 use super::AppState;
 use crate::train::Hyperparameters;
 
@@ -35,9 +36,13 @@ use crate::train::Hyperparameters;
 #[openapi(
     info(
         title = "tuneserve",
-        description = "Fine-tune GPT-2-family classifiers and serve them. Errors are \
-            `{\"error\": {\"code\", \"message\", \"param\"}}`; with `--api-key`, every route but \
-            `/health` and `/metrics` needs `Authorization: Bearer <key>`."
+        description = "Fine-tune GPT-2-family classifiers and serve them. Every error is \
+            `{\"error\": {\"code\", \"message\", \"param\"}}`: a method a path has no \
+            operation for is a 405 (`method_not_allowed`, with `Allow`), a URI over 8 KiB a 414, \
+            a full inference queue a 429 with `Retry-After` (only a request head too malformed or \
+            too large to parse gets a bare 400 or 431 from the HTTP layer). With `--api-key`, \
+            every route but `/health` and `/metrics` needs `Authorization: Bearer <key>` (the \
+            scheme in any case)."
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -134,51 +139,70 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .split_for_parts()
         .1;
     utoipa::Modify::modify(&HyperparameterBounds, &mut doc);
+    utoipa::Modify::modify(&common_responses::CommonResponses, &mut doc);
     doc
 }
 
-/// The whole application router.
+/// The whole application router. Its layers wrap every route and the
+/// fallback (outermost first): request id, the request's tracing span,
+/// request-id propagation, metrics and the request's log line, JSON error
+/// bodies, the URI limit, the request timeout, the body limit.
 pub fn router(state: AppState) -> Router {
-    let (protected, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
             protected().route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
+                ApiKey::new(state.config.api_key.as_deref()),
                 require_api_key,
             )),
         )
         .merge(open())
         .split_for_parts();
-    let doc = openapi();
     let config = &state.config;
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |req: &axum::http::Request<axum::body::Body>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-            },
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // `telemetry::track` logs each answer; a 500's cause is
+                // logged once, by `ApiError`.
+                .on_response(())
+                .on_failure(()),
         )
-        // One line per request; a 500's cause is logged once, by `ApiError`.
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
-        .on_failure(()))
         .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::from_fn(super::telemetry::track))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(limit_uri))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
-        ));
-    protected
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        ))
+        .layer(DefaultBodyLimit::max(config.max_json_bytes));
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .merge(web::router())
-        .layer(axum::middleware::from_fn(super::telemetry::track))
-        .layer(DefaultBodyLimit::max(config.max_json_bytes))
-        .layer(layers)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layers)
         .with_state(state)
 }
+
+/// The span every request's log lines belong to (its URI cut short: a client
+/// chooses how long it is).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let uri = req.uri().to_string();
+    let uri = match uri.char_indices().nth(MAX_LOGGED_URI) {
+        Some((end, _)) => format!("{}…", &uri[..end]),
+        None => uri,
+    };
+    tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
+}
+
+/// Characters of a request's URI its log lines show.
+const MAX_LOGGED_URI: usize = 200;
 
 async fn not_found(uri: axum::http::Uri) -> super::ApiError {
     super::ApiError::NotFound {
