@@ -8,7 +8,7 @@
 #         --build-arg RUNTIME=nvidia/cuda:12.4.1-runtime-ubuntu22.04 -t tuneserve:cuda .
 #       (then run with --gpus all and TUNESERVE_DEVICES=cuda:0; the CUDA builder
 #       image needs a Rust toolchain: see the rustup line below)
-# Dependencies (zip via candle, uuid) need Rust >= 1.89, above Cargo.toml's rust-version.
+# Rust >= 1.89 (Cargo.toml's rust-version; zip via candle and uuid need it).
 ARG BUILDER=rust:1-slim-bookworm
 ARG RUNTIME=debian:bookworm-slim
 

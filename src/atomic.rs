@@ -4,8 +4,9 @@
 //! A crash leaves the old version or the new one, never half of one; the
 //! temporaries it can leave behind are what [`sweep_temporaries`] removes.
 
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub(crate) fn write_file<E: From<IoError>>(
         &parent,
         tempfile::Builder::new()
             .prefix(&prefix)
+            .permissions(Permissions::from_mode(0o644))
             .tempfile_in(&parent),
     )?;
     fill(tmp.as_file_mut())?;
@@ -64,7 +66,10 @@ pub(crate) fn write_dir<E: From<IoError>>(
     let prefix = format!(".{name}{TMP}");
     let tmp = at(
         &parent,
-        tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent),
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            .permissions(Permissions::from_mode(0o755))
+            .tempdir_in(&parent),
     )?;
     fill(tmp.path())?;
     sync_tree(tmp.path())?;
@@ -165,6 +170,12 @@ mod tests {
         write_dir(&out, |tmp| at(tmp, std::fs::write(tmp.join("x"), "1"))).unwrap();
         write_dir(&out, |tmp| at(tmp, std::fs::write(tmp.join("y"), "2"))).unwrap();
         assert!(out.join("y").is_file() && !out.join("x").exists());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            (mode(&file), mode(&out)),
+            (0o644, 0o755),
+            "readable like their siblings"
+        );
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

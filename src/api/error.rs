@@ -35,7 +35,7 @@ pub enum ApiError {
     NotFound {
         /// The kind of resource.
         what: &'static str,
-        /// Its id.
+        /// The id the client asked for, as given.
         id: String,
     },
     /// The resource's state forbids the action (409).

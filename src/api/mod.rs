@@ -130,25 +130,6 @@ impl ServeConfig {
     }
 }
 
-/// Refuses a configuration that cannot work.
-fn check(config: &ServeConfig) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !config.devices.is_empty(),
-        "--devices: give at least one device"
-    );
-    anyhow::ensure!(
-        !config.header_timeout.is_zero() && config.max_connections > 0,
-        "the header timeout and the connection cap must be positive"
-    );
-    anyhow::ensure!(
-        !config.heartbeat.is_zero() && config.heartbeat < config.lease,
-        "the heartbeat ({:?}) must be shorter than the lease ({:?})",
-        config.heartbeat,
-        config.lease
-    );
-    cluster::validate_node_id(&config.node_id).map_err(anyhow::Error::msg)
-}
-
 /// How long a temporary must be untouched before startup removes it as left
 /// by an interrupted write (younger ones may be another node's write).
 const STALE_TEMPORARY: Duration = Duration::from_secs(600);
@@ -189,21 +170,48 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
+impl ServeConfig {
+    /// Refuses settings the service cannot run with.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.devices.is_empty(),
+            "--devices: give at least one device"
+        );
+        anyhow::ensure!(
+            !self.header_timeout.is_zero() && self.max_connections > 0,
+            "the header timeout and the connection cap must be positive"
+        );
+        anyhow::ensure!(
+            !self.heartbeat.is_zero() && self.heartbeat < self.lease,
+            "the heartbeat ({:?}) must be shorter than the lease ({:?})",
+            self.heartbeat,
+            self.lease
+        );
+        cluster::validate_node_id(&self.node_id).map_err(anyhow::Error::msg)
+    }
+}
+
+/// Creates the data folder's layout and removes what interrupted writes left.
+fn prepare_data_dir(root: &std::path::Path) -> anyhow::Result<DataDir> {
+    let data_dir = DataDir::new(root);
+    data_dir
+        .create()
+        .with_context(|| format!("creating {}", data_dir.root().display()))?;
+    match data_dir.sweep_temporaries(STALE_TEMPORARY) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} temporaries left by interrupted writes"),
+        Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
+    }
+    Ok(data_dir)
+}
+
 impl Application {
     /// Opens the store (`config.database_url`, or SQLite under
     /// `config.data_dir`), starts the inference thread, the workers and the
     /// node's cluster tasks, preloads a model and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        check(&config)?;
-        let data_dir = DataDir::new(&config.data_dir);
-        data_dir
-            .create()
-            .with_context(|| format!("creating {}", data_dir.root().display()))?;
-        match data_dir.sweep_temporaries(STALE_TEMPORARY) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("removed {n} temporaries left by interrupted writes"),
-            Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
-        }
+        config.check()?;
+        let data_dir = prepare_data_dir(&config.data_dir)?;
         telemetry::install();
         let url = (config.database_url.clone())
             .unwrap_or_else(|| DatabaseUrl::Sqlite(data_dir.database()));

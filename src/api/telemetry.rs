@@ -101,6 +101,15 @@ fn describe() {
         "Classification requests waiting for the inference thread (a full queue answers 429)"
     );
     describe_gauge!(
+        "tuneserve_loaded_models",
+        "Models held in memory for /classify: `latest` and up to --max-loaded-models others"
+    );
+    describe_gauge!(
+        "tuneserve_loaded_model_bytes",
+        Unit::Bytes,
+        "Bytes of the weights of the models held for /classify"
+    );
+    describe_gauge!(
         "tuneserve_jobs",
         "Jobs by status, counted when /metrics is read"
     );

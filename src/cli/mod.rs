@@ -77,11 +77,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The command line, with `train`'s hyperparameter flags (see
-/// [`hyperparameter_flags`]); exits with clap's message on a bad one.
+/// The whole command line: the derived commands plus `train`'s
+/// hyperparameter flags (see [`hyperparameter_flags`]).
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("train", hyperparameter_flags::add)
+}
+
+/// The parsed command line; exits with clap's message on a bad one.
 fn parse() -> Cli {
-    let cmd = Cli::command().mut_subcommand("train", hyperparameter_flags::add);
-    let matches = cmd.get_matches();
+    let matches = command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let (Command::Train(args), Some(sub)) =
         (&mut cli.command, matches.subcommand_matches("train"))
@@ -158,4 +162,20 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_train_flag_has_its_environment_variable() {
+        let cli = super::command();
+        let train = cli.find_subcommand("train").expect("a train command");
+        let missing: Vec<_> = train
+            .get_arguments()
+            .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+            .filter(|a| a.get_env().is_none())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(missing.is_empty(), "flags without TUNESERVE_*: {missing:?}");
+    }
 }

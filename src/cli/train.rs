@@ -24,19 +24,19 @@ pub struct TrainArgs {
     #[arg(long, env = "TUNESERVE_MODEL")]
     pub model: String,
     /// Training data: a JSONL/CSV file, or a Hub dataset `owner/name[:split]` (split `train`).
-    #[arg(long)]
+    #[arg(long, env = "TUNESERVE_TRAIN")]
     pub train: String,
     /// Evaluation data, as --train (Hub split default `test`).
-    #[arg(long)]
+    #[arg(long, env = "TUNESERVE_EVAL")]
     pub eval: Option<String>,
     /// Drop rows with empty text instead of rejecting the file (the Kaggle CSV has one).
-    #[arg(long)]
+    #[arg(long, env = "TUNESERVE_DROP_EMPTY_TEXT")]
     pub drop_empty_text: bool,
     /// Output folder: `model/` (HF layout), `checkpoints/`, `metrics.json`.
     #[arg(long, env = "TUNESERVE_OUT")]
     pub out: PathBuf,
     /// Continue from this checkpoint folder (`OUT/checkpoints/step-N`).
-    #[arg(long)]
+    #[arg(long, env = "TUNESERVE_RESUME_FROM")]
     pub resume_from: Option<PathBuf>,
     /// `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu", env = "TUNESERVE_DEVICE")]

@@ -48,7 +48,7 @@ pub enum InferError {
 pub struct Prediction {
     /// The most probable class.
     pub label: String,
-    /// Its id.
+    /// Index of that class in `id2label` (0-based).
     pub label_id: usize,
     /// Its probability.
     pub score: f32,

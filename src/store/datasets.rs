@@ -33,7 +33,7 @@ pub struct DatasetRow {
 /// What [`Store::insert_dataset`] records.
 #[derive(Debug, Clone)]
 pub struct NewDataset {
-    /// Its id.
+    /// `ds-` and 16 hex digits, made by the API.
     pub id: String,
     /// An optional name.
     pub name: Option<String>,

@@ -114,3 +114,22 @@ pub(crate) fn prune(
     }
     Ok(())
 }
+
+impl TrainerState {
+    /// The state of a run at step 0.
+    pub(super) fn fresh(total_steps: usize, h: &Hyperparameters) -> Self {
+        Self {
+            step: 0,
+            epoch: 0,
+            micro_batches_done: 0,
+            total_steps,
+            seed: h.seed,
+            tokens: 0,
+            best_metric: None,
+            best_step: None,
+            evals_without_improvement: 0,
+            hyperparameters: h.clone(),
+            history: History::default(),
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod metrics;
 mod optim;
 mod resume;
 mod schedule;
+mod setup;
 mod step;
 mod trainer;
 
@@ -205,7 +206,7 @@ pub struct TrainOutcome {
     pub final_metrics: Option<EvalMetrics>,
     /// The checkpoint with the best `metric_for_best_model`, if any.
     pub best_checkpoint: Option<PathBuf>,
-    /// Its step.
+    /// The optimizer step of `best_checkpoint`.
     pub best_step: Option<usize>,
     /// Every logged step and evaluation of the run (a resumed run includes the
     /// history up to its checkpoint).

@@ -17,13 +17,14 @@ use super::clip::{clip_scale, global_norm};
 use super::optim::{AdamConfig, AdamW};
 use super::resume::{resume, Resume};
 use super::schedule::learning_rate;
+use super::setup::{configure, current_weights, trainable};
 use super::step::{step_gradients, MicroBatch};
 use super::{
-    EvalLog, EvalMetrics, Finish, History, Hyperparameters, InvalidHyperparameter, Observer,
-    RunTiming, StepLog, Strategy, TrainError, TrainEvent, TrainOutcome,
+    EvalLog, EvalMetrics, Finish, Hyperparameters, Observer, RunTiming, StepLog, Strategy,
+    TrainError, TrainEvent, TrainOutcome,
 };
 use crate::data::{Example, TextTokenizer};
-use crate::model::{parameter_shapes, BatchInput, Gpt2ForSequenceClassification, LoadedModel};
+use crate::model::{BatchInput, Gpt2ForSequenceClassification, LoadedModel};
 
 /// Everything a run needs.
 pub struct TrainSpec<'a> {
@@ -404,69 +405,4 @@ impl Window {
         self.tokens += tokens;
         self.seconds += seconds;
     }
-}
-
-impl TrainerState {
-    /// The state of a run at step 0.
-    fn fresh(total_steps: usize, h: &Hyperparameters) -> Self {
-        Self {
-            step: 0,
-            epoch: 0,
-            micro_batches_done: 0,
-            total_steps,
-            seed: h.seed,
-            tokens: 0,
-            best_metric: None,
-            best_step: None,
-            evals_without_improvement: 0,
-            hyperparameters: h.clone(),
-            history: History::default(),
-        }
-    }
-}
-
-/// Applies the run's settings to `model` (dropout, length limit) and returns
-/// the tokenizer configured for it.
-fn configure(model: &mut LoadedModel, h: &Hyperparameters) -> Result<TextTokenizer, TrainError> {
-    let n_positions = model.config.n_positions;
-    let max_length = h.max_length.unwrap_or(n_positions);
-    if max_length > n_positions {
-        return Err(InvalidHyperparameter {
-            field: "max_length",
-            reason: format!("must be at most the model's n_positions ({n_positions})"),
-        }
-        .into());
-    }
-    if let Some(p) = h.dropout {
-        let c = &mut model.config;
-        (c.attn_pdrop, c.embd_pdrop, c.resid_pdrop) = (p, p, p);
-    }
-    let pad = model.config.pad_id();
-    Ok(model.tokenizer.with_settings(pad, max_length, h.padding))
-}
-
-/// The trainable network over `model`'s weights, and its variables in
-/// [`parameter_shapes`] order; `model`'s own copy of the weights is dropped.
-fn trainable(
-    model: &mut LoadedModel,
-) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), TrainError> {
-    let (net, varmap) = model.build_trainable()?;
-    drop(std::mem::take(&mut model.weights));
-    let map = varmap.data().lock().expect("varmap lock");
-    let vars = parameter_shapes(&model.config)
-        .into_iter()
-        .map(|(name, _)| (name.clone(), map[&name].clone()))
-        .collect();
-    Ok((net, vars))
-}
-
-/// The parameters as plain tensors sharing the variables' storage (no copy: a
-/// `gpt2` copy is 500 MB at every checkpoint). Valid as a snapshot only until
-/// the next optimizer step writes the variables in place, so callers use it
-/// before that (a checkpoint) or after the last step (the outcome).
-fn current_weights(vars: &[(String, Var)]) -> candle_core::Result<crate::model::Weights> {
-    Ok(vars
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
-        .collect())
 }

@@ -22,6 +22,7 @@ mod service_api;
 mod service_cluster;
 mod service_connections;
 mod service_crash;
+mod service_disk_full;
 mod service_e2e;
 mod service_hardening;
 mod service_limits;

@@ -49,7 +49,7 @@ pub struct ClassifyRequest {
 pub struct ClassPrediction {
     /// The highest-scoring class's name.
     pub label: String,
-    /// Its label id.
+    /// Index of that class in the model's `id2label` (0-based).
     pub label_id: usize,
     /// Its score: a probability (0–1), or a logit with `raw_scores`.
     pub score: f32,

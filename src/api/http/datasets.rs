@@ -54,7 +54,7 @@ impl From<DatasetRow> for Dataset {
 /// A page of datasets, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetList {
-    /// The datasets.
+    /// Up to `limit` datasets, newest first.
     pub data: Vec<Dataset>,
     /// More follow: pass the last id as `after`.
     pub has_more: bool,

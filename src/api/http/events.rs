@@ -35,7 +35,8 @@ pub struct JobEvent {
     pub kind: String,
     /// Human-readable text.
     pub message: String,
-    /// Details.
+    /// What the kind carries (a step's loss and learning rate, an
+    /// evaluation's metrics, the produced model, …); null when nothing.
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
     /// When (RFC 3339).

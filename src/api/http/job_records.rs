@@ -60,7 +60,7 @@ pub async fn metrics(
 /// A kept checkpoint.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Checkpoint {
-    /// Its step.
+    /// The optimizer step it was written after (1-based; `step-N` folder).
     pub step: i64,
     /// Its folder, relative to the server's data folder (a model in Hugging
     /// Face's classifier layout).

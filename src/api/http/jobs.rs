@@ -67,30 +67,33 @@ pub struct LatestMetrics {
 /// A fine-tuning job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Job {
-    /// Its id.
+    /// `job-` and 16 hex digits; what every `/jobs/{id}` route takes.
     pub id: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
-    /// Base model.
+    /// The model it fine-tunes, as submitted: a model id of this service,
+    /// a folder name under `--model-dir`, or a Hub id.
     pub base_model: String,
-    /// Training dataset id.
+    /// Id of the dataset it trains on (`ds-…`).
     pub train_dataset: String,
-    /// Evaluation dataset id.
+    /// Id of the dataset it evaluates on; null when the job does not
+    /// evaluate.
     pub eval_dataset: Option<String>,
     /// Every hyperparameter, defaults filled in.
     pub hyperparameters: Hyperparameters,
-    /// Model id suffix.
+    /// Text appended to the produced model's id; null when none was given.
     pub suffix: Option<String>,
-    /// The current (or last) attempt.
+    /// The current (or last) attempt, from 1; 0 while queued before its
+    /// first start. A shutdown's hand-back does not count.
     pub attempt: i64,
-    /// Attempts allowed.
+    /// Attempts allowed before the job fails (`hyperparameters.max_attempts`).
     pub max_attempts: i64,
-    /// A cancel was asked for.
+    /// A cancel was asked for; a running job stops within one heartbeat.
     pub cancel_requested: bool,
     /// The node running it (`--node-id`), while it runs; any node answers
     /// for any job.
     pub node: Option<String>,
-    /// Progress.
+    /// Steps done and planned, throughput and the estimated time left.
     pub progress: JobProgress,
     /// Newest metrics (single-job answers only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,15 +102,16 @@ pub struct Job {
     /// exported model is counted in its own folder).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
-    /// Why it failed (or why the last attempt did).
+    /// Why it failed (or why the last attempt did); null otherwise.
     pub error: Option<String>,
-    /// The model it produced.
+    /// Id of the model it produced; null until it succeeds.
     pub model: Option<String>,
     /// Submission time (RFC 3339).
     pub created_at: String,
-    /// First start.
+    /// When its first attempt started (RFC 3339); null while queued.
     pub started_at: Option<String>,
-    /// End.
+    /// When it reached `succeeded`, `failed` or `cancelled` (RFC 3339);
+    /// null before.
     pub finished_at: Option<String>,
 }
 
@@ -277,7 +281,7 @@ pub struct ListParams {
 /// A page of jobs, in submission order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
-    /// The jobs.
+    /// Up to `limit` jobs, oldest first.
     pub data: Vec<Job>,
     /// More follow: pass the last id as `after`.
     pub has_more: bool,

@@ -19,14 +19,14 @@ pub struct ModelFile {
     /// The file's name (`config.json`, `model.safetensors`, …): what
     /// `/models/{id}/files/{name}` takes.
     pub name: String,
-    /// Its size in bytes.
+    /// Size of the file in bytes.
     pub bytes: u64,
 }
 
 /// A model's files, by name.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelFileList {
-    /// The files.
+    /// Every file of the model's folder, by name.
     pub data: Vec<ModelFile>,
 }
 

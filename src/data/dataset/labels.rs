@@ -189,20 +189,7 @@ fn resolve_from_data(rows: &[RawRow], errors: &mut ErrorSink) -> Result<Resolved
             Kind::Name(name) => match name_id.get(name) {
                 Some(&(id, _)) => usize::try_from(id).ok(),
                 None => {
-                    let message = if name_id.is_empty() {
-                        format!(
-                            "`{name}` is a name, but other rows use integer ids (first on \
-                             line {first_id_line}); use names or ids, not both"
-                        )
-                    } else {
-                        let mut known: Vec<String> =
-                            name_id.keys().map(|n| n.to_string()).collect();
-                        known.sort();
-                        format!(
-                            "unknown label `{name}`: the rows' label_text names only {}",
-                            known_list(&known)
-                        )
-                    };
+                    let message = unknown_name(name, &name_id, first_id_line);
                     errors.push(row.line, "label", message);
                     None
                 }
@@ -226,6 +213,22 @@ fn resolve_from_data(rows: &[RawRow], errors: &mut ErrorSink) -> Result<Resolved
         })
         .collect();
     Ok((ids, names))
+}
+
+/// Why a label name cannot be turned into an id when other rows use ids.
+fn unknown_name(name: &str, name_id: &HashMap<&str, (u64, usize)>, first_id_line: usize) -> String {
+    if name_id.is_empty() {
+        return format!(
+            "`{name}` is a name, but other rows use integer ids (first on line \
+             {first_id_line}); use names or ids, not both"
+        );
+    }
+    let mut known: Vec<String> = name_id.keys().map(|n| n.to_string()).collect();
+    known.sort();
+    format!(
+        "unknown label `{name}`: the rows' label_text names only {}",
+        known_list(&known)
+    )
 }
 
 /// `LABEL_0`, `LABEL_1`, …: how Hugging Face names a class it was not told

@@ -1,0 +1,60 @@
+//! Setting a run up: the run's settings applied to the model (dropout, length
+//! limit), the trainable network over its weights, and the weights handed
+//! back as plain tensors without a copy.
+
+use candle_core::Var;
+
+use super::{Hyperparameters, InvalidHyperparameter, TrainError};
+use crate::data::TextTokenizer;
+use crate::model::{parameter_shapes, Gpt2ForSequenceClassification, LoadedModel};
+
+/// Applies the run's settings to `model` (dropout, length limit) and returns
+/// the tokenizer configured for it.
+pub(super) fn configure(
+    model: &mut LoadedModel,
+    h: &Hyperparameters,
+) -> Result<TextTokenizer, TrainError> {
+    let n_positions = model.config.n_positions;
+    let max_length = h.max_length.unwrap_or(n_positions);
+    if max_length > n_positions {
+        return Err(InvalidHyperparameter {
+            field: "max_length",
+            reason: format!("must be at most the model's n_positions ({n_positions})"),
+        }
+        .into());
+    }
+    if let Some(p) = h.dropout {
+        let c = &mut model.config;
+        (c.attn_pdrop, c.embd_pdrop, c.resid_pdrop) = (p, p, p);
+    }
+    let pad = model.config.pad_id();
+    Ok(model.tokenizer.with_settings(pad, max_length, h.padding))
+}
+
+/// The trainable network over `model`'s weights, and its variables in
+/// [`parameter_shapes`] order; `model`'s own copy of the weights is dropped.
+pub(super) fn trainable(
+    model: &mut LoadedModel,
+) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), TrainError> {
+    let (net, varmap) = model.build_trainable()?;
+    drop(std::mem::take(&mut model.weights));
+    let map = varmap.data().lock().expect("varmap lock");
+    let vars = parameter_shapes(&model.config)
+        .into_iter()
+        .map(|(name, _)| (name.clone(), map[&name].clone()))
+        .collect();
+    Ok((net, vars))
+}
+
+/// The parameters as plain tensors sharing the variables' storage (no copy: a
+/// `gpt2` copy is 500 MB at every checkpoint). Valid as a snapshot only until
+/// the next optimizer step writes the variables in place, so callers use it
+/// before that (a checkpoint) or after the last step (the outcome).
+pub(super) fn current_weights(
+    vars: &[(String, Var)],
+) -> candle_core::Result<crate::model::Weights> {
+    Ok(vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+        .collect())
+}
