@@ -11,8 +11,11 @@
 //! * [`train`] — fine-tuning with the Hugging Face `Trainer`'s maths, checkpoints, resume.
 //! * [`hub`] — the thin layer over `hf-hub` shared by models and datasets.
 //! * [`api`] — the HTTP service (`tuneserve serve`): routes, errors, auth, OpenAPI.
-//! * [`store`] — SQLite persistence; the only module that speaks SQL.
+//! * [`store`] — persistence on SQLite (one node) or PostgreSQL (many); the only
+//!   module that speaks SQL.
 //! * [`queue`] — the jobs table as a queue: claims, leases, workers on their own threads.
+//! * [`cluster`] — what makes nodes on one database one service: node identity and
+//!   heartbeats, announcements from other nodes, `latest` followed across nodes.
 //! * [`data_dir`] — the layout of the service's data folder.
 //! * `atomic` — files and folders written all-or-nothing.
 //! * [`simd`] — when the hand-written CPU kernels run, and [`simd::composed_ops`]
@@ -22,6 +25,7 @@
 pub mod api;
 mod atomic;
 pub mod cli;
+pub(crate) mod cluster;
 pub mod data;
 pub mod data_dir;
 pub(crate) mod hub;

@@ -2,18 +2,20 @@
 //! [`ApiError`], optional bearer auth, request ids, tracing, body limits,
 //! Prometheus metrics, the OpenAPI document and graceful shutdown.
 //!
-//! [`Application::build`] opens the store, starts the inference thread and the
-//! queue's workers, preloads a model and binds the listener (port 0 picks a
-//! free port: see [`Application::port`]); [`Application::run_until_stopped`]
-//! serves (see [`server`]: header-read timeout, connection cap) until
-//! SIGINT/SIGTERM (or [`Application::shutdown_token`]) and fans the shutdown
-//! out to the connections, which finish their requests, and to the workers,
-//! which hand their jobs back to the queue, both within one deadline.
+//! [`Application::build`] opens the store, starts the inference thread, the
+//! queue's workers and the node's cluster tasks (see [`crate::cluster`]),
+//! preloads a model and binds the listener (port 0 picks a free port: see
+//! [`Application::port`]); [`Application::run_until_stopped`] serves (see
+//! [`server`]: header-read timeout, connection cap) until SIGINT/SIGTERM (or
+//! [`Application::shutdown_token`]) and fans the shutdown out to the
+//! connections, which finish their requests, and to the workers, which hand
+//! their jobs back to the queue, both within one deadline.
 
 mod devices;
 mod error;
 pub mod http;
 mod middleware;
+mod preload;
 mod server;
 mod telemetry;
 
@@ -29,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, Json, Query};
 
+use crate::cluster::{self, Node};
 use crate::data_dir::DataDir;
 use crate::infer::{BatchLimits, Batcher, BatchingConfig, Registry};
-use crate::model::ModelSource;
 use crate::queue::{Queue, QueueConfig};
-use crate::store::Store;
+use crate::store::{DatabaseUrl, Store};
 
 /// Everything `tuneserve serve` can be told.
 #[derive(Debug, Clone)]
@@ -42,8 +44,13 @@ pub struct ServeConfig {
     pub host: String,
     /// Port (0: any free port).
     pub port: u16,
-    /// Database, datasets, checkpoints and models go here.
+    /// Datasets, checkpoints and models go here (and the SQLite database,
+    /// unless `database_url` says otherwise). Shared by every node of a cluster.
     pub data_dir: PathBuf,
+    /// The store: `None` is the SQLite file in the data folder.
+    pub database_url: Option<DatabaseUrl>,
+    /// This node's name: its workers' lease owner, its row in `GET /nodes`.
+    pub node_id: String,
     /// One training worker per device (`cpu`, `cuda:N`).
     pub devices: Vec<String>,
     /// Where `/classify` runs (`cpu`, `cuda:N`).
@@ -80,6 +87,8 @@ pub struct ServeConfig {
     /// Models kept loaded for `/classify` besides `latest` (least recently
     /// used ones are unloaded beyond this).
     pub max_loaded_models: usize,
+    /// How often the newest model is looked for when no node announced one.
+    pub model_poll: Duration,
     /// Time a connection has to send a complete request head, from when it
     /// opens or from its previous response (so also the keep-alive idle
     /// timeout).
@@ -99,6 +108,8 @@ impl ServeConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             data_dir: data_dir.into(),
+            database_url: None,
+            node_id: cluster::default_node_id(),
             devices: vec!["cpu".into()],
             infer_device: "cpu".into(),
             model: None,
@@ -116,6 +127,7 @@ impl ServeConfig {
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
+            model_poll: Duration::from_secs(2),
             header_timeout: Duration::from_secs(15),
             max_connections: 1024,
             shutdown_timeout: Duration::from_secs(30),
@@ -159,8 +171,10 @@ pub struct Application {
     shutdown_timeout: Duration,
     port: u16,
     store: Store,
+    node_id: String,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl ServeConfig {
@@ -180,7 +194,7 @@ impl ServeConfig {
             self.heartbeat,
             self.lease
         );
-        Ok(())
+        cluster::validate_node_id(&self.node_id).map_err(anyhow::Error::msg)
     }
 }
 
@@ -199,13 +213,19 @@ fn prepare_data_dir(root: &std::path::Path) -> anyhow::Result<DataDir> {
 }
 
 impl Application {
-    /// Opens the store under `config.data_dir`, starts the inference thread
-    /// and the workers, preloads a model and binds the listener.
+    /// Opens the store (`config.database_url`, or SQLite under
+    /// `config.data_dir`), starts the inference thread, the workers and the
+    /// node's cluster tasks, preloads a model and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         config.check()?;
         let data_dir = prepare_data_dir(&config.data_dir)?;
         telemetry::install();
-        let store = Store::open(&data_dir.database()).await?;
+        let url = (config.database_url.clone())
+            .unwrap_or_else(|| DatabaseUrl::Sqlite(data_dir.database()));
+        let store = Store::connect(&url)
+            .await
+            .with_context(|| format!("opening the store at {url}"))?;
+        tracing::info!(node = %config.node_id, store = %url, "store open");
         let service_devices = ServiceDevice::open(&config)?;
         let device = |name: &str| ServiceDevice::named(&service_devices, name);
         let devices = config.devices.iter().map(|d| (d.clone(), device(d)));
@@ -213,7 +233,7 @@ impl Application {
             device(&config.infer_device),
             config.max_loaded_models,
         ));
-        let preloaded = preload(&config, &store, &data_dir, &registry).await?;
+        let preloaded = preload::preload(&config, &store, &data_dir, &registry).await?;
         let batcher = Batcher::start(BatchingConfig {
             capacity: config.queue_capacity,
             limits: BatchLimits {
@@ -224,6 +244,7 @@ impl Application {
         })?;
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
+            node_id: config.node_id.clone(),
             data_dir: data_dir.clone(),
             devices: devices.collect(),
             lease: config.lease,
@@ -237,6 +258,18 @@ impl Application {
             registry.clone(),
             shutdown.clone(),
         );
+        let background = cluster::start(Node {
+            id: config.node_id.clone(),
+            devices: config.devices.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            registry: registry.clone(),
+            data_dir: data_dir.clone(),
+            heartbeat: config.heartbeat,
+            model_poll: config.model_poll,
+            shutdown: shutdown.clone(),
+        })
+        .await?;
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -259,13 +292,15 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: http::router(state),
+            router: http::router(state.clone()),
             limits,
             shutdown_timeout,
             port,
             store,
+            node_id: state.config.node_id.clone(),
             shutdown,
             workers,
+            background,
         })
     }
 
@@ -313,6 +348,10 @@ impl Application {
         if tokio::time::timeout_at(deadline, workers).await.is_err() {
             tracing::warn!("workers did not hand back their jobs within {limit:?}");
         }
+        futures::future::join_all(self.background).await;
+        if let Err(e) = self.store.remove_node(&self.node_id).await {
+            tracing::warn!("removing this node from the nodes table: {e}");
+        }
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -337,50 +376,5 @@ async fn signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
-    }
-}
-
-/// `--model` if given, else the model promoted last that loads (a model
-/// whose files were deleted is skipped), becomes `latest`; returns the id
-/// `--model` is served under.
-async fn preload(
-    config: &ServeConfig,
-    store: &Store,
-    data_dir: &DataDir,
-    registry: &Registry,
-) -> anyhow::Result<Option<String>> {
-    if let Some(model) = &config.model {
-        let source: ModelSource = model.parse()?;
-        let served = registry
-            .get_or_load(&served_name(&source), source)
-            .await
-            .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-        tracing::info!(model = %served.id, "serving --model as `latest`");
-        let id = served.id.clone();
-        registry.promote(served);
-        return Ok(Some(id));
-    }
-    for row in store.promoted_models(16).await? {
-        let source = ModelSource::Dir(data_dir.resolve(&row.path));
-        match registry.get_or_load(&row.id, source).await {
-            Ok(served) => {
-                tracing::info!(model = %row.id, "serving as `latest`");
-                registry.promote(served);
-                return Ok(None);
-            }
-            Err(e) => tracing::warn!(model = %row.id, "cannot serve the model promoted last: {e}"),
-        }
-    }
-    Ok(None)
-}
-
-/// The id a `--model` is served (and listed) under: a folder's name, never
-/// its path on the server; a Hub id as given.
-pub(crate) fn served_name(source: &ModelSource) -> String {
-    match source {
-        ModelSource::Dir(dir) => dir
-            .file_name()
-            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
-        ModelSource::Hub(_) => source.to_string(),
     }
 }

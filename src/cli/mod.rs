@@ -5,6 +5,7 @@ mod bench;
 mod classify;
 mod hyperparameter_flags;
 mod init_model;
+mod migrate_store;
 mod serve;
 mod train;
 
@@ -49,6 +50,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
     Serve(serve::ServeArgs),
+    /// Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 /// Parses the command line, runs it, and maps errors to a message and exit code 1.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
         Command::Serve(args) => serve::run(args),
+        Command::MigrateStore(args) => migrate_store::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

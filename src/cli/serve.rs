@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::{Application, ServeConfig};
+use crate::store::DatabaseUrl;
 
 /// Arguments of `serve`; each also reads a `TUNESERVE_*` environment variable.
 #[derive(Debug, clap::Args)]
@@ -14,9 +15,17 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port).
     #[arg(long, env = "TUNESERVE_PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Database, datasets, checkpoints and models go here.
+    /// Datasets, checkpoints and models go here (and the SQLite database by
+    /// default); every node of a cluster mounts the same folder.
     #[arg(long, env = "TUNESERVE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The store: `sqlite://PATH` (one node; default DATA_DIR/tuneserve.db) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (any number of nodes).
+    #[arg(long, env = "TUNESERVE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+    /// This node's name, unique among the nodes on one database [default: host name-pid].
+    #[arg(long, env = "TUNESERVE_NODE_ID")]
+    pub node_id: Option<String>,
     /// Training devices, one worker each: `cpu` or `cuda:0,cuda:1`.
     #[arg(
         long,
@@ -100,6 +109,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.data_dir);
     config.host = args.host;
     config.port = args.port;
+    config.database_url = args.database_url;
+    if let Some(id) = args.node_id {
+        config.node_id = id;
+    }
     config.devices = args.devices;
     config.infer_device = args.infer_device;
     config.model = args.model;

@@ -1,6 +1,12 @@
 //! The models the service answers with: `latest` (swapped atomically when a
 //! model is promoted) and a bounded set of others loaded on demand by id.
 //!
+//! Each promotion carries the model's rank (when it was promoted, in the
+//! store, over every node): a model only replaces `latest` when it ranks at
+//! least as high, so promotions arriving out of order (this node's own job,
+//! another node's promotion seen a moment later) settle on the one promoted
+//! last.
+//!
 //! Requests hold an `Arc`, so in-flight ones finish on the weights they started
 //! with; a model's weights are freed when it has left the registry and its last
 //! request has ended. Beyond `max_loaded` models the least recently used one
@@ -44,6 +50,8 @@ impl ServedModel {
 #[derive(Debug)]
 pub struct Registry {
     latest: ArcSwapOption<ServedModel>,
+    /// The rank of `latest` (`i64::MIN` before any promotion); held while swapping.
+    rank: Mutex<i64>,
     /// Models other than `latest`, least recently used first.
     recent: Mutex<Vec<Arc<ServedModel>>>,
     max_loaded: usize,
@@ -56,20 +64,38 @@ impl Registry {
     pub fn new(device: Device, max_loaded: usize) -> Self {
         Self {
             latest: ArcSwapOption::empty(),
+            rank: Mutex::new(i64::MIN),
             recent: Mutex::new(Vec::new()),
             max_loaded,
             device,
         }
     }
 
-    /// Makes `model` `latest`. The previous `latest` stays loaded as a recent
-    /// model (until evicted).
-    pub fn promote(&self, model: Arc<ServedModel>) {
+    /// Makes `model` `latest` unless `rank` is lower than the current one's
+    /// (a model promoted earlier); otherwise keeps it as a recent model.
+    /// `true` when it became `latest`. The previous `latest` stays loaded as
+    /// a recent model (until evicted).
+    pub fn promote(&self, model: Arc<ServedModel>, rank: i64) -> bool {
+        let mut current = self.rank.lock().unwrap_or_else(|e| e.into_inner());
+        if rank < *current {
+            drop(current);
+            if self.latest().is_none_or(|latest| latest.id != model.id) {
+                self.remember(model);
+            }
+            return false;
+        }
+        *current = rank;
         self.remember_except(&model.id);
         if let Some(old) = self.latest.swap(Some(model)) {
             self.remember(old);
         }
         self.report();
+        true
+    }
+
+    /// The rank of `latest` (`i64::MIN` before any promotion).
+    pub fn rank(&self) -> i64 {
+        *self.rank.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The device models are loaded onto.

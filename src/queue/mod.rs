@@ -3,8 +3,10 @@
 //! One worker per device claims the oldest queued job atomically, holds a
 //! lease it renews by heartbeat, and runs the training on an OS thread of its
 //! own (never on the async runtime). A rescuer requeues jobs whose lease ran
-//! out (their worker died), or fails them once their attempts are spent; a
-//! requeued job resumes from its newest checkpoint. Cancellation is a flag the
+//! out (their worker died, on this node or another), or fails them once their
+//! attempts are spent; a requeued job resumes from its newest checkpoint,
+//! on whichever node claims it. Workers are named `NODE/DEVICE`: the lease
+//! owner says which node runs a job. Cancellation is a flag the
 //! worker turns into the trainer's `should_stop`. On shutdown workers stop
 //! their trainers and hand their jobs back to the queue.
 
@@ -33,6 +35,8 @@ use crate::store::{Level, NewEvent, Store};
 /// How the queue runs.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
+    /// `--node-id`: the first half of each worker's name.
+    pub node_id: String,
     /// `--data-dir`: where datasets are read and checkpoints and models written.
     pub data_dir: DataDir,
     /// One worker per entry: its name (`cpu`, `cuda:0`) and device.
@@ -118,14 +122,12 @@ impl Queue {
             shutdown,
             wake: Notify::new(),
         });
-        let pid = std::process::id();
-        let run = uuid::Uuid::new_v4().simple().to_string();
         let mut handles: Vec<JoinHandle<()>> = shared
             .config
             .devices
             .iter()
             .map(|(name, device)| {
-                let owner = format!("{name}@{pid}-{}", &run[..8]);
+                let owner = format!("{}/{name}", shared.config.node_id);
                 tokio::spawn(work(shared.clone(), owner, device.clone()))
             })
             .collect();
@@ -133,7 +135,7 @@ impl Queue {
         (Self { shared }, handles)
     }
 
-    /// Wakes an idle worker (a job was just queued).
+    /// Wakes an idle worker (a job was just queued, here or on another node).
     pub fn notify(&self) {
         self.shared.wake.notify_one();
     }
@@ -147,6 +149,11 @@ impl Queue {
     pub fn base_models(&self) -> &BaseModels {
         &self.shared.base_models
     }
+}
+
+/// The node of a worker named `owner` (`NODE/DEVICE`).
+pub fn owner_node(owner: &str) -> &str {
+    owner.split_once('/').map_or(owner, |(node, _)| node)
 }
 
 async fn work(shared: Arc<Shared>, owner: String, device: Device) {

@@ -122,10 +122,10 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
     prune(shared, job, exec.best_step).await;
     let finish = || shared.store.finish_succeeded(fence, new.clone(), promote);
     match persist(shared, fence, finish).await {
-        Ok(Some(_)) => {
+        Ok(Some(row)) => {
             tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{summary}");
-            if promote {
-                shared.registry.promote(model);
+            if let Some(rank) = row.promoted_at {
+                shared.registry.promote(model, rank);
             }
             finished(Ok(true), JobStatus::Succeeded);
         }

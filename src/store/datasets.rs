@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use sqlx::types::Json;
 
-use super::{now_ms, Store, StoreError};
+use super::dialect::begin_write;
+use super::{now_ms, with_pool, Store, StoreError};
 
 /// An uploaded dataset.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -53,35 +54,38 @@ const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, creat
 impl Store {
     /// Records an uploaded dataset.
     pub async fn insert_dataset(&self, new: NewDataset) -> Result<DatasetRow, StoreError> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query_as(&format!(
+        let sql = format!(
             "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&new.name)
-        .bind(&new.format)
-        .bind(new.rows)
-        .bind(Json(&new.labels))
-        .bind(Json(&new.label_counts))
-        .bind(&new.path)
-        .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+        );
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let row = sqlx::query_as(&sql)
+                .bind(&new.id)
+                .bind(&new.name)
+                .bind(&new.format)
+                .bind(new.rows)
+                .bind(Json(&new.labels))
+                .bind(Json(&new.label_counts))
+                .bind(&new.path)
+                .bind(now_ms())
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 
     /// One dataset.
     pub async fn get_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM datasets WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "dataset",
-                id: id.to_string(),
-            })
+        let sql = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
+        let row: Option<DatasetRow> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "dataset",
+            id: id.to_string(),
+        })
     }
 
     /// Datasets, newest first, after dataset `after` (a page of at most `limit`).
@@ -91,21 +95,26 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Vec<DatasetRow>, StoreError> {
         let before = self.seq_of("datasets", "dataset", after).await?;
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
-        ))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql =
+            format!("SELECT {COLUMNS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(&sql)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// Deletes dataset `id`'s record (its file is the caller's);
     /// [`StoreError::Conflict`] while a job (of any status) uses it.
     pub async fn delete_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
-        let mut tx = self.write().await?;
-        let row: DatasetRow =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM datasets WHERE id = $1"))
+        let select = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
+        const USERS: &str =
+            "SELECT id FROM jobs WHERE train_dataset = $1 OR eval_dataset = $1 ORDER BY seq";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let row: DatasetRow = sqlx::query_as(&select)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -113,18 +122,22 @@ impl Store {
                     what: "dataset",
                     id: id.to_string(),
                 })?;
-        let users = Store::jobs_using_dataset(&mut tx, id).await?;
-        if !users.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "dataset `{id}` is used by job(s) {}; delete those first",
-                users.join(", ")
-            )));
-        }
-        sqlx::query("DELETE FROM datasets WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row)
+            let users: Vec<String> = sqlx::query_scalar(USERS)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "dataset `{id}` is used by job(s) {}; delete those first",
+                    users.join(", ")
+                )));
+            }
+            sqlx::query("DELETE FROM datasets WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 }

@@ -1,15 +1,17 @@
 //! The `jobs` table: submission, listing, and the queue's claims, leases,
 //! progress and outcomes (fenced by [`Fence`]).
 
-use super::{now_ms, Statement, Store, StoreError};
+use sqlx::{Database, Encode, Type};
+
+use super::dialect::{begin_write, fenced};
+use super::steps::{channel, Statement, Steps};
+use super::text_enum::text_enum;
+use super::{now_ms, with_pool, Store, StoreError};
 use crate::train::Hyperparameters;
 
 /// Where a job is in its life.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, sqlx::Type,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a worker.
     Queued,
@@ -49,6 +51,8 @@ impl JobStatus {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 }
+
+text_enum!(JobStatus);
 
 impl std::str::FromStr for JobStatus {
     type Err = String;
@@ -156,11 +160,15 @@ pub struct Fence {
 impl Fence {
     /// `sql` (whose condition includes [`FENCED`]) with the fence bound as `$1`,
     /// `$2`, `$3`; the caller binds the rest from `$4` on.
-    pub(super) fn bind<'q>(&'q self, sql: &'q str) -> Statement<'q> {
+    pub(super) fn bind<'q, DB: Database>(&'q self, sql: &'q str) -> Statement<'q, DB>
+    where
+        &'q str: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+    {
         sqlx::query(sql)
-            .bind(&self.job_id)
+            .bind(self.job_id.as_str())
             .bind(self.attempt)
-            .bind(&self.owner)
+            .bind(self.owner.as_str())
     }
 }
 
@@ -180,10 +188,9 @@ pub(super) const COLUMNS: &str = "id, status, base_model, train_dataset, eval_da
     created_at, started_at, finished_at";
 
 /// The condition every fenced statement includes; see [`Fence::bind`].
-pub(super) const FENCED: &str =
-    "id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'";
+pub(super) const FENCED: &str = fenced!();
 
-fn not_found(id: &str) -> StoreError {
+pub(super) fn not_found(id: &str) -> StoreError {
     StoreError::NotFound {
         what: "job",
         id: id.to_string(),
@@ -191,48 +198,53 @@ fn not_found(id: &str) -> StoreError {
 }
 
 impl Store {
-    /// Queues a job; its datasets must exist.
+    /// Queues a job; its datasets must exist. Idle workers on every node are
+    /// told at commit.
     pub async fn insert_job(&self, new: NewJob) -> Result<JobRow, StoreError> {
-        let mut tx = self.write().await?;
-        for id in std::iter::once(&new.train_dataset).chain(new.eval_dataset.as_ref()) {
-            let found = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound {
-                    what: "dataset",
-                    id: id.clone(),
-                });
-            }
-        }
         let now = now_ms();
-        let row = sqlx::query_as(&format!(
+        let insert = format!(
             "INSERT INTO jobs (id, status, base_model, train_dataset, eval_dataset,
                  hyperparameters, suffix, max_attempts, created_at, updated_at)
              VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&new.base_model)
-        .bind(&new.train_dataset)
-        .bind(&new.eval_dataset)
-        .bind(sqlx::types::Json(&new.hyperparameters))
-        .bind(&new.suffix)
-        .bind(new.max_attempts)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+        );
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            for id in std::iter::once(&new.train_dataset).chain(new.eval_dataset.as_ref()) {
+                let found = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound {
+                        what: "dataset",
+                        id: id.clone(),
+                    });
+                }
+            }
+            let row: JobRow = sqlx::query_as(&insert)
+                .bind(&new.id)
+                .bind(&new.base_model)
+                .bind(&new.train_dataset)
+                .bind(&new.eval_dataset)
+                .bind(sqlx::types::Json(&new.hyperparameters))
+                .bind(&new.suffix)
+                .bind(new.max_attempts)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            Db::notify(&mut tx, channel::JOBS, &row.id).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 
     /// One job.
     pub async fn get_job(&self, id: &str) -> Result<JobRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found(id))
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+        let row: Option<JobRow> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| not_found(id))
     }
 
     /// Jobs in submission order, optionally of one status, after the job `after`.
@@ -242,31 +254,34 @@ impl Store {
         limit: i64,
         after: Option<&str>,
     ) -> Result<Vec<JobRow>, StoreError> {
-        let after_seq: i64 = match after {
-            Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| not_found(id))?,
-            None => 0,
-        };
-        Ok(sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE seq > $1 AND ($2 IS NULL OR status = $2)
              ORDER BY seq LIMIT $3"
-        ))
-        .bind(after_seq)
-        .bind(status)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        );
+        with_pool!(self, |pool, Db| {
+            let after_seq: i64 = match after {
+                Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                    .ok_or_else(|| not_found(id))?,
+                None => 0,
+            };
+            Ok(sqlx::query_as(&sql)
+                .bind(after_seq)
+                .bind(status)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// Jobs per status (every status present, zero included).
     pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-        let rows: Vec<(JobStatus, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?;
+        const SQL: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+        let rows: Vec<(JobStatus, i64)> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(SQL).fetch_all(pool).await?
+        });
         Ok(JobStatus::ALL
             .into_iter()
             .map(|st| {
@@ -277,85 +292,73 @@ impl Store {
     }
 
     /// Cancels a job: a queued one at once, a running one by raising its flag
-    /// (its worker stops at the next step). [`StoreError::Conflict`] for a
-    /// finished job.
+    /// (its worker, on whichever node, stops at its next heartbeat).
+    /// [`StoreError::Conflict`] for a finished job.
     pub async fn request_cancel(&self, id: &str) -> Result<JobRow, StoreError> {
-        let mut tx = self.write().await?;
         let now = now_ms();
-        let status: JobStatus = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        let sql = match status {
-            JobStatus::Queued => {
-                "UPDATE jobs SET status = 'cancelled', cancel_requested = 1,
-                     finished_at = $1, updated_at = $1 WHERE id = $2"
-            }
-            JobStatus::Running => {
-                "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2"
-            }
-            done => return Err(StoreError::Conflict(already(id, done))),
-        };
-        sqlx::query(sql)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let status = Db::lock_job(&mut tx, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            let sql = match status {
+                JobStatus::Queued => {
+                    "UPDATE jobs SET status = 'cancelled', cancel_requested = TRUE,
+                         finished_at = $1, updated_at = $1 WHERE id = $2"
+                }
+                JobStatus::Running => {
+                    "UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2"
+                }
+                done => return Err(StoreError::Conflict(already(id, done))),
+            };
+            sqlx::query(sql)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         self.get_job(id).await
     }
+}
 
+impl Store {
     /// Deletes a finished job with its metrics, log and checkpoint records
     /// (its folder is the caller's); [`StoreError::Conflict`] while it is
     /// queued or running, or while the model it produced exists.
     pub async fn delete_job(&self, id: &str) -> Result<JobRow, StoreError> {
-        let mut tx = self.write().await?;
-        let job: JobRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if !job.status.is_terminal() {
-            return Err(StoreError::Conflict(format!(
-                "job `{id}` is {}; cancel it first (only finished jobs can be deleted)",
-                job.status.as_str()
-            )));
-        }
-        let model: Option<String> = sqlx::query_scalar("SELECT id FROM models WHERE job_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(model) = model {
-            return Err(StoreError::Conflict(format!(
-                "job `{id}` produced model `{model}`, which still exists; delete the model first"
-            )));
-        }
-        for table in ["metrics", "events", "checkpoints"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE job_id = $1"))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM jobs WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let job = self.get_job(id).await?;
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let status = Db::lock_job(&mut tx, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            if !status.is_terminal() {
+                return Err(StoreError::Conflict(format!(
+                    "job `{id}` is {}; cancel it first (only finished jobs can be deleted)",
+                    status.as_str()
+                )));
+            }
+            let model: Option<String> =
+                sqlx::query_scalar("SELECT id FROM models WHERE job_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(model) = model {
+                return Err(StoreError::Conflict(format!(
+                    "job `{id}` produced model `{model}`, which still exists; delete the model first"
+                )));
+            }
+            for table in ["metrics", "events", "checkpoints", "jobs"] {
+                let column = if table == "jobs" { "id" } else { "job_id" };
+                sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(job)
-    }
-
-    /// Ids of the jobs (any status) that train or evaluate on dataset `id`.
-    pub(super) async fn jobs_using_dataset(
-        conn: &mut sqlx::SqliteConnection,
-        id: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE train_dataset = $1 OR eval_dataset = $1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(conn)
-        .await?)
     }
 }
 

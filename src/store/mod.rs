@@ -1,14 +1,20 @@
-//! Persistence: the only module that speaks SQL.
+//! Persistence: the only module that speaks SQL, on SQLite (one node, the
+//! embedded default) or PostgreSQL (any number of nodes on one database).
 //!
-//! SQLite in WAL mode (`foreign_keys`, `busy_timeout`, `synchronous=NORMAL`),
-//! the schema in `migrations/` applied at open, and every write inside a
-//! `BEGIN IMMEDIATE` transaction so concurrent writers queue on the busy
-//! timeout instead of failing with `SQLITE_BUSY` half-way through.
+//! Each method's SQL is portable and written once; [`with_pool!`] compiles it
+//! for both backends (sqlx's `Any` driver would do that at run time, but it
+//! knows no JSON, so rows could not map onto typed JSON columns). What differs
+//! between the two — how a write transaction begins, claims that skip rows
+//! another node holds, row locks, the clock leases are measured by,
+//! notifications — sits side by side in [`dialect`]. The schema is the same on
+//! both: `migrations/sqlite` and `migrations/postgres` hold the same tables and
+//! columns in each engine's types, applied at open (on PostgreSQL under sqlx's
+//! advisory lock, so nodes starting together migrate once).
 //!
 //! Rows map onto their structs with sqlx's derives: `FromRow` for rows,
-//! `sqlx::Type` for the text-valued enums ([`JobStatus`], [`Split`],
-//! [`Level`]) and `#[sqlx(json)]` for JSON columns, so a value read back is the
-//! typed value that was written (hyperparameters included).
+//! `#[sqlx(json)]` for JSON columns, and the text-valued enums ([`JobStatus`],
+//! [`Split`], [`Level`]) stored by name, so a value read back is the typed value
+//! that was written (hyperparameters included).
 //!
 //! The jobs table doubles as the work queue (see [`crate::queue`]): claims,
 //! heartbeats and every write a worker makes are fenced by [`Fence`] (job id,
@@ -16,25 +22,32 @@
 //! Fenced statements name the fence as `$1`, `$2`, `$3` (see `FENCED`) and
 //! [`Fence::bind`] is the one place that binds it.
 
-mod claims;
+mod copy;
 mod datasets;
+mod dialect;
 mod jobs;
+mod leases;
 mod models;
+mod node_lock;
+mod nodes;
+mod notices;
 mod records;
+mod steps;
+mod text_enum;
+mod url;
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{PgPool, SqlitePool};
 
+pub use copy::Copied;
 pub use datasets::{DatasetRow, NewDataset};
 pub use jobs::{Fence, JobRow, JobStatus, NewJob, Progress, Rescued};
 pub use models::{ModelRow, NewModel};
+pub use nodes::NodeRow;
+pub use notices::{Notice, Notices};
 pub use records::{CheckpointRow, EventRow, Level, MetricRow, NewEvent, Split};
+pub use url::DatabaseUrl;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +58,10 @@ pub enum StoreError {
     /// Applying the schema failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be opened as asked (a malformed URL, a SQLite file
+    /// another node holds).
+    #[error("{0}")]
+    Open(String),
     /// A row referred to does not exist.
     #[error("{what} `{id}` not found")]
     NotFound {
@@ -81,11 +98,38 @@ impl From<sqlx::Error> for StoreError {
 /// A handle on the database (cheap to clone: a connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Backend,
 }
 
-/// A statement being built, with its arguments.
-type Statement<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+/// The connection pool of one backend.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// A SQLite file, and the lock that keeps other nodes off it.
+    Sqlite(SqlitePool, Arc<node_lock::NodeLock>),
+    /// A PostgreSQL database.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` once per backend: `$pool` is the backend's pool and `$db` its
+/// sqlx database type (`sqlx::Sqlite` or `sqlx::Postgres`), so one method body,
+/// written once, is compiled against both.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident, $db:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool, _) => {
+                #[allow(dead_code)]
+                type $db = ::sqlx::Sqlite;
+                $body
+            }
+            $crate::store::Backend::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $db = ::sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_pool;
 
 /// Milliseconds since the Unix epoch, now: the unit of every timestamp column.
 pub fn now_ms() -> i64 {
@@ -96,72 +140,52 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file `path` and migrates it.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            // A connection whose transaction could not be ended (a COMMIT or
-            // ROLLBACK that failed, on a full disk say) is closed rather than
-            // handed to the next caller, who would find it mid-transaction.
-            .after_release(|conn, _| {
-                use sqlx::TransactionManager as _;
-                let depth = <Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth;
-                let clean = depth(conn) == 0;
-                Box::pin(async move { Ok(clean) })
-            })
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+    /// Connects to `url` (creating a SQLite file if needed) and migrates it.
+    /// A SQLite file serves one node: a second store on the same file, in
+    /// this process or another, is refused with [`StoreError::Open`].
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let backend = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let lock = Arc::new(node_lock::NodeLock::acquire(path)?);
+                Backend::Sqlite(dialect::open_sqlite(path).await?, lock)
+            }
+            DatabaseUrl::Postgres(url) => Backend::Postgres(dialect::open_postgres(url).await?),
+        };
+        Ok(Self { backend })
     }
 
-    /// The connection pool, for tests that reach behind the API (to backdate a
-    /// lease, say).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Opens (creating if needed) the SQLite database file `path`.
+    pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
+        Self::connect(&DatabaseUrl::Sqlite(path.to_path_buf())).await
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(..) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// `Ok` when the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        with_pool!(self, |pool, Db| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
         Ok(())
     }
 
     /// `Ok` when the database takes a write (one small committed row): what a
     /// full disk or a read-only mount refuses while reads still work.
     pub async fn probe_write(&self) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO health (id, checked_at) VALUES (1, $1)
-             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-        )
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        const SQL: &str = "INSERT INTO health (id, checked_at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at";
+        with_pool!(self, |pool, Db| {
+            let mut tx = dialect::begin_write(pool).await?;
+            sqlx::query(SQL).bind(now_ms()).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
         Ok(())
-    }
-
-    /// Starts a write transaction that takes the write lock at once.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Runs `statement` (built with [`Fence::bind`]) in its own write
-    /// transaction; `true` when it changed exactly one row, i.e. the fence held.
-    async fn fenced_write(&self, statement: Statement<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = statement.execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
     }
 
     /// The `seq` a page of `table` listed newest first starts below: that of
@@ -176,14 +200,17 @@ impl Store {
         let Some(id) = after else {
             return Ok(i64::MAX);
         };
-        sqlx::query_scalar(&format!("SELECT seq FROM {table} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what,
-                id: id.to_string(),
-            })
+        let sql = format!("SELECT seq FROM {table} WHERE id = $1");
+        let seq: Option<i64> = with_pool!(self, |pool, Db| {
+            sqlx::query_scalar(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        seq.ok_or_else(|| StoreError::NotFound {
+            what,
+            id: id.to_string(),
+        })
     }
 
     /// Models that were ever promoted, promoted last first (at most `limit`):
@@ -192,8 +219,15 @@ impl Store {
         self.models_by_promotion(limit).await
     }
 
-    /// Closes every connection (waits for those in use).
+    /// Closes every connection (waits for those in use) and, on SQLite, lets
+    /// another node open the file.
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.backend {
+            Backend::Sqlite(pool, lock) => {
+                pool.close().await;
+                lock.release();
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 }

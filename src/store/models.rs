@@ -1,11 +1,15 @@
-//! The `models` table: fine-tuned models, registered when their job succeeds,
-//! and which of them is `latest` (the one promoted last).
+//! The `models` table: fine-tuned models, registered when their job succeeds
+//! (fenced), and which of them is `latest` (the one promoted last, over every
+//! node). A registration that promotes, and a promotion by hand, are
+//! announced to every node at commit, so each loads the new `latest`.
 
 use serde_json::Value;
 use sqlx::types::Json;
 
+use super::dialect::{begin_write, Dialect};
 use super::jobs::FENCED;
-use super::{now_ms, Fence, Store, StoreError};
+use super::steps::{channel, Steps};
+use super::{now_ms, with_pool, Fence, Store, StoreError};
 
 /// A fine-tuned model.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -22,11 +26,12 @@ pub struct ModelRow {
     /// The final evaluation; `None` when the job had no evaluation set.
     #[sqlx(json(nullable))]
     pub metrics: Option<Value>,
-    /// Its folder (Hugging Face classifier layout).
+    /// Its folder (Hugging Face classifier layout), relative to the data folder.
     pub path: String,
     /// When registered (Unix ms).
     pub created_at: i64,
-    /// When last made `latest` (Unix ms); `None` if never.
+    /// When last made `latest` (Unix ms, the database's clock, strictly
+    /// increasing over promotions); `None` if never.
     pub promoted_at: Option<i64>,
 }
 
@@ -55,6 +60,17 @@ fn not_found(id: &str) -> StoreError {
     }
 }
 
+/// The `promoted_at` of a promotion now: the database's clock, but strictly
+/// after every earlier promotion (even within one millisecond, or after a
+/// node whose clock ran ahead).
+fn next_promotion<Db: Dialect>() -> String {
+    format!(
+        "{}({}, COALESCE((SELECT MAX(promoted_at) FROM models), 0) + 1)",
+        Db::GREATEST,
+        Db::NOW_MS
+    )
+}
+
 impl Store {
     /// Registers the job's model (promoted when `promote`) and marks the job
     /// succeeded, in one transaction; `None` (and nothing written) when the
@@ -65,49 +81,59 @@ impl Store {
         new: NewModel,
         promote: bool,
     ) -> Result<Option<ModelRow>, StoreError> {
-        let mut tx = self.write().await?;
         let now = now_ms();
-        let sql = format!(
+        let update = format!(
             "UPDATE jobs SET status = 'succeeded', model_id = $4, lease_owner = NULL,
                  lease_expires_at = NULL, finished_at = $5, updated_at = $5, error = NULL
              WHERE {FENCED}"
         );
-        let done = fence
-            .bind(&sql)
-            .bind(&new.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if done != 1 {
-            return Ok(None);
-        }
-        let row = sqlx::query_as(&format!(
-            "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at,
-                 promoted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MODEL_COLUMNS}"
-        ))
-        .bind(&new.id)
-        .bind(&fence.job_id)
-        .bind(&new.base_model)
-        .bind(Json(&new.labels))
-        .bind(new.metrics.as_ref().map(Json))
-        .bind(&new.path)
-        .bind(now)
-        .bind(promote.then_some(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        with_pool!(self, |pool, Db| {
+            let promoted = if promote {
+                next_promotion::<Db>()
+            } else {
+                "NULL".into()
+            };
+            let insert = format!(
+                "INSERT INTO models (id, job_id, base_model, labels, metrics, path, created_at,
+                     promoted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, {promoted}) RETURNING {MODEL_COLUMNS}"
+            );
+            let mut tx = begin_write(pool).await?;
+            if !Db::fence_held(&mut tx, fence).await? {
+                return Ok(None);
+            }
+            let statement = fence.bind::<Db>(&update).bind(&new.id).bind(now);
+            if statement.execute(&mut *tx).await?.rows_affected() != 1 {
+                return Ok(None);
+            }
+            if promote {
+                Db::lock_promotions(&mut tx).await?;
+            }
+            let row: ModelRow = sqlx::query_as(&insert)
+                .bind(&new.id)
+                .bind(&fence.job_id)
+                .bind(&new.base_model)
+                .bind(Json(&new.labels))
+                .bind(new.metrics.as_ref().map(Json))
+                .bind(&new.path)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            if promote {
+                Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(row))
+        })
     }
 
     /// One model.
     pub async fn get_model(&self, id: &str) -> Result<ModelRow, StoreError> {
-        sqlx::query_as(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found(id))
+        let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1");
+        let row: Option<ModelRow> = with_pool!(self, |pool, Db| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| not_found(id))
     }
 
     /// Models, newest first, after model `after` (a page of at most `limit`).
@@ -117,13 +143,15 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Vec<ModelRow>, StoreError> {
         let before = self.seq_of("models", "model", after).await?;
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MODEL_COLUMNS} FROM models WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
-        ))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql =
+            format!("SELECT {MODEL_COLUMNS} FROM models WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(&sql)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// The model promoted last (`/classify`'s default), if any.
@@ -135,72 +163,75 @@ impl Store {
         &self,
         limit: i64,
     ) -> Result<Vec<ModelRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {MODEL_COLUMNS} FROM models WHERE promoted_at IS NOT NULL
              ORDER BY promoted_at DESC, seq DESC LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        );
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+        })
     }
 
-    /// Makes model `id` the one promoted last.
+    /// Makes model `id` the one promoted last; every node is told at commit.
     pub async fn promote_model(&self, id: &str) -> Result<ModelRow, StoreError> {
-        let mut tx = self.write().await?;
-        // Strictly after every earlier promotion, even within one millisecond.
-        let row = sqlx::query_as(&format!(
-            "UPDATE models SET promoted_at = MAX($1,
-                 COALESCE((SELECT MAX(promoted_at) FROM models), 0) + 1)
-             WHERE id = $2 RETURNING {MODEL_COLUMNS}"
-        ))
-        .bind(now_ms())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-        tx.commit().await?;
-        Ok(row)
+        with_pool!(self, |pool, Db| {
+            let sql = format!(
+                "UPDATE models SET promoted_at = {} WHERE id = $1 RETURNING {MODEL_COLUMNS}",
+                next_promotion::<Db>()
+            );
+            let mut tx = begin_write(pool).await?;
+            Db::lock_promotions(&mut tx).await?;
+            let row: ModelRow = sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 
     /// Deletes model `id`'s record (its folder is the caller's);
     /// [`StoreError::Conflict`] while it is `latest` or the base of a queued or
     /// running job.
     pub async fn delete_model(&self, id: &str) -> Result<ModelRow, StoreError> {
-        let mut tx = self.write().await?;
-        let row: ModelRow =
-            sqlx::query_as(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1"))
+        let select = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1");
+        const LATEST: &str = "SELECT id FROM models WHERE promoted_at IS NOT NULL
+             ORDER BY promoted_at DESC, seq DESC LIMIT 1";
+        const USERS: &str =
+            "SELECT id FROM jobs WHERE base_model = $1 AND status IN ('queued', 'running')";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            Db::lock_promotions(&mut tx).await?;
+            let row: ModelRow = sqlx::query_as(&select)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| not_found(id))?;
-        let latest: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM models WHERE promoted_at IS NOT NULL
-             ORDER BY promoted_at DESC, seq DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if latest.as_deref() == Some(id) {
-            return Err(StoreError::Conflict(format!(
-                "model `{id}` is `latest`; promote another model first"
-            )));
-        }
-        let users: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE base_model = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !users.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "model `{id}` is the base model of job(s) {} still to run",
-                users.join(", ")
-            )));
-        }
-        sqlx::query("DELETE FROM models WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row)
+            let latest: Option<String> =
+                sqlx::query_scalar(LATEST).fetch_optional(&mut *tx).await?;
+            if latest.as_deref() == Some(id) {
+                return Err(StoreError::Conflict(format!(
+                    "model `{id}` is `latest`; promote another model first"
+                )));
+            }
+            let users: Vec<String> = sqlx::query_scalar(USERS)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "model `{id}` is the base model of job(s) {} still to run",
+                    users.join(", ")
+                )));
+            }
+            sqlx::query("DELETE FROM models WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        })
     }
 }

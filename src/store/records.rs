@@ -1,17 +1,21 @@
-//! What a job leaves behind: metrics, events, checkpoints and models. Writes
-//! by a worker are fenced: an `INSERT … SELECT … WHERE EXISTS (fence)` applies
-//! only while the attempt holds its lease.
+//! What a job leaves behind: metrics, events and checkpoints (its model is in
+//! [`super::models`]). Writes by a worker are fenced: they run while the
+//! attempt's fence holds (and the job row is locked), and an
+//! `INSERT … SELECT … WHERE EXISTS (fence)` applies only while the attempt
+//! holds its lease.
 
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::FromRow;
 
+use super::dialect::begin_write;
 use super::jobs::FENCED;
-use super::{now_ms, Fence, Store, StoreError};
+use super::steps::Steps;
+use super::text_enum::text_enum;
+use super::{now_ms, with_pool, Fence, Store, StoreError};
 
 /// Which numbers a metrics row holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     /// A training-loss logging window.
     Train,
@@ -19,10 +23,30 @@ pub enum Split {
     Eval,
 }
 
+impl Split {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Eval => "eval",
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Train, Self::Eval]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown split `{s}` (train, eval)"))
+    }
+}
+
 /// How much a job log entry matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
 pub enum Level {
     /// The job's normal life (queued, started, steps, evaluations, …).
     Info,
@@ -42,6 +66,19 @@ impl Level {
         }
     }
 }
+
+impl std::str::FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Info, Self::Warning, Self::Error]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown level `{s}` (info, warning, error)"))
+    }
+}
+
+text_enum!(Split, Level);
 
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -135,31 +172,33 @@ impl Store {
              ON CONFLICT (job_id, split, step) DO UPDATE SET epoch = excluded.epoch,
                  loss = excluded.loss, data = excluded.data, attempt = excluded.attempt"
         );
-        let statement = fence
-            .bind(&sql)
-            .bind(split)
-            .bind(step)
-            .bind(epoch)
-            .bind(loss)
-            .bind(Json(data))
-            .bind(now_ms());
-        self.fenced_write(statement).await
+        with_pool!(self, |pool, Db| {
+            let statement = fence
+                .bind::<Db>(&sql)
+                .bind(split)
+                .bind(step)
+                .bind(epoch)
+                .bind(loss)
+                .bind(Json(data))
+                .bind(now_ms());
+            Db::fenced_write(pool, fence, statement).await
+        })
     }
 
     /// A job's metrics: training windows first, then evaluations, each by step.
     pub async fn list_metrics(&self, job_id: &str) -> Result<Vec<MetricRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT split, step, epoch, loss, data FROM metrics WHERE job_id = $1
-             ORDER BY split DESC, step",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT split, step, epoch, loss, data FROM metrics WHERE job_id = $1
+             ORDER BY split DESC, step";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL).bind(job_id).fetch_all(pool).await?)
+        })
     }
 
     /// Appends to a job's log and returns the entry written. With a fence,
     /// only while it holds (`None` when it no longer does); without (client
     /// actions), at the job's current attempt (`None` when there is no such job).
+    /// The job row is locked meanwhile, so a job's entries are numbered in
+    /// the order they commit, whichever node writes them.
     pub async fn add_event(
         &self,
         job_id: &str,
@@ -177,20 +216,30 @@ impl Store {
                 "{INSERT} SELECT id, attempt, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1 {RETURNING}"
             ),
         };
-        let statement = match fence {
-            Some(f) => f.bind(&sql),
-            None => sqlx::query(&sql).bind(job_id),
-        };
-        let statement = statement
-            .bind(event.level)
-            .bind(event.kind)
-            .bind(event.message)
-            .bind(event.data.map(Json))
-            .bind(now_ms());
-        let mut tx = self.write().await?;
-        let row = statement.fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(row.map(|r| EventRow::from_row(&r)).transpose()?)
+        let now = now_ms();
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let (held, statement) = match fence {
+                Some(f) => (Db::fence_held(&mut tx, f).await?, f.bind::<Db>(&sql)),
+                None => {
+                    let found = Db::lock_job(&mut tx, job_id).await?.is_some();
+                    (found, sqlx::query(&sql).bind(job_id))
+                }
+            };
+            if !held {
+                return Ok(None);
+            }
+            let row = statement
+                .bind(event.level)
+                .bind(event.kind)
+                .bind(event.message)
+                .bind(event.data.map(Json))
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row.map(|r| EventRow::from_row(&r)).transpose()?)
+        })
     }
 
     /// A job's log entries after `after_seq`, oldest first.
@@ -200,15 +249,16 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT seq, attempt, level, kind, message, data, created_at FROM events
-             WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(job_id)
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT seq, attempt, level, kind, message, data, created_at
+             FROM events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL)
+                .bind(job_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// Records a written checkpoint.
@@ -225,13 +275,15 @@ impl Store {
              ON CONFLICT (job_id, step) DO UPDATE SET path = excluded.path,
                  metrics = excluded.metrics, attempt = excluded.attempt"
         );
-        let statement = fence
-            .bind(&sql)
-            .bind(step)
-            .bind(path)
-            .bind(metrics.map(Json))
-            .bind(now_ms());
-        self.fenced_write(statement).await
+        with_pool!(self, |pool, Db| {
+            let statement = fence
+                .bind::<Db>(&sql)
+                .bind(step)
+                .bind(path)
+                .bind(metrics.map(Json))
+                .bind(now_ms());
+            Db::fenced_write(pool, fence, statement).await
+        })
     }
 
     /// Forgets a checkpoint deleted under `save_total_limit`.
@@ -240,30 +292,33 @@ impl Store {
             "DELETE FROM checkpoints WHERE job_id = $1 AND step = $4
                AND EXISTS (SELECT 1 FROM jobs WHERE {FENCED})"
         );
-        self.fenced_write(fence.bind(&sql).bind(step)).await
+        with_pool!(self, |pool, Db| {
+            Db::fenced_write(pool, fence, fence.bind::<Db>(&sql).bind(step)).await
+        })
     }
 
     /// Forgets a checkpoint of a finished job (its folder was deleted by the
     /// retention rule after the job succeeded).
     pub async fn forget_checkpoint(&self, job_id: &str, step: i64) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM checkpoints WHERE job_id = $1 AND step = $2")
-            .bind(job_id)
-            .bind(step)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        const SQL: &str = "DELETE FROM checkpoints WHERE job_id = $1 AND step = $2";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            sqlx::query(SQL)
+                .bind(job_id)
+                .bind(step)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// A job's kept checkpoints by step.
     pub async fn list_checkpoints(&self, job_id: &str) -> Result<Vec<CheckpointRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT step, path, metrics, created_at FROM checkpoints WHERE job_id = $1
-             ORDER BY step",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT step, path, metrics, created_at FROM checkpoints
+             WHERE job_id = $1 ORDER BY step";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL).bind(job_id).fetch_all(pool).await?)
+        })
     }
 }

@@ -1,13 +1,16 @@
 //! tuneserve's integration tests, as one test binary: it builds and links once
 //! instead of once per file. Run one area with a filter, e.g.
 //! `cargo test --release --test it service_` or `cargo test --release --test it model_parity`.
+//! Tests of the store run on SQLite and on PostgreSQL (see [`test_db`]).
 
 mod common;
 mod support;
+mod test_db;
 
 mod browser;
 mod cli;
 mod cli_train;
+mod cluster_bench;
 mod data_dataset;
 mod model_batching;
 mod model_grad;
@@ -15,7 +18,9 @@ mod model_io;
 mod model_parity;
 mod model_precision;
 mod openapi;
+mod processes;
 mod service_api;
+mod service_cluster;
 mod service_connections;
 mod service_crash;
 mod service_devices;
@@ -24,7 +29,10 @@ mod service_e2e;
 mod service_hardening;
 mod service_limits;
 mod service_logs;
+mod service_nodes;
 mod service_queue;
 mod service_retention;
+mod store_contention;
+mod store_copy;
 mod train_loop;
 mod train_parity;

@@ -2,51 +2,12 @@
 //! after a restart the lease expires, the job is queued again and resumes
 //! from its checkpoint as attempt 2, and its metrics have no duplicate steps.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tuneserve::model::WeightLayout;
 
-fn start(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tuneserve"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--lease-secs",
-            "2",
-            "--heartbeat-secs",
-            "0.2",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--model-dir")
-        .arg(data.parent().unwrap().join("models"))
-        .env("TUNESERVE_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some((_, address)) = line.split_once("listening on http://") {
-                let _ = tx.send(address.trim().to_string());
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server starts");
-    (child, format!("http://{address}"))
-}
-
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
+use crate::processes::{get, ServeProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_resumed_from_its_checkpoint() {
@@ -56,7 +17,8 @@ async fn a_killed_worker_is_resumed_from_its_checkpoint() {
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
 
-    let (mut first, base) = start(&data);
+    let mut first = ServeProcess::start(&data, &[]);
+    let base = first.base.clone();
     let resp = client
         .post(format!("{base}/datasets?format=jsonl"))
         .body(crate::support::tiny_dataset())
@@ -92,10 +54,10 @@ async fn a_killed_worker_is_resumed_from_its_checkpoint() {
         assert!(Instant::now() < deadline, "no checkpoint in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    first.kill().unwrap(); // SIGKILL: no shutdown, the lease is left to expire
-    first.wait().unwrap();
+    first.kill(); // SIGKILL: no shutdown, the lease is left to expire
 
-    let (mut second, base) = start(&data);
+    let second = ServeProcess::start(&data, &[]);
+    let base = second.base.clone();
     let deadline = Instant::now() + Duration::from_secs(180);
     let job = loop {
         let job = get(&client, format!("{base}/jobs/{id}")).await;
@@ -132,6 +94,5 @@ async fn a_killed_worker_is_resumed_from_its_checkpoint() {
         .map(|m| m["step"].as_i64().unwrap())
         .collect();
     assert_eq!(steps, (1..=72).collect::<Vec<i64>>(), "every step once");
-    second.kill().unwrap();
-    second.wait().unwrap();
+    drop(second);
 }

@@ -1,14 +1,26 @@
-//! The queue's guarantees against a real SQLite file: fencing of stale
-//! workers, lease rescue, attempts capped, and concurrent writers.
+//! The queue's guarantees against a real database, each test on SQLite and
+//! on PostgreSQL: fencing of stale workers, lease rescue, attempts capped,
+//! and concurrent writers.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 use tuneserve::store::{Fence, JobStatus, NewDataset, NewJob, NewModel, Progress, Split, Store};
 
-async fn store_with_job(max_attempts: i64) -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+use crate::test_db::{on_both_backends, Backend, TestDb};
+
+on_both_backends!(
+    a_stale_worker_changes_nothing,
+    expired_leases_fail_the_job_once_attempts_are_spent,
+    cancel_of_a_finished_job_conflicts,
+    fifty_concurrent_uploads_and_submissions_lose_nothing,
+    a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes,
+);
+
+/// A store on a fresh database with dataset `ds-1`.
+pub async fn store_with_dataset(backend: Backend) -> (TestDb, Store) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
     store
         .insert_dataset(NewDataset {
             id: "ds-1".into(),
@@ -21,9 +33,14 @@ async fn store_with_job(max_attempts: i64) -> (tempfile::TempDir, Store) {
         })
         .await
         .unwrap();
+    (db, store)
+}
+
+/// Queues job `id` on dataset `ds-1`.
+pub async fn queue_job(store: &Store, id: &str, max_attempts: i64) {
     store
         .insert_job(NewJob {
-            id: "job-1".into(),
+            id: id.into(),
             base_model: "gpt2".into(),
             train_dataset: "ds-1".into(),
             eval_dataset: None,
@@ -33,20 +50,20 @@ async fn store_with_job(max_attempts: i64) -> (tempfile::TempDir, Store) {
         })
         .await
         .unwrap();
-    (dir, store)
+}
+
+async fn store_with_job(backend: Backend, max_attempts: i64) -> (TestDb, Store) {
+    let (db, store) = store_with_dataset(backend).await;
+    queue_job(&store, "job-1", max_attempts).await;
+    (db, store)
 }
 
 async fn expire_lease(store: &Store, job: &str) {
-    sqlx::query("UPDATE jobs SET lease_expires_at = 0 WHERE id = ?")
-        .bind(job)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    store.expire_lease(job).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_stale_worker_changes_nothing() {
-    let (_dir, store) = store_with_job(3).await;
+async fn a_stale_worker_changes_nothing(backend: Backend) {
+    let (_db, store) = store_with_job(backend, 3).await;
     let first = store.claim_job("worker-a", 60_000).await.unwrap().unwrap();
     assert_eq!((first.status, first.attempt), (JobStatus::Running, 1));
     assert!(
@@ -138,9 +155,8 @@ async fn a_stale_worker_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn expired_leases_fail_the_job_once_attempts_are_spent() {
-    let (_dir, store) = store_with_job(1).await;
+async fn expired_leases_fail_the_job_once_attempts_are_spent(backend: Backend) {
+    let (_db, store) = store_with_job(backend, 1).await;
     store.claim_job("w", 60_000).await.unwrap().unwrap();
     expire_lease(&store, "job-1").await;
     let rescued = store.rescue_expired().await.unwrap();
@@ -150,9 +166,8 @@ async fn expired_leases_fail_the_job_once_attempts_are_spent() {
     assert!(store.claim_job("w", 60_000).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn cancel_of_a_finished_job_conflicts() {
-    let (_dir, store) = store_with_job(1).await;
+async fn cancel_of_a_finished_job_conflicts(backend: Backend) {
+    let (_db, store) = store_with_job(backend, 1).await;
     let job = store.request_cancel("job-1").await.unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert!(
@@ -163,11 +178,11 @@ async fn cancel_of_a_finished_job_conflicts() {
     assert!(err.to_string().contains("already cancelled"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_uploads_and_submissions_lose_nothing() {
-    // A long lease and a slow worker: submissions stay queued while we count.
+async fn fifty_concurrent_uploads_and_submissions_lose_nothing(backend: Backend) {
+    // A worker that polls rarely: most submissions stay queued while we count.
     let app =
-        crate::support::spawn_app_with(|c| c.poll = std::time::Duration::from_secs(3600)).await;
+        crate::support::spawn_app_on(backend, |c| c.poll = std::time::Duration::from_secs(3600))
+            .await;
     let app = std::sync::Arc::new(app);
     let uploads = (0..50).map(|_| {
         let app = app.clone();
@@ -213,9 +228,8 @@ async fn fifty_concurrent_uploads_and_submissions_lose_nothing() {
     assert_eq!(next["data"].as_array().unwrap().len(), 30);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes() {
-    let app = crate::support::spawn_app().await;
+async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes(backend: Backend) {
+    let app = crate::support::spawn_app_on(backend, |_| {}).await;
     let dataset = app.upload_tiny_dataset().await;
     let hyper = json!({"epochs": 30, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
                        "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});

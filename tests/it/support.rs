@@ -1,7 +1,9 @@
 //! Helpers for the service tests: a real server on port 0 over a temporary
-//! data folder and real SQLite, a tiny random base model, a small dataset, and
-//! a JSON client.
+//! data folder and a real database (SQLite, or PostgreSQL: see
+//! [`crate::test_db`]), a tiny random base model, a small dataset, and a JSON
+//! client.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -12,6 +14,7 @@ use tuneserve::model::WeightLayout;
 use tuneserve::store::Store;
 
 use crate::common::write_tiny_model;
+use crate::test_db::{Backend, TestDb};
 
 /// A running service.
 pub struct TestApp {
@@ -28,24 +31,35 @@ pub struct TestApp {
     pub dir: TempDir,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The PostgreSQL database, dropped after the server stops.
+    _db: Option<TestDb>,
 }
 
-/// Fast leases and polling, a tiny base model.
+/// Fast leases and polling, a tiny base model, SQLite.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 /// Like [`spawn_app`], with the configuration adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    spawn_app_on(Backend::Sqlite, tweak).await
+}
+
+/// Like [`spawn_app_with`], on `backend` (a PostgreSQL database of its own).
+pub async fn spawn_app_on(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     write_tiny_model(&models.join("base-model"), 7, WeightLayout::Classifier);
-    let mut config = ServeConfig::new(dir.path().join("data"));
+    let mut config = quick_config(dir.path().join("data"));
     config.model_dirs = vec![models];
-    config.port = 0;
-    config.lease = Duration::from_secs(3);
-    config.heartbeat = Duration::from_millis(200);
-    config.poll = Duration::from_millis(100);
+    let db = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let db = TestDb::postgres().await;
+            config.database_url = Some(db.url.clone());
+            Some(db)
+        }
+    };
     tweak(&mut config);
     let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -60,7 +74,19 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
         dir,
         shutdown,
         server,
+        _db: db,
     }
+}
+
+/// The defaults with fast leases, heartbeats and polling, on port 0.
+pub fn quick_config(data_dir: PathBuf) -> ServeConfig {
+    let mut config = ServeConfig::new(data_dir);
+    config.port = 0;
+    config.lease = Duration::from_secs(3);
+    config.heartbeat = Duration::from_millis(200);
+    config.poll = Duration::from_millis(100);
+    config.model_poll = Duration::from_millis(500);
+    config
 }
 
 /// 24 short texts, 8 per class, as JSONL with `label_text`.
@@ -207,6 +233,23 @@ impl TestApp {
         }
     }
 
+    /// Polls `/health` until `model` is `latest` (panics after `secs`).
+    pub async fn wait_latest(&self, model: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, health) = self.get("/health").await;
+            if health["latest_model"] == model {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{model} is not latest on {}: {health}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls until the job reaches `status`.
     pub async fn wait_status(&self, id: &str, status: &str, secs: u64) -> Value {
         self.wait_job(id, secs, |j| j["status"] == status || is_terminal(j))
@@ -219,6 +262,26 @@ impl TestApp {
         self.shutdown.cancel();
         let _ = self.server.await;
         self.dir
+    }
+
+    /// Another node on the same database and data folder as `self` (its
+    /// configuration adjusted by `tweak`); `self` must outlive it.
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        let mut config = quick_config(self.dir.path().join("data"));
+        config.model_dirs = vec![self.dir.path().join("models")];
+        config.database_url = self._db.as_ref().map(|db| db.url.clone());
+        tweak(&mut config);
+        let app = Application::build(config).await.unwrap();
+        TestApp {
+            base: format!("http://127.0.0.1:{}", app.port()),
+            client: reqwest::Client::new(),
+            store: app.store().clone(),
+            base_model: self.base_model.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            shutdown: app.shutdown_token(),
+            server: tokio::spawn(app.run_until_stopped()),
+            _db: None,
+        }
     }
 }
 

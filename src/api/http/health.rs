@@ -19,8 +19,15 @@ pub struct Health {
     /// `ok`, or `degraded` when storage is in trouble (the service still
     /// classifies, but uploads and training may fail until it recovers).
     pub status: &'static str,
+    /// The node that answered (`--node-id`).
+    pub node: String,
     /// The model `/classify` answers with by default; null before any.
     pub latest_model: Option<String>,
+    /// Models held in memory for `/classify`, `latest` included (at most
+    /// `--max-loaded-models` besides it).
+    pub loaded_models: usize,
+    /// Bytes of those models' weights.
+    pub loaded_model_bytes: usize,
     /// The data folder's state.
     pub storage: Storage,
     /// The devices in use: one training worker each, and `/classify`'s.
@@ -78,9 +85,13 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         _ => None,
     };
     let devices = device_health(&state).await?;
+    let (loaded_models, loaded_model_bytes) = state.registry.footprint();
     Ok(Json(Health {
         status: if problem.is_some() { "degraded" } else { "ok" },
+        node: state.config.node_id.clone(),
         latest_model: state.registry.latest().map(|m| m.id.clone()),
+        loaded_models,
+        loaded_model_bytes,
         storage: Storage {
             writable: write.is_ok(),
             free_bytes,

@@ -91,6 +91,9 @@ pub struct Job {
     pub max_attempts: i64,
     /// A cancel was asked for; a running job stops within one heartbeat.
     pub cancel_requested: bool,
+    /// The node running it (`--node-id`), while it runs; any node answers
+    /// for any job.
+    pub node: Option<String>,
     /// Steps done and planned, throughput and the estimated time left.
     pub progress: JobProgress,
     /// Newest metrics (single-job answers only).
@@ -134,6 +137,10 @@ impl From<JobRow> for Job {
             attempt: row.attempt,
             max_attempts: row.max_attempts,
             cancel_requested: row.cancel_requested,
+            node: (row.status == JobStatus::Running)
+                .then_some(row.lease_owner.as_deref())
+                .flatten()
+                .map(|owner| crate::queue::owner_node(owner).to_string()),
             progress: JobProgress {
                 step: row.progress.step,
                 total_steps: row.progress.total_steps,
@@ -394,7 +401,8 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Cancels a job: a queued one at once; a running one stops at its next step.
+/// Cancels a job: a queued one at once; a running one (on any node) stops
+/// within a heartbeat.
 #[utoipa::path(post, path = "/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(

@@ -9,6 +9,7 @@ pub mod job_records;
 pub mod jobs;
 pub mod model_files;
 pub mod models;
+pub mod nodes;
 mod paging;
 mod upload;
 pub mod web;
@@ -46,7 +47,7 @@ use crate::train::Hyperparameters;
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
-        (name = "service", description = "Health and metrics"),
+        (name = "service", description = "Health, metrics and the nodes serving the database"),
         (name = "datasets", description = "Uploaded training data"),
         (name = "jobs", description = "Fine-tuning jobs"),
         (name = "models", description = "Fine-tuned models and classification"),
@@ -121,6 +122,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(model_files::list))
         .routes(routes!(model_files::download))
         .routes(routes!(classify::classify))
+        .routes(routes!(nodes::list))
 }
 
 fn open() -> OpenApiRouter<AppState> {

@@ -140,7 +140,9 @@ pub async fn promote(
 ) -> Result<Json<Model>, ApiError> {
     if let Some(served) = preloaded(&state).and_then(|m| state.registry.get(&m.id)) {
         if served.id == id {
-            state.registry.promote(served);
+            // `--model` is this node's own: it outranks nothing but is
+            // served again here (other nodes keep their `latest`).
+            state.registry.promote(served, state.registry.rank());
             return get(State(state), Path(id)).await;
         }
     }
@@ -152,7 +154,9 @@ pub async fn promote(
         .await
         .map_err(|e| unloadable(&id, e))?;
     let row = state.store.promote_model(&id).await?;
-    state.registry.promote(served);
+    state
+        .registry
+        .promote(served, row.promoted_at.unwrap_or(i64::MAX));
     tracing::info!(model = %id, "promoted to `latest` by a client");
     Ok(Json(view(&state, row)))
 }

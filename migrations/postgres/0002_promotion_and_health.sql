@@ -1,0 +1,18 @@
+-- Explicit promotion, and a row for the health check's write probe
+-- (migrations/sqlite/0002_promotion_and_health.sql in PostgreSQL's types).
+
+-- Promotion is explicit: the model `/classify` answers with by default is the
+-- one promoted last (Unix ms), whether by its job (`promote`) or by hand
+-- (`POST /models/{id}/promote`); NULL for a model never promoted.
+ALTER TABLE models ADD COLUMN promoted_at BIGINT;
+
+-- Models that existed before were promoted when their job succeeded.
+UPDATE models SET promoted_at = created_at;
+
+CREATE INDEX models_by_promotion ON models (promoted_at);
+
+-- One row `GET /health` rewrites to check that the database still takes writes.
+CREATE TABLE health (
+    id         BIGINT PRIMARY KEY,
+    checked_at BIGINT NOT NULL
+);
