@@ -26,11 +26,15 @@ async fn naming_many_models_keeps_a_bounded_number_loaded() {
     let dataset = app.upload_tiny_dataset().await;
     let mut models = Vec::new();
     for promote in ["always", "never", "never", "never"] {
-        let job = app.train_quickly(&dataset, json!({"promote": promote})).await;
+        let job = app
+            .train_quickly(&dataset, json!({"promote": promote}))
+            .await;
         models.push(job["model"].as_str().unwrap().to_string());
     }
     for model in models.iter().chain(models.iter().rev()) {
-        let (status, answer) = app.post("/classify", &json!({"inputs": "hi", "model": model})).await;
+        let (status, answer) = app
+            .post("/classify", &json!({"inputs": "hi", "model": model}))
+            .await;
         assert_eq!((status, &answer["model"]), (200, &json!(model)), "{answer}");
         let loaded = gauge(&app, "tuneserve_loaded_models").await;
         assert!(loaded <= 2.0, "`latest` and one other, not {loaded}");
@@ -44,8 +48,17 @@ async fn base_model_reveals_nothing_and_no_answer_holds_a_server_path() {
     let dataset = app.upload_tiny_dataset().await;
     let root = app.dir.path().to_str().unwrap().to_string();
     let names = [
-        "/etc", "/", "/proc/self", "..", "../models/base-model", "./base-model",
-        &root, "gpt2/../../etc", "models/base-model/", "~", "base-model/../base-model",
+        "/etc",
+        "/",
+        "/proc/self",
+        "..",
+        "../models/base-model",
+        "./base-model",
+        &root,
+        "gpt2/../../etc",
+        "models/base-model/",
+        "~",
+        "base-model/../base-model",
     ];
     let mut messages = std::collections::BTreeSet::new();
     for name in names {
@@ -55,9 +68,15 @@ async fn base_model_reveals_nothing_and_no_answer_holds_a_server_path() {
         assert_eq!(got.1["error"]["param"], "base_model", "{name}: {}", got.1);
         messages.insert(got.1["error"]["message"].to_string());
     }
-    assert_eq!(messages.len(), 1, "one answer for every refused name: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "one answer for every refused name: {messages:?}"
+    );
 
-    let job = app.train_quickly(&dataset, json!({"save_strategy": "epoch"})).await;
+    let job = app
+        .train_quickly(&dataset, json!({"save_strategy": "epoch"}))
+        .await;
     let id = job["id"].as_str().unwrap();
     let model = job["model"].as_str().unwrap();
     for path in [
@@ -71,7 +90,10 @@ async fn base_model_reveals_nothing_and_no_answer_holds_a_server_path() {
     ] {
         let (status, body) = app.get(&path).await;
         assert_eq!(status, 200, "{path}: {body}");
-        assert!(!body.to_string().contains(&root), "{path} shows a server path: {body}");
+        assert!(
+            !body.to_string().contains(&root),
+            "{path} shows a server path: {body}"
+        );
     }
 }
 
@@ -79,7 +101,8 @@ async fn base_model_reveals_nothing_and_no_answer_holds_a_server_path() {
 async fn graceful_restarts_do_not_spend_attempts() {
     let mut app = spawn_app().await;
     let dataset = app.upload_tiny_dataset().await;
-    let long = json!({"epochs": 1000, "batch_size": 4, "save_strategy": "no", "eval_strategy": "no"});
+    let long =
+        json!({"epochs": 1000, "batch_size": 4, "save_strategy": "no", "eval_strategy": "no"});
     let id = app.submit(&dataset, long).await;
     let mut first_dir = None;
     for restart in 0..4 {
@@ -120,11 +143,15 @@ async fn stale_temporaries_are_swept_at_startup() {
     for (path, age) in [(&stale, 3600), (&fresh, 0)] {
         let file = std::fs::File::create(path).unwrap();
         file.set_len(1 << 20).unwrap();
-        file.set_modified(SystemTime::now() - Duration::from_secs(age)).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(age))
+            .unwrap();
     }
     let data = dir.path().join("data");
     let app = spawn_app_with(|c| c.data_dir = data.clone()).await;
-    assert!(!stale.exists(), "a temporary left by a killed upload is removed");
+    assert!(
+        !stale.exists(),
+        "a temporary left by a killed upload is removed"
+    );
     assert!(fresh.exists(), "one that may still be written is kept");
     assert_eq!(app.get(&format!("/datasets/{dataset}")).await.0, 200);
     drop(dir);
@@ -144,10 +171,14 @@ async fn ambiguous_uploads_and_oversized_requests_are_422() {
 
     let dataset = app.upload_tiny_dataset().await;
     app.train_quickly(&dataset, json!({})).await;
-    let inputs: Vec<Value> = (0..16).map(|_| json!("one two three four five six")).collect();
+    let inputs: Vec<Value> = (0..16)
+        .map(|_| json!("one two three four five six"))
+        .collect();
     let got = app.post("/classify", &json!({"inputs": inputs})).await;
     assert_error(&got, 422, "validation_error", "64");
     assert_eq!(got.1["error"]["param"], "inputs");
-    let (status, _) = app.post("/classify", &json!({"inputs": "one two three"})).await;
+    let (status, _) = app
+        .post("/classify", &json!({"inputs": "one two three"}))
+        .await;
     assert_eq!(status, 200, "a request within the budget is answered");
 }

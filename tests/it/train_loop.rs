@@ -272,7 +272,10 @@ fn a_truncated_newest_checkpoint_is_skipped_for_the_one_before() {
     assert_eq!(newest, 3);
     let weights = ckpt.join("model.safetensors");
     let len = std::fs::metadata(&weights).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&weights).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap();
     file.set_len(len / 2).unwrap();
 
     let mut log = ResumeLog::default();
@@ -286,10 +289,17 @@ fn a_truncated_newest_checkpoint_is_skipped_for_the_one_before() {
     };
     let outcome = train::run(spec, &mut log).unwrap();
     assert_eq!(outcome.finish, Finish::Completed);
-    assert_eq!(log.resumed_at, Some(2), "resumed from the intact checkpoint");
+    assert_eq!(
+        log.resumed_at,
+        Some(2),
+        "resumed from the intact checkpoint"
+    );
     let [(path, reason)] = log.skipped.as_slice() else {
         panic!("one checkpoint skipped: {:?}", log.skipped)
     };
     assert_eq!(path, &ckpt);
-    assert!(reason.contains("model.safetensors"), "names the file: {reason}");
+    assert!(
+        reason.contains("model.safetensors"),
+        "names the file: {reason}"
+    );
 }
