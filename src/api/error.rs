@@ -1,7 +1,6 @@
 //! The one error type at the HTTP edge, and extractors whose rejections speak
 //! its schema: `{"error": {"code", "message", "param"}}`.
 
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
@@ -302,16 +301,40 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| ApiError::Validation {
-                message: e.body_text(),
-                param: None,
-                details: None,
-            })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(Self)
     }
+}
+
+/// Deserializes a query string into `T`; a 422 names the parameter at fault.
+fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let param = match path.as_str() {
+            "." => named_field(&inner.to_string()),
+            _ => Some(path.clone()),
+        };
+        let message = match path.as_str() {
+            "." => format!("invalid query string: {inner}"),
+            _ => format!("invalid query parameter `{path}`: {inner}"),
+        };
+        ApiError::Validation {
+            message,
+            param,
+            details: None,
+        }
+    })
+}
+
+/// The field serde's "missing field `x`" or "unknown field `x`" is about
+/// (serde writes no structured trace of it, only the text).
+fn named_field(text: &str) -> Option<String> {
+    let rest = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))?;
+    Some(rest[..rest.find('`')?].to_string())
 }
 
 #[cfg(test)]
@@ -365,5 +388,35 @@ mod tests {
             parse_json::<Outer>(b"{\"name\": \"a\"} x"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Page {
+        limit: Option<i64>,
+        after: Option<String>,
+    }
+
+    fn query_param(query: &str) -> Option<String> {
+        match parse_query::<Page>(query).unwrap_err() {
+            ApiError::Validation { param, .. } => param,
+            other => panic!("not a 422: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        assert_eq!(
+            query_param("limit=9223372036854775808").as_deref(),
+            Some("limit")
+        );
+        assert_eq!(query_param("limit=x&after=a").as_deref(), Some("limit"));
+        assert_eq!(query_param("after=a&colour=red").as_deref(), Some("colour"));
+        let page = parse_query::<Page>("limit=5&after=job-1").unwrap();
+        assert_eq!(
+            (page.limit, page.after.as_deref()),
+            (Some(5), Some("job-1"))
+        );
     }
 }

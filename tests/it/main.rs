@@ -11,6 +11,8 @@ mod browser;
 mod cli;
 mod cli_train;
 mod cluster_bench;
+mod contract;
+mod contract_fuzz;
 mod data_dataset;
 mod model_batching;
 mod model_grad;

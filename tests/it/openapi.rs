@@ -5,14 +5,16 @@ use std::path::Path;
 
 #[test]
 fn committed_openapi_yaml_is_up_to_date() {
-    let generated = tuneserve::api::http::openapi()
-        .to_yaml()
-        .expect("the OpenAPI document serialises");
+    let generated = tuneserve::api::http::openapi_yaml();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();
         return;
     }
+    assert!(
+        generated.contains("- 'no'\n"),
+        "`no` is quoted (YAML 1.1 reads it as false)"
+    );
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
@@ -23,7 +25,7 @@ fn committed_openapi_yaml_is_up_to_date() {
 
 /// The errors every route can answer are in the document where they can
 /// happen: 401 behind the key, 408 and 414 everywhere, 413 with a body,
-/// 429 with `Retry-After`.
+/// 422 with query parameters, 429 with `Retry-After`.
 #[test]
 fn shared_errors_are_documented_where_they_happen() {
     let doc = serde_json::to_value(tuneserve::api::http::openapi()).unwrap();
@@ -38,6 +40,10 @@ fn shared_errors_are_documented_where_they_happen() {
             assert_eq!(has("401"), protected, "{at}");
             if op.get("requestBody").is_some() {
                 assert!(has("413"), "{at}");
+            }
+            let mut params = op["parameters"].as_array().into_iter().flatten();
+            if params.any(|p| p["in"] == "query") {
+                assert!(has("422"), "{at}: a query parameter can fail to parse");
             }
             operations += 1;
         }

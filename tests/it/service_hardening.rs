@@ -1,6 +1,7 @@
 //! What an outside tester tried: made-up methods and paths must not grow the
 //! metrics, every error the framework makes (405, 408, 414, a bad path) is the
-//! service's JSON error body, and the API key's scheme is case-insensitive.
+//! service's JSON error body, a query parameter that does not parse is a 422
+//! naming it, and the API key's scheme is case-insensitive.
 
 use std::time::Duration;
 
@@ -159,5 +160,23 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
     let resp = app.client.get(app.url("/jobs")).send().await.unwrap();
     assert!(resp.headers().contains_key("www-authenticate"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn query_errors_name_their_parameter() {
+    let app = spawn_app().await;
+    let cases = [
+        ("/jobs/job-0/events?limit=9223372036854775808", "limit"),
+        ("/jobs?limit=ten", "limit"),
+        ("/datasets?after=ds-0&colour=red", "colour"),
+        ("/models?limit=-", "limit"),
+    ];
+    for (path, param) in cases {
+        let (status, _, body) = call(&app, "GET", path).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "validation_error", "{path}: {body}");
+        assert_eq!(body["error"]["param"], param, "{path}: {body}");
+    }
     app.stop().await;
 }

@@ -1,9 +1,11 @@
 //! The errors routes answer besides their own, written into the OpenAPI
 //! document once (`components.responses`) and referenced from every
 //! operation where they can happen: 401 behind the API key, 408 and 414
-//! everywhere, 413 where there is a body, 429 with `Retry-After` where the
-//! route already says it can be overloaded. (405 belongs to no operation: it
-//! answers the methods a path has none for; the API's description says it.)
+//! everywhere, 413 where there is a body, 422 where there are query
+//! parameters (one that does not parse, or an unknown one), 429 with
+//! `Retry-After` where the route already says it can be overloaded. (405
+//! belongs to no operation: it answers the methods a path has none for; the
+//! API's description says it.)
 
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
@@ -38,6 +40,11 @@ impl utoipa::Modify for CommonResponses {
 fn add_to(op: &mut Operation) {
     let protected = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
+    let has_query = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
     let responses = &mut op.responses.responses;
     let mut add = |status: &str, name: &str| {
         responses
@@ -52,13 +59,16 @@ fn add_to(op: &mut Operation) {
     if has_body {
         add("413", "PayloadTooLarge");
     }
+    if has_query {
+        add("422", "InvalidQuery");
+    }
     if let Some(overloaded) = responses.get_mut("429") {
         *overloaded = RefOr::Ref(Ref::from_response_name("Overloaded"));
     }
 }
 
 /// The shared responses, by component name.
-fn shared() -> [(&'static str, Response); 5] {
+fn shared() -> [(&'static str, Response); 6] {
     let error = |description: String| {
         Response::builder().description(description).content(
             "application/json",
@@ -91,6 +101,10 @@ fn shared() -> [(&'static str, Response); 5] {
         (
             "PayloadTooLarge",
             error("The body is larger than `--max-json-bytes` (`--max-dataset-bytes` for uploads)".into()).build(),
+        ),
+        (
+            "InvalidQuery",
+            error("A query parameter does not parse, is out of range or is unknown (`error.param` names it)".into()).build(),
         ),
         (
             "UriTooLong",

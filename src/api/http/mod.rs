@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod model_files;
 pub mod models;
 pub mod nodes;
+mod openapi_yaml;
 mod paging;
 mod upload;
 pub mod web;
@@ -31,6 +32,7 @@ use super::error::{ErrorBody, ErrorDetail};
 use super::middleware::{json_errors, limit_uri, method_not_allowed, require_api_key, ApiKey};
 use super::AppState;
 use crate::train::Hyperparameters;
+pub use openapi_yaml::openapi_yaml;
 
 #[derive(OpenApi)]
 #[openapi(

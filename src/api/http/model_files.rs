@@ -87,7 +87,13 @@ pub async fn list(
         ("name" = String, Path, description = "File name, as `/models/{id}/files` lists it"),
     ),
     responses(
-        (status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file's bytes: `.json` files as `application/json`, the \
+            model card (`README.md`) as `text/markdown`, anything else as `application/octet-stream`",
+            content(
+                (String = "application/octet-stream"),
+                (serde_json::Value = "application/json"),
+                (String = "text/markdown"),
+            )),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Its files are gone, or on the Hub", body = ErrorBody),
     ),
