@@ -19,8 +19,8 @@ use serde_json::json;
 use super::peak_rss_mib;
 use crate::data::{Encoded, Padding, TextTokenizer, TokenizerFiles};
 use crate::model::{
-    load, parameter_shapes, parse_device, random_weights, BatchInput,
-    Gpt2ForSequenceClassification, LoadOptions, LoadedModel, Mode, ModelSource, Precision, Preset,
+    load, parse_device, random_weights, BatchInput, Gpt2ForSequenceClassification, LoadOptions,
+    LoadedModel, Mode, ModelSource, Precision, Preset,
 };
 use crate::train::{step_gradients, AdamConfig, AdamW, MicroBatch};
 
@@ -152,13 +152,7 @@ fn batch_of(rows: &[Vec<u32>], dev: &Device) -> candle_core::Result<BatchInput> 
 fn trainable(
     loaded: &LoadedModel,
 ) -> anyhow::Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>)> {
-    let (net, varmap) = loaded.build_trainable()?;
-    let map = varmap.data().lock().expect("varmap lock");
-    let vars = parameter_shapes(&loaded.config)
-        .into_iter()
-        .map(|(n, _)| (n.clone(), map[&n].clone()))
-        .collect();
-    Ok((net, vars))
+    Ok(loaded.build_trainable_ordered()?)
 }
 
 fn bench_model(

@@ -240,6 +240,20 @@ impl LoadedModel {
         Ok((model, varmap))
     }
 
+    /// [`Self::build_trainable`] with the variables listed in
+    /// [`parameter_shapes`] order: the optimizer's and the checkpoints'.
+    pub fn build_trainable_ordered(
+        &self,
+    ) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), ModelError> {
+        let (net, varmap) = self.build_trainable()?;
+        let map = varmap.data().lock().expect("varmap lock");
+        let vars = parameter_shapes(&self.config)
+            .into_iter()
+            .map(|(name, _)| (name.clone(), map[&name].clone()))
+            .collect();
+        Ok((net, vars))
+    }
+
     /// The model with its weights on `device` (the same model when they are
     /// there already).
     pub fn to_device(self, device: &Device) -> Result<Self, ModelError> {

@@ -6,7 +6,7 @@ use candle_core::Var;
 
 use super::{Hyperparameters, InvalidHyperparameter, TrainError};
 use crate::data::TextTokenizer;
-use crate::model::{parameter_shapes, Gpt2ForSequenceClassification, LoadedModel};
+use crate::model::{Gpt2ForSequenceClassification, LoadedModel};
 
 /// Applies the run's settings to `model` (dropout, length limit) and returns
 /// the tokenizer configured for it.
@@ -36,14 +36,9 @@ pub(super) fn configure(
 pub(super) fn trainable(
     model: &mut LoadedModel,
 ) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), TrainError> {
-    let (net, varmap) = model.build_trainable()?;
+    let trainable = model.build_trainable_ordered()?;
     drop(std::mem::take(&mut model.weights));
-    let map = varmap.data().lock().expect("varmap lock");
-    let vars = parameter_shapes(&model.config)
-        .into_iter()
-        .map(|(name, _)| (name.clone(), map[&name].clone()))
-        .collect();
-    Ok((net, vars))
+    Ok(trainable)
 }
 
 /// The parameters as plain tensors sharing the variables' storage (no copy: a

@@ -30,7 +30,10 @@ async fn naming_many_models_keeps_a_bounded_number_loaded() {
         assert_eq!((status, &answer["model"]), (200, &json!(model)), "{answer}");
         let (_, health) = app.get("/health").await;
         let loaded = health["loaded_models"].as_u64().unwrap();
-        assert!(loaded <= 2, "`latest` and one other, not {loaded}: {health}");
+        assert!(
+            loaded <= 2,
+            "`latest` and one other, not {loaded}: {health}"
+        );
     }
     let (_, health) = app.get("/health").await;
     assert!(health["loaded_model_bytes"].as_u64() > Some(0), "{health}");
