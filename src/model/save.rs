@@ -80,6 +80,10 @@ pub fn write_model_files(
                 reason: e.to_string(),
             }
         })?;
+        // safetensors writes through a private (0600) temporary file; the
+        // weights are as readable as their siblings.
+        let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        std::fs::set_permissions(&st_path, readable).map_err(|e| ModelError::io(&st_path, e))?;
         tokenizer.save(&tmp.join("tokenizer.json"))?;
         write_tokenizer_config(config, tokenizer, tmp)
     }

@@ -66,6 +66,14 @@ fn train_exports_a_model_that_classify_serves() {
     assert!(out
         .join("checkpoints/step-10/optimizer.safetensors")
         .is_file());
+    for file in ["model.safetensors", "config.json", "tokenizer_config.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("model").join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{file} is readable like its siblings");
+    }
 
     let classified = tuneserve()
         .arg("classify")
