@@ -212,6 +212,32 @@ fn prepare_data_dir(root: &std::path::Path) -> anyhow::Result<DataDir> {
     Ok(data_dir)
 }
 
+/// The store `config.database_url` names, or the SQLite file in the data
+/// folder.
+async fn open_store(config: &ServeConfig, data_dir: &DataDir) -> anyhow::Result<Store> {
+    let url =
+        (config.database_url.clone()).unwrap_or_else(|| DatabaseUrl::Sqlite(data_dir.database()));
+    let store = Store::connect(&url)
+        .await
+        .with_context(|| format!("opening the store at {url}"))?;
+    tracing::info!(node = %config.node_id, store = %url, "store open");
+    Ok(store)
+}
+
+impl ServeConfig {
+    /// The inference thread's queue and batch limits.
+    fn batching(&self) -> BatchingConfig {
+        BatchingConfig {
+            capacity: self.queue_capacity,
+            limits: BatchLimits {
+                texts: self.max_batch_size.max(1),
+                tokens: self.max_batch_tokens.max(1),
+            },
+            max_request_tokens: self.max_request_tokens,
+        }
+    }
+}
+
 impl Application {
     /// Opens the store (`config.database_url`, or SQLite under
     /// `config.data_dir`), starts the inference thread, the workers and the
@@ -220,12 +246,7 @@ impl Application {
         config.check()?;
         let data_dir = prepare_data_dir(&config.data_dir)?;
         telemetry::install();
-        let url = (config.database_url.clone())
-            .unwrap_or_else(|| DatabaseUrl::Sqlite(data_dir.database()));
-        let store = Store::connect(&url)
-            .await
-            .with_context(|| format!("opening the store at {url}"))?;
-        tracing::info!(node = %config.node_id, store = %url, "store open");
+        let store = open_store(&config, &data_dir).await?;
         let service_devices = ServiceDevice::open(&config)?;
         let device = |name: &str| ServiceDevice::named(&service_devices, name);
         let devices = config.devices.iter().map(|d| (d.clone(), device(d)));
@@ -234,14 +255,7 @@ impl Application {
             config.max_loaded_models,
         ));
         let preloaded = preload::preload(&config, &store, &data_dir, &registry).await?;
-        let batcher = Batcher::start(BatchingConfig {
-            capacity: config.queue_capacity,
-            limits: BatchLimits {
-                texts: config.max_batch_size.max(1),
-                tokens: config.max_batch_tokens.max(1),
-            },
-            max_request_tokens: config.max_request_tokens,
-        })?;
+        let batcher = Batcher::start(config.batching())?;
         let shutdown = CancellationToken::new();
         let queue_config = QueueConfig {
             node_id: config.node_id.clone(),
