@@ -37,7 +37,9 @@ impl CustomOp1 for GeluTanh {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&dy.contiguous()?, GeluTanhBackward)?))
+        Ok(Some(
+            x.detach().apply_op2(&dy.contiguous()?, GeluTanhBackward)?,
+        ))
     }
 }
 

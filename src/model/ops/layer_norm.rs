@@ -73,7 +73,11 @@ impl CustomOp3 for LayerNormOp {
         let n = w.elem_count();
         let rows = x.elem_count() / n;
         // One pass gives dx (rows × n) followed by dw and db, packed in one tensor.
-        let packed = x.apply_op3(w, &dy.contiguous()?, LayerNormBackward { eps: self.eps })?;
+        let packed = x.detach().apply_op3(
+            &w.detach(),
+            &dy.contiguous()?,
+            LayerNormBackward { eps: self.eps },
+        )?;
         let dx = packed.narrow(0, 0, rows)?.reshape(x.shape())?;
         let dw = packed.narrow(0, rows, 1)?.reshape(n)?;
         let db = packed.narrow(0, rows + 1, 1)?.reshape(n)?;
@@ -141,7 +145,7 @@ impl CustomOp3 for LayerNormBackward {
 mod tests {
     use candle_core::{Device, Var};
 
-    use super::super::testing::{check, close};
+    use super::super::testing::{assert_detached, check, close};
     use super::*;
 
     #[test]
@@ -174,5 +178,6 @@ mod tests {
             .unwrap();
         close(ga.get(&w).unwrap(), gb.get(&w).unwrap(), 1e-4);
         close(ga.get(&b).unwrap(), gb.get(&b).unwrap(), 1e-4);
+        assert_detached(ga.get(&w).unwrap());
     }
 }

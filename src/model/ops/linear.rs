@@ -138,7 +138,9 @@ impl CustomOp3 for Linear {
         let (rows, n_in) = x.dims2()?;
         let n_out = w.dim(1)?;
         // dx, dW and db packed one after another in one flat buffer.
-        let packed = x.apply_op3(w, &dy.contiguous()?, LinearBackward)?;
+        let packed = x
+            .detach()
+            .apply_op3(&w.detach(), &dy.contiguous()?, LinearBackward)?;
         let dx = packed.narrow(0, 0, rows * n_in)?.reshape((rows, n_in))?;
         let dw = packed
             .narrow(0, rows * n_in, n_in * n_out)?
@@ -201,7 +203,7 @@ impl CustomOp3 for LinearBackward {
 mod tests {
     use candle_core::{Device, Var};
 
-    use super::super::testing::close;
+    use super::super::testing::{assert_detached, close};
     use super::*;
 
     #[test]
@@ -221,6 +223,7 @@ mod tests {
             let (a, b) = (ga.get(v).unwrap(), gb.get(v).unwrap());
             assert_eq!(a.dims(), b.dims());
             close(a, b, 1e-4);
+            assert_detached(a);
         }
     }
 

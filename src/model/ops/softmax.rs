@@ -68,7 +68,10 @@ impl CustomOp2 for MaskedSoftmax {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(y.apply_op2(&dy.contiguous()?, SoftmaxBackward)?), None))
+        Ok((
+            Some(y.detach().apply_op2(&dy.contiguous()?, SoftmaxBackward)?),
+            None,
+        ))
     }
 }
 
@@ -106,7 +109,7 @@ impl CustomOp2 for SoftmaxBackward {
 mod tests {
     use candle_core::{Device, Var};
 
-    use super::super::testing::close;
+    use super::super::testing::{assert_detached, close};
     use super::*;
 
     #[test]
@@ -128,5 +131,6 @@ mod tests {
         let ga = (a * &dy).unwrap().sum_all().unwrap().backward().unwrap();
         let gr = (r * &dy).unwrap().sum_all().unwrap().backward().unwrap();
         close(ga.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-5);
+        assert_detached(ga.get(&x).unwrap());
     }
 }
