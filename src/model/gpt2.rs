@@ -14,6 +14,8 @@
 //! (`transformer.h.0.attn.c_attn.weight`, …, `score.weight`); [`parameter_shapes`]
 //! lists them all, and every other part of the crate goes through it.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::Rng;
@@ -21,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{Activation, Gpt2Config};
 use super::input::BatchInput;
-use super::ops;
+use super::ops::{self, GradSink};
 use super::precision::{to_f32, Precision};
 
 /// Every parameter of the classifier with its shape, in a stable order.
@@ -99,6 +101,8 @@ impl Module for LayerNorm {
 struct Conv1D {
     weight: Tensor,
     bias: Tensor,
+    /// Takes the weight gradients, when the model trains with one.
+    sink: Option<Arc<GradSink>>,
 }
 
 impl Conv1D {
@@ -106,6 +110,7 @@ impl Conv1D {
         Ok(Self {
             weight: vb.get((n_in, n_out), "weight")?,
             bias: vb.get(n_out, "bias")?,
+            sink: None,
         })
     }
 }
@@ -115,7 +120,11 @@ impl Conv1D {
     /// does the result.
     fn forward(&self, x: &Tensor, precision: Precision) -> candle_core::Result<Tensor> {
         let cast = |t: &Tensor| precision.cast(t);
-        ops::linear(&cast(x)?, &cast(&self.weight)?, &cast(&self.bias)?)
+        let (w, b) = (cast(&self.weight)?, cast(&self.bias)?);
+        // A cast copy is not the variable: its gradient must reach the variable
+        // through candle's autograd.
+        let sink = self.sink.as_ref().filter(|_| w.id() == self.weight.id());
+        ops::linear(&cast(x)?, &w, &b, sink)
     }
 }
 
@@ -245,6 +254,8 @@ pub struct Gpt2ForSequenceClassification {
     score: Tensor,
     config: Gpt2Config,
     precision: Precision,
+    /// Where the Conv1D layers' weight gradients go, if not to candle's autograd.
+    sink: Option<Arc<GradSink>>,
 }
 
 impl Gpt2ForSequenceClassification {
@@ -265,6 +276,7 @@ impl Gpt2ForSequenceClassification {
             score: vb.get((cfg.num_labels(), cfg.n_embd), "score.weight")?,
             config: cfg.clone(),
             precision: Precision::Fp32,
+            sink: None,
         })
     }
 
@@ -273,6 +285,33 @@ impl Gpt2ForSequenceClassification {
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
+    }
+
+    /// The model with its Conv1D layers' weight gradients summed by a
+    /// [`GradSink`] instead of candle's autograd (on the host in f32; elsewhere
+    /// they stay with autograd): a backward pass then leaves them out of its
+    /// gradient store, and [`Self::gradient_sink`] has them. For training loops
+    /// that read gradients once per step, as `train::step_gradients` does.
+    pub fn with_gradient_sink(mut self) -> Self {
+        let sink = Arc::new(GradSink::default());
+        for block in &mut self.blocks {
+            let attn = &mut block.attn;
+            for layer in [
+                &mut attn.c_attn,
+                &mut attn.c_proj,
+                &mut block.c_fc,
+                &mut block.c_proj,
+            ] {
+                layer.sink = Some(sink.clone());
+            }
+        }
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The sink of [`Self::with_gradient_sink`], if the model has one.
+    pub fn gradient_sink(&self) -> Option<&GradSink> {
+        self.sink.as_deref()
     }
 
     /// The arithmetic the model runs in.

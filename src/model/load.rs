@@ -241,11 +241,14 @@ impl LoadedModel {
     }
 
     /// [`Self::build_trainable`] with the variables listed in
-    /// [`parameter_shapes`] order: the optimizer's and the checkpoints'.
+    /// [`parameter_shapes`] order (the optimizer's and the checkpoints'), and a
+    /// gradient sink for `train::step_gradients` (see
+    /// [`Gpt2ForSequenceClassification::with_gradient_sink`]).
     pub fn build_trainable_ordered(
         &self,
     ) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), ModelError> {
         let (net, varmap) = self.build_trainable()?;
+        let net = net.with_gradient_sink();
         let map = varmap.data().lock().expect("varmap lock");
         let vars = parameter_shapes(&self.config)
             .into_iter()

@@ -24,6 +24,7 @@ pub use head::{argmax, log_softmax};
 pub use init::{init_score_head, random_weights, Preset};
 pub use input::{embedding_gradient, BatchInput};
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
+pub use ops::GradSink;
 pub use precision::Precision;
 pub use save::{export, save, write_model_files};
 

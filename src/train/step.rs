@@ -1,5 +1,7 @@
 //! One optimizer step's gradients: forward and backward over its micro-batches,
-//! averaged, with the embedding's gradient scattered once per step.
+//! averaged, with the embedding's gradient scattered once per step and the
+//! Conv1D layers' gradients summed by the model's gradient sink when it has one
+//! (see `model::GradSink`).
 //!
 //! Nothing is read back from the device until the step's last backward pass
 //! is queued: the micro-batches' losses are read together, once (on a GPU,
@@ -63,7 +65,8 @@ fn backward_groups(micro: &[MicroBatch]) -> Vec<&[MicroBatch]> {
 /// exactly as one pass after another would); see [`TOKENS_PER_BACKWARD`] for how
 /// they share backward passes. `wte.weight` gets its gradient from the
 /// token-embedding leaves of [`Gpt2ForSequenceClassification::forward_train`],
-/// scattered once.
+/// scattered once. When the model has a gradient sink, the Conv1D layers'
+/// gradients are views of its buffers: valid until the next call.
 pub fn step_gradients(
     net: &Gpt2ForSequenceClassification,
     vars: &[(String, Var)],
@@ -75,6 +78,10 @@ pub fn step_gradients(
     let (mut ids, mut row_grads) = (Vec::new(), Vec::new());
     let mut losses = Vec::with_capacity(micro.len());
     let mut timing = StepTiming::default();
+    let sink = net.gradient_sink();
+    if let Some(sink) = sink {
+        sink.begin_step();
+    }
     for group in backward_groups(micro) {
         let start = Instant::now();
         let mut objective: Option<Tensor> = None;
@@ -114,12 +121,17 @@ pub fn step_gradients(
     let grads = grads
         .into_iter()
         .zip(vars)
-        .map(|(g, (name, v))| match g {
-            Some(g) => Ok(g),
-            None if name == "transformer.wte.weight" && !ids.is_empty() => {
-                embedding_gradient(v.as_tensor(), &ids, &row_grads)
+        .map(|(g, (name, v))| {
+            if let Some(g) = g {
+                return Ok(g);
             }
-            None => v.zeros_like(),
+            if let Some(g) = sink.map(|s| s.gradient(v)).transpose()?.flatten() {
+                return Ok(g);
+            }
+            if name == "transformer.wte.weight" && !ids.is_empty() {
+                return embedding_gradient(v.as_tensor(), &ids, &row_grads);
+            }
+            v.zeros_like()
         })
         .collect::<candle_core::Result<_>>()?;
     timing.backward_s += scatter_start.elapsed().as_secs_f64();

@@ -7,20 +7,32 @@
 //! `db`, all into one buffer (candle's bias gradient is a separate reduction,
 //! and the matmul's output gradient is first copied by the bias add's backward).
 //!
+//! In training, a [`GradSink`] may take the weight gradients instead: the
+//! backward pass then computes `dx` alone and records `x` and `dy` for the sink
+//! to multiply once per step (see `grad_sink.rs`).
+//!
 //! Each product goes to our [`sgemm`] or to the `gemm` crate, whichever is the
 //! faster for its shape (see [`prefer_sgemm`]).
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::f32_slice;
+use super::grad_sink::GradSink;
 use super::sgemm::{self, MatRef};
 use crate::simd::{host_f32, vectorized};
 
-/// `x·w + b` for `x` `[rows, in]`, `w` `[in, out]`, `b` `[out]`.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+/// `x·w + b` for `x` `[rows, in]`, `w` `[in, out]`, `b` `[out]`; the gradients
+/// of `w` and `b` go to `sink` when one is given and the fused op runs (f32 on
+/// the host), to candle's autograd otherwise.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, sink: Option<&Arc<GradSink>>) -> Result<Tensor> {
     if host_f32(x) && x.rank() == 2 {
+        let op = Linear {
+            sink: sink.cloned(),
+        };
         x.contiguous()?
-            .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
     } else {
         x.matmul(w)?.broadcast_add(b)
     }
@@ -40,7 +52,7 @@ fn prefer_sgemm(m: usize, rhs: &MatRef) -> bool {
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` (`dst` row-major); adds onto `dst` when
 /// `accumulate`, overwrites it otherwise. Multi-threaded on rayon's pool.
-fn gemm_into(
+pub(super) fn gemm_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: MatRef,
@@ -98,7 +110,9 @@ fn dims(x: &Layout, w: &Layout, op: &str) -> Result<(usize, usize, usize)> {
     }
 }
 
-struct Linear;
+struct Linear {
+    sink: Option<Arc<GradSink>>,
+}
 
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
@@ -131,12 +145,18 @@ impl CustomOp3 for Linear {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, n_in) = x.dims2()?;
         let n_out = w.dim(1)?;
+        if let Some(sink) = &self.sink {
+            let dy = dy.detach().contiguous()?;
+            let dx = dy.apply_op2(&w.detach(), InputGradient)?;
+            sink.record((w, b), x.detach(), dy)?;
+            return Ok((Some(dx), None, None));
+        }
         // dx, dW and db packed one after another in one flat buffer.
         let packed = x
             .detach()
@@ -147,6 +167,36 @@ impl CustomOp3 for Linear {
             .reshape((n_in, n_out))?;
         let db = packed.narrow(0, (rows + n_out) * n_in, n_out)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `(dy, w)` → `dx = dy·wᵀ`.
+struct InputGradient;
+
+impl CustomOp2 for InputGradient {
+    fn name(&self) -> &'static str {
+        "linear-input-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[rows, n_out], &[n_in, w_out]) = (l1.dims(), l2.dims()) else {
+            candle_core::bail!("{}: expected matrices", self.name());
+        };
+        if n_out != w_out {
+            candle_core::bail!("{}: dy has {n_out} columns, w {w_out}", self.name());
+        }
+        let dy = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let mut dx = vec![0f32; rows * n_in];
+        let (dy, wt) = (MatRef::rows(dy, n_out), MatRef::transposed(w, n_out));
+        gemm_into(&mut dx, (rows, n_in, n_out), dy, wt, false);
+        Ok((CpuStorage::F32(dx), Shape::from((rows, n_in))))
     }
 }
 
@@ -214,7 +264,7 @@ mod tests {
         };
         let (x, w, b) = (var(&[7, 40]), var(&[40, 24]), var(&[24]));
         let dy = Tensor::randn(0f32, 1.0, (7, 24), &dev).unwrap();
-        let fused = linear(&x, &w, &b).unwrap();
+        let fused = linear(&x, &w, &b, None).unwrap();
         let composed = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
         close(&fused, &composed, 1e-5);
         let grads = |y: Tensor| (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
@@ -233,6 +283,6 @@ mod tests {
         let x = Tensor::zeros((3, 5), candle_core::DType::F32, &dev).unwrap();
         let w = Tensor::zeros((4, 2), candle_core::DType::F32, &dev).unwrap();
         let b = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
-        assert!(linear(&x, &w, &b).is_err());
+        assert!(linear(&x, &w, &b, None).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Fused CPU kernels with their backward passes: GELU (tanh), LayerNorm, the
-//! attention's masked softmax and the Conv1D layer (matmul plus bias).
+//! attention's masked softmax and the Conv1D layer (matmul plus bias), and the
+//! sink that sums the Conv1D layers' weight gradients over a step.
 //!
 //! candle composes these from many small ops (each allocating a tensor and
 //! recording a backward node), and candle-nn's fused versions have no backward.
@@ -8,6 +9,7 @@
 //! beyond float rounding (the tests compare both).
 
 mod gelu;
+mod grad_sink;
 mod layer_norm;
 mod linear;
 pub mod sgemm;
@@ -19,6 +21,7 @@ use rayon::prelude::*;
 use crate::simd::vectorized;
 
 pub use gelu::gelu_tanh;
+pub use grad_sink::GradSink;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use softmax::masked_softmax;
