@@ -325,7 +325,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else if args.recipe {
         let mut results = Vec::new();
         for (name, loaded) in models(&args)? {
-            results.push(recipe::run(&name, &loaded, &args)?);
+            results.push(recipe::run(&name, loaded, &args)?);
         }
         json!({"tuneserve": env!("CARGO_PKG_VERSION"), "threads": threads,
             "peak_rss_mib": peak_rss_mib(), "recipe": results})

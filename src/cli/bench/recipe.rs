@@ -95,9 +95,11 @@ struct Phases {
 }
 
 /// Runs the recipe's steps on `loaded`; prints a summary and returns JSON.
+/// Its weights are dropped once the variables hold them, as the trainer does,
+/// so the peak memory is the trainer's.
 pub fn run(
     name: &str,
-    loaded: &LoadedModel,
+    mut loaded: LoadedModel,
     args: &BenchArgs,
 ) -> anyhow::Result<serde_json::Value> {
     let dev = Device::Cpu;
@@ -106,7 +108,8 @@ pub fn run(
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let ids = loaded.tokenizer.encode_many(&texts)?;
     let rss_loaded = rss_mib();
-    let (net, vars) = trainable(loaded)?;
+    let (net, vars) = trainable(&loaded)?;
+    drop(std::mem::take(&mut loaded.weights));
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
     let mut steps = Vec::with_capacity(args.steps);
     let run_start = Instant::now();
@@ -143,7 +146,7 @@ pub fn run(
         });
     }
     let train_s = run_start.elapsed().as_secs_f64();
-    let eval = evaluate(&net, &ids[..args.eval_rows.min(ids.len())], loaded)?;
+    let eval = evaluate(&net, &ids[..args.eval_rows.min(ids.len())], &loaded)?;
     summarize(
         name,
         &steps,
