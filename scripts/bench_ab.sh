@@ -5,6 +5,7 @@
 #   scripts/bench_ab.sh [PRESET ...]        (default: small gpt2)
 #   scripts/bench_ab.sh recipe [PRESET|DIR] (default: gpt2)
 #   scripts/bench_ab.sh matmul
+#   scripts/bench_ab.sh train [PRESET|DIR]  (default: gpt2)
 #
 # `matmul` times the matrix products alone on the recipe's shapes: our sgemm
 # and the gemm crate (`tuneserve bench --matmul`) against torch.matmul
@@ -17,6 +18,13 @@
 # ROUNDS times, each run wrapped in reference/cpu_guard.py's accounting of the
 # CPU other processes took meanwhile. Prints s/step (median), phases, peak RSS
 # and the ratios.
+#
+# `train` runs the whole recipe on each side (scripts/train_ab.py): `tuneserve
+# train` against `reference/hf_train.py --epochs 1 --padding dynamic`, 1000 train
+# and 1000 eval rows of TRAIN_DATA / EVAL_DATA (the full tweet splits), one run
+# of each per seed in SEEDS (default "42"). Prints s/step, training and
+# evaluation apart, the whole process, peak RSS, accuracy and macro-F1 of every
+# run, the ratios, and each side's spread over the seeds.
 #
 # Needs a release build (cargo build --release) and the reference's Python
 # environment: PYTHON=/path/to/venv/bin/python (see reference/README.md).
@@ -56,6 +64,12 @@ for i, s in enumerate(ts[0]):
     t = statistics.median(r[i]["gflops"] for r in pt)
     print(f"{s['label']:<26} {a:>8.1f} {g:>8.1f} {t:>8.1f}  {a / t:>10.2f}x  {a / g:>9.2f}x")
 PY
+fi
+if [ "${1:-}" = train ]; then
+  : "${TRAIN_DATA:?TRAIN_DATA=the full train split as JSONL}" "${EVAL_DATA:?EVAL_DATA=the full test split as JSONL}"
+  exec "$PYTHON" scripts/train_ab.py --bin "$BIN" --python "$PYTHON" --ref "$REF" \
+    --model "$(model_dir "${2:-gpt2}")" --train "$TRAIN_DATA" --eval "$EVAL_DATA" \
+    --seeds "${SEEDS:-42}" --threads "$THREADS" --out "$OUT"
 fi
 if [ "${1:-}" = recipe ]; then
   exec "$PYTHON" - --bin "$BIN" --python "$PYTHON" --ref "$REF" \
