@@ -19,7 +19,7 @@ import sys
 def tuneserve(a, seed, out):
     cmd = [a.bin, "train", "--model", a.model, "--train", a.train, "--eval", a.eval, "--drop-empty-text",
            "--out", out, "--train-subset", str(a.n_train), "--eval-subset", str(a.n_eval), "--epochs", "1",
-           "--seed", str(seed)]
+           "--batch-size", "1", "--gradient-accumulation-steps", "4", "--seed", str(seed)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     m = json.load(open(f"{out}/metrics.json"))
     t = m["timing"]
