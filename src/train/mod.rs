@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::list_checkpoints;
+pub use clip::{clip_scale, global_norm};
 pub use hyperparams::{
     BestMetric, Bound, Hyperparameters, InvalidHyperparameter, KeepCheckpoints, LrScheduler,
     Promote, Strategy,
@@ -36,6 +37,7 @@ pub use hyperparams::{
 pub use metrics::EvalMetrics;
 pub use optim::{AdamConfig, AdamW};
 pub use resume::Resume;
+pub use setup::evaluation_network;
 pub use step::{step_gradients, MicroBatch, StepTiming};
 pub use trainer::{run, TrainSpec, Trainer};
 

@@ -17,7 +17,7 @@ use super::clip::{clip_scale, global_norm};
 use super::optim::{AdamConfig, AdamW};
 use super::resume::{resume, Resume};
 use super::schedule::learning_rate;
-use super::setup::{configure, current_weights, trainable};
+use super::setup::{configure, current_weights, evaluation_network, trainable};
 use super::step::{step_gradients, MicroBatch};
 use super::{
     EvalLog, EvalMetrics, Finish, Hyperparameters, Observer, RunTiming, StepLog, Strategy,
@@ -311,7 +311,8 @@ impl<'a> Trainer<'a> {
             .eval
             .as_ref()
             .ok_or_else(|| TrainError::Data("no evaluation set".into()))?;
-        let metrics = evaluate(&self.net, data, &self.tok, self.h)?;
+        let net = evaluation_network(&self.net, &self.vars)?;
+        let metrics = evaluate(&net, data, &self.tok, self.h)?;
         self.timing.eval_seconds += started.elapsed().as_secs_f64();
         Ok(metrics)
     }

@@ -13,12 +13,12 @@ use tuneserve::model::{load, parameter_shapes, BatchInput, LoadOptions, LoadedMo
 use tuneserve::model::{ModelSource, Precision};
 use tuneserve::train::{self, step_gradients, AdamConfig, AdamW, MicroBatch, TrainError};
 
-fn fixture() -> LoadedModel {
+pub(crate) fn fixture() -> LoadedModel {
     load(&ModelSource::Dir(fixture_dir()), &LoadOptions::default()).unwrap()
 }
 
 /// Micro-batches of 4 of the first 32 tweets, padded to the longest.
-fn batches(model: &LoadedModel) -> Vec<MicroBatch> {
+pub(crate) fn batches(model: &LoadedModel) -> Vec<MicroBatch> {
     let rows = first_rows(32);
     let tok = &model.tokenizer;
     rows.chunks(4)

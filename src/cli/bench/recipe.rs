@@ -19,7 +19,9 @@ use super::{median, peak_rss_mib, trainable, BenchArgs};
 use crate::data::numpy_rng::numpy_permutation;
 use crate::data::{Encoded, Padding};
 use crate::model::{BatchInput, LoadedModel, Mode};
-use crate::train::{step_gradients, AdamConfig, AdamW, MicroBatch};
+use crate::train::{
+    clip_scale, evaluation_network, global_norm, step_gradients, AdamConfig, AdamW, MicroBatch,
+};
 
 /// One labelled row of the JSONL file.
 #[derive(serde::Deserialize)]
@@ -54,27 +56,6 @@ fn select_rows(path: &std::path::Path, n: usize, seed: u64) -> anyhow::Result<Ve
         rows.len()
     );
     Ok(rows)
-}
-
-/// Gradient clipping's scale at max norm 1.0, as the trainer computes it (the
-/// training library does not export its clipping): `1 / (‖g‖ + 1e-6)`, at most 1.
-fn clip_scale(grads: &[Tensor]) -> candle_core::Result<f64> {
-    use rayon::prelude::*;
-    let mut sum_sq = 0f64;
-    for g in grads {
-        let g = g.contiguous()?;
-        let (storage, layout) = g.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("bench --recipe runs on the CPU");
-        };
-        let (a, b) = layout.contiguous_offsets().expect("made contiguous");
-        let data = &cpu.as_slice::<f32>()?[a..b];
-        sum_sq += data
-            .par_chunks(1 << 16)
-            .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
-            .sum::<f64>();
-    }
-    Ok((1.0 / (sum_sq.sqrt() + 1e-6)).min(1.0))
 }
 
 /// Resident memory of this process now (Linux `VmRSS`), in MiB.
@@ -132,7 +113,7 @@ pub fn run(
         rng.set_stream(1 << 32 | (s as u64 + 1));
         let (grads, _loss, timing) = step_gradients(&net, &vars, &micro, &mut rng)?;
         let t = Instant::now();
-        let scale = clip_scale(&grads)?;
+        let scale = clip_scale(global_norm(&grads)?, 1.0);
         let clip = t.elapsed().as_secs_f64();
         let t = Instant::now();
         opt.step(&grads, 5e-5, scale)?;
@@ -146,7 +127,8 @@ pub fn run(
         });
     }
     let train_s = run_start.elapsed().as_secs_f64();
-    let eval = evaluate(&net, &ids[..args.eval_rows.min(ids.len())], &loaded)?;
+    let eval_net = evaluation_network(&net, &vars)?;
+    let eval = evaluate(&eval_net, &ids[..args.eval_rows.min(ids.len())], &loaded)?;
     summarize(
         name,
         &steps,
