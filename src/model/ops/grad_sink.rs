@@ -15,6 +15,7 @@
 //! once), which bounds what large batches keep alive. A gradient read from the
 //! sink is a view of its buffer: valid until the next [`GradSink::begin_step`].
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -108,20 +109,20 @@ impl GradSink {
         let n_out = dy.dim(1)?;
         let mut layers = self.lock();
         let layers = &mut *layers;
-        if !layers.by_weight.contains_key(&w.id()) {
-            let packed = Tensor::zeros(n_in * n_out + n_out, DType::F32, &Device::Cpu)?;
-            let layer = Layer {
-                packed,
-                n_in,
-                n_out,
-                pending: Vec::new(),
-                pending_rows: 0,
-                written: false,
-            };
-            layers.by_weight.insert(w.id(), layer);
-            layers.weight_of_bias.insert(b.id(), w.id());
-        }
-        let layer = layers.by_weight.get_mut(&w.id()).expect("inserted above");
+        let layer = match layers.by_weight.entry(w.id()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                layers.weight_of_bias.insert(b.id(), w.id());
+                e.insert(Layer {
+                    packed: Tensor::zeros(n_in * n_out + n_out, DType::F32, &Device::Cpu)?,
+                    n_in,
+                    n_out,
+                    pending: Vec::new(),
+                    pending_rows: 0,
+                    written: false,
+                })
+            }
+        };
         if (layer.n_in, layer.n_out) != (n_in, n_out) {
             candle_core::bail!(
                 "gradient sink: a [{n_in}, {n_out}] pass for a [{}, {}] layer",
