@@ -127,7 +127,8 @@ impl<'a> Recorder<'a> {
 
     async fn eval(&mut self, log: &EvalLog) {
         let m = &log.metrics;
-        let data = json!(m);
+        let mut data = json!(m);
+        data["seconds"] = json!(log.seconds);
         self.metric(Split::Eval, log.step, log.epoch, m.loss, data.clone())
             .await;
         let message = format!(

@@ -90,6 +90,11 @@ pub struct StepLog {
     pub tokens: u64,
     /// Real tokens per second over the window.
     pub tokens_per_second: f64,
+    /// Mean seconds per optimizer step over the window: forward, backward and
+    /// update, evaluations and checkpoints excluded (0 in logs written before
+    /// it was recorded).
+    #[serde(default)]
+    pub seconds_per_step: f64,
 }
 
 /// An evaluation at a step (step 0: the baseline before training).
@@ -101,6 +106,9 @@ pub struct EvalLog {
     pub epoch: f64,
     /// The metrics.
     pub metrics: EvalMetrics,
+    /// Seconds the evaluation took (0 in logs written before it was recorded).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Progress reported while training.

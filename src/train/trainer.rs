@@ -90,8 +90,8 @@ pub struct Trainer<'a> {
 pub fn run(spec: TrainSpec, observer: &mut dyn Observer) -> Result<TrainOutcome, TrainError> {
     let mut trainer = Trainer::new(spec, observer)?;
     if trainer.state.step == 0 && trainer.eval.is_some() {
-        let metrics = trainer.evaluate()?;
-        trainer.record_eval(metrics, observer);
+        let (metrics, seconds) = trainer.evaluate_timed()?;
+        trainer.record_eval(metrics, seconds, observer);
     }
     let mut finish = Finish::Completed;
     while trainer.state.step < trainer.plan.total_steps {
@@ -271,6 +271,7 @@ impl<'a> Trainer<'a> {
             } else {
                 0.0
             },
+            seconds_per_step: w.seconds / w.steps.max(1) as f64,
         };
         self.state.history.steps.push(log.clone());
         observer.on_event(&TrainEvent::Step(log));
@@ -288,8 +289,8 @@ impl<'a> Trainer<'a> {
         };
         let mut stop_early = false;
         if self.eval.is_some() && due(h.eval_strategy, h.eval_steps) {
-            let metrics = self.evaluate()?;
-            self.record_eval(metrics, observer);
+            let (metrics, seconds) = self.evaluate_timed()?;
+            self.record_eval(metrics, seconds, observer);
             stop_early = h
                 .early_stopping_patience
                 .is_some_and(|p| self.state.evals_without_improvement >= p);
@@ -306,6 +307,11 @@ impl<'a> Trainer<'a> {
     /// Evaluates the current weights on the evaluation set (an error when the
     /// run has none).
     pub fn evaluate(&mut self) -> Result<EvalMetrics, TrainError> {
+        Ok(self.evaluate_timed()?.0)
+    }
+
+    /// [`Self::evaluate`] and the seconds it took.
+    fn evaluate_timed(&mut self) -> Result<(EvalMetrics, f64), TrainError> {
         let started = Instant::now();
         let data = self
             .eval
@@ -313,13 +319,14 @@ impl<'a> Trainer<'a> {
             .ok_or_else(|| TrainError::Data("no evaluation set".into()))?;
         let net = evaluation_network(&self.net, &self.vars)?;
         let metrics = evaluate(&net, data, &self.tok, self.h)?;
-        self.timing.eval_seconds += started.elapsed().as_secs_f64();
-        Ok(metrics)
+        let seconds = started.elapsed().as_secs_f64();
+        self.timing.eval_seconds += seconds;
+        Ok((metrics, seconds))
     }
 
     /// Records an evaluation at the current step: best-so-far bookkeeping,
     /// history, and the [`TrainEvent::Eval`] report.
-    fn record_eval(&mut self, metrics: EvalMetrics, observer: &mut dyn Observer) {
+    fn record_eval(&mut self, metrics: EvalMetrics, seconds: f64, observer: &mut dyn Observer) {
         let epoch = self.epoch_at(self.state.step);
         let s = &mut self.state;
         let value = metrics.score(self.h.metric_for_best_model);
@@ -333,6 +340,7 @@ impl<'a> Trainer<'a> {
             step: s.step,
             epoch,
             metrics,
+            seconds,
         };
         self.state.history.evals.push(log.clone());
         observer.on_event(&TrainEvent::Eval(log.clone()));

@@ -26,10 +26,12 @@ pub(super) fn flatten(step: i64, epoch: f64, data: &serde_json::Value) -> serde_
 /// A job's metrics.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobMetrics {
-    /// Per logging window: step, epoch, loss, learning_rate, grad_norm, tokens, tokens_per_second.
+    /// Per logging window: step, epoch, loss, learning_rate, grad_norm, tokens, tokens_per_second,
+    /// seconds_per_step (training only: evaluations and checkpoints excluded).
     #[schema(value_type = Vec<Object>)]
     pub train: Vec<serde_json::Value>,
-    /// Per evaluation: step, epoch, loss, accuracy, macro_f1, precision, recall, confusion.
+    /// Per evaluation: step, epoch, loss, accuracy, macro_f1, precision, recall, confusion,
+    /// seconds (how long the evaluation took).
     #[schema(value_type = Vec<Object>)]
     pub eval: Vec<serde_json::Value>,
 }

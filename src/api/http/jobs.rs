@@ -57,10 +57,12 @@ pub struct JobProgress {
 /// The newest metrics of each kind.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct LatestMetrics {
-    /// The newest training-loss window.
+    /// The newest training-loss window (as in the job's metrics; its
+    /// `seconds_per_step` is the time per optimizer step without evaluations).
     #[schema(value_type = Option<Object>)]
     pub train: Option<serde_json::Value>,
-    /// The newest evaluation.
+    /// The newest evaluation (as in the job's metrics; its `seconds` is how
+    /// long it took).
     #[schema(value_type = Option<Object>)]
     pub eval: Option<serde_json::Value>,
 }
