@@ -22,9 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use candle_core::{CpuStorage, DType, Device, InplaceOp3, Layout, Result, Tensor, TensorId};
 
 use super::f32_slice;
-use super::linear::gemm_into;
-use super::sgemm::MatRef;
-use crate::simd::vectorized;
+use super::linear::weight_gradients;
 
 /// Rows recorded for one layer before they are multiplied into its gradient: a
 /// product over this many rows is compute-bound, so waiting longer gains little.
@@ -61,7 +59,6 @@ struct Layer {
     n_out: usize,
     /// `(X [rows, n_in], dY [rows, n_out])` per recorded backward pass.
     pending: Vec<(Tensor, Tensor)>,
-    pending_rows: usize,
     /// Whether `packed` holds this step's sum; otherwise the next product
     /// overwrites it (so it is never zeroed).
     written: bool,
@@ -81,7 +78,6 @@ impl Layer {
         };
         self.packed.inplace_op3(&x, &dy, &op)?;
         self.written = true;
-        self.pending_rows = 0;
         Ok(())
     }
 }
@@ -96,7 +92,6 @@ impl GradSink {
     pub fn begin_step(&self) {
         for layer in self.lock().by_weight.values_mut() {
             layer.pending.clear();
-            layer.pending_rows = 0;
             layer.written = false;
         }
     }
@@ -105,7 +100,7 @@ impl GradSink {
     /// and bias `b`: its input `x` `[rows, n_in]` and output gradient `dy`
     /// `[rows, n_out]` (both contiguous f32 on the host, detached).
     pub(super) fn record(&self, (w, b): (&Tensor, &Tensor), x: Tensor, dy: Tensor) -> Result<()> {
-        let (rows, n_in) = x.dims2()?;
+        let (_, n_in) = x.dims2()?;
         let n_out = dy.dim(1)?;
         let mut layers = self.lock();
         let layers = &mut *layers;
@@ -118,7 +113,6 @@ impl GradSink {
                     n_in,
                     n_out,
                     pending: Vec::new(),
-                    pending_rows: 0,
                     written: false,
                 })
             }
@@ -131,8 +125,8 @@ impl GradSink {
             );
         }
         layer.pending.push((x, dy));
-        layer.pending_rows += rows;
-        if layer.pending_rows >= MAX_PENDING_ROWS {
+        let waiting: usize = layer.pending.iter().map(|(x, _)| x.dims()[0]).sum();
+        if waiting >= MAX_PENDING_ROWS {
             layer.flush()?;
         }
         Ok(())
@@ -191,21 +185,11 @@ impl InplaceOp3 for AccumulateGrads {
         let (n_in, n_out) = (self.n_in, self.n_out);
         let x = f32_slice(s2, l2, self.name())?;
         let dy = f32_slice(s3, l3, self.name())?;
-        let rows = x.len() / n_in;
         let (Some((a, b)), CpuStorage::F32(dst)) = (dst_l.contiguous_offsets(), dst) else {
             candle_core::bail!("accumulate-grads: the buffer must be contiguous f32");
         };
-        let (dw, db) = dst[a..b].split_at_mut(n_in * n_out);
-        let (xt, dy_rows) = (MatRef::transposed(x, n_in), MatRef::rows(dy, n_out));
-        gemm_into(dw, (n_in, n_out, rows), xt, dy_rows, self.accumulate);
-        vectorized(|| {
-            if !self.accumulate {
-                db.fill(0.0);
-            }
-            for row in dy.chunks_exact(n_out) {
-                db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-            }
-        });
+        let grads = dst[a..b].split_at_mut(n_in * n_out);
+        weight_gradients(grads, x, dy, (n_in, n_out), self.accumulate);
         Ok(())
     }
 }

@@ -52,7 +52,7 @@ fn prefer_sgemm(m: usize, rhs: &MatRef) -> bool {
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` (`dst` row-major); adds onto `dst` when
 /// `accumulate`, overwrites it otherwise. Multi-threaded on rayon's pool.
-pub(super) fn gemm_into(
+fn gemm_into(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: MatRef,
@@ -101,6 +101,41 @@ pub(super) fn gemm_into(
             parallelism,
         );
     }
+}
+
+/// `dx = dy·wᵀ` for `dy` `[rows, n_out]` and `w` `[n_in, n_out]`, into `dx`
+/// `[rows, n_in]` (overwritten).
+fn input_gradient(
+    dx: &mut [f32],
+    dy: &[f32],
+    w: &[f32],
+    (rows, n_in, n_out): (usize, usize, usize),
+) {
+    let (dy, wt) = (MatRef::rows(dy, n_out), MatRef::transposed(w, n_out));
+    gemm_into(dx, (rows, n_in, n_out), dy, wt, false);
+}
+
+/// `dW (+)= xᵀ·dy` and `db (+)= Σ dy` over the rows of `x` `[rows, n_in]` and
+/// `dy` `[rows, n_out]`: added onto `dw` `[n_in, n_out]` and `db` `[n_out]` when
+/// `accumulate`, overwriting them otherwise.
+pub(super) fn weight_gradients(
+    (dw, db): (&mut [f32], &mut [f32]),
+    x: &[f32],
+    dy: &[f32],
+    (n_in, n_out): (usize, usize),
+    accumulate: bool,
+) {
+    let rows = x.len() / n_in.max(1);
+    let (xt, dy_rows) = (MatRef::transposed(x, n_in), MatRef::rows(dy, n_out));
+    gemm_into(dw, (n_in, n_out, rows), xt, dy_rows, accumulate);
+    vectorized(|| {
+        if !accumulate {
+            db.fill(0.0);
+        }
+        for row in dy.chunks_exact(n_out) {
+            db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+    });
 }
 
 fn dims(x: &Layout, w: &Layout, op: &str) -> Result<(usize, usize, usize)> {
@@ -194,8 +229,7 @@ impl CustomOp2 for InputGradient {
         let dy = f32_slice(s1, l1, self.name())?;
         let w = f32_slice(s2, l2, self.name())?;
         let mut dx = vec![0f32; rows * n_in];
-        let (dy, wt) = (MatRef::rows(dy, n_out), MatRef::transposed(w, n_out));
-        gemm_into(&mut dx, (rows, n_in, n_out), dy, wt, false);
+        input_gradient(&mut dx, dy, w, (rows, n_in, n_out));
         Ok((CpuStorage::F32(dx), Shape::from((rows, n_in))))
     }
 }
@@ -224,27 +258,8 @@ impl CustomOp3 for LinearBackward {
         let len = rows * n_in + n_in * n_out + n_out;
         let mut out = vec![0f32; len];
         let (dx, rest) = out.split_at_mut(rows * n_in);
-        let (dw, db) = rest.split_at_mut(n_in * n_out);
-        let dy_rows = || MatRef::rows(dy, n_out);
-        gemm_into(
-            dx,
-            (rows, n_in, n_out),
-            dy_rows(),
-            MatRef::transposed(w, n_out),
-            false,
-        );
-        gemm_into(
-            dw,
-            (n_in, n_out, rows),
-            MatRef::transposed(x, n_in),
-            dy_rows(),
-            false,
-        );
-        vectorized(|| {
-            for row in dy.chunks_exact(n_out) {
-                db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-            }
-        });
+        input_gradient(dx, dy, w, (rows, n_in, n_out));
+        weight_gradients(rest.split_at_mut(n_in * n_out), x, dy, (n_in, n_out), false);
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }
 }
