@@ -67,7 +67,7 @@ fn every_parameter_gets_a_nonzero_gradient() {
 /// parameter, over 8 micro-batches of 4 tweets (dropout on, the same draws).
 #[test]
 fn the_gradient_sink_matches_autograd_over_a_step() {
-    use crate::model_precision::{batches, fixture};
+    use crate::model_precision::{batches, fixture, max_abs};
     use rand_chacha::ChaCha8Rng;
     use tuneserve::train::step_gradients;
 
@@ -94,15 +94,7 @@ fn the_gradient_sink_matches_autograd_over_a_step() {
     assert_eq!(loss_a, loss_b, "the forward passes are the same");
     for (((name, _), a), b) in sink_vars.iter().zip(&a).zip(&b) {
         assert_eq!(a.dims(), b.dims(), "{name}");
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        let diff = diff.to_scalar::<f32>().unwrap();
+        let (scale, diff) = (max_abs(b), max_abs(&(a - b).unwrap()));
         assert!(
             diff <= 1e-5 * scale.max(1.0),
             "{name}: {diff:e} (scale {scale:e})"

@@ -55,8 +55,9 @@ fn tokenizer_and_pooling_match_hf() {
     }
 }
 
-#[test]
-fn logits_match_hf_batched() {
+/// Classifies every fixture text in one batch; each row's logits must match
+/// Hugging Face's within 1e-4.
+fn assert_batched_logits_match_hf() {
     let clf = classifier();
     let items = expected();
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
@@ -65,6 +66,11 @@ fn logits_match_hf_batched() {
         let diff = max_abs_diff(&pred.logits, &item.logits);
         assert!(diff <= 1e-4, "{:?}: max abs diff {diff:e}", item.text);
     }
+}
+
+#[test]
+fn logits_match_hf_batched() {
+    assert_batched_logits_match_hf();
 }
 
 #[test]
@@ -80,14 +86,5 @@ fn logits_match_hf_one_by_one() {
 #[test]
 fn logits_match_hf_on_the_gpu_code_path() {
     // candle's composed ops, as a GPU runs them, forced on the CPU.
-    tuneserve::simd::composed_ops(|| {
-        let clf = classifier();
-        let items = expected();
-        let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-        let preds = clf.classify(&texts).unwrap();
-        for (item, pred) in items.iter().zip(&preds) {
-            let diff = max_abs_diff(&pred.logits, &item.logits);
-            assert!(diff <= 1e-4, "{:?}: max abs diff {diff:e}", item.text);
-        }
-    });
+    tuneserve::simd::composed_ops(assert_batched_logits_match_hf);
 }

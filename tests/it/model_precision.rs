@@ -35,7 +35,7 @@ pub(crate) fn batches(model: &LoadedModel) -> Vec<MicroBatch> {
         .collect()
 }
 
-fn max_abs(t: &Tensor) -> f32 {
+pub(crate) fn max_abs(t: &Tensor) -> f32 {
     t.abs()
         .unwrap()
         .max_all()
