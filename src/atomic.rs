@@ -13,22 +13,33 @@ use std::time::Duration;
 /// The marker in every temporary name made here.
 const TMP: &str = ".tmp-";
 
-/// A failed file operation, naming the file or folder.
+/// A failed file operation, naming the file or folder (and, when the disk
+/// is full, how much space was left when it failed).
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
+#[error("{}: {source}{note}", path.display())]
 pub struct IoError {
     /// The file or folder.
     pub path: PathBuf,
     /// The operating system's error.
     pub source: std::io::Error,
+    /// ` (3.1 MB free)` after a full disk's error; empty otherwise.
+    note: String,
+}
+
+impl IoError {
+    /// `source`, met at `path`.
+    pub(crate) fn new(path: &Path, source: std::io::Error) -> Self {
+        Self {
+            note: crate::fault::disk_full_note(path, &source),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// Attaches `path` to an I/O result.
 fn at<T>(path: &Path, result: std::io::Result<T>) -> Result<T, IoError> {
-    result.map_err(|source| IoError {
-        path: path.to_path_buf(),
-        source,
-    })
+    result.map_err(|source| IoError::new(path, source))
 }
 
 /// Writes the file `path` from what `fill` writes into a fresh temporary file

@@ -97,6 +97,24 @@ impl DataDir {
         }
     }
 
+    /// The model folders (not temporaries) untouched for `min_age`, by name.
+    pub fn model_folders(&self, min_age: std::time::Duration) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("models")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| {
+                let age = e.metadata().and_then(|m| m.modified()).ok();
+                age.and_then(|t| t.elapsed().ok())
+                    .is_some_and(|a| a >= min_age)
+            })
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect()
+    }
+
     /// Removes what interrupted writes left behind (temporary files and
     /// folders untouched for `min_age`) in the dataset, model and checkpoint
     /// folders; returns how many.

@@ -43,6 +43,17 @@ pub enum HubError {
     },
 }
 
+impl HubError {
+    /// A repo or file that does not exist stays so; a Hub out of reach (or a
+    /// file not cached while offline) may come back.
+    pub fn cause(&self) -> crate::fault::Cause {
+        match self {
+            Self::NotFound { .. } => crate::fault::Cause::Permanent,
+            Self::Fetch { .. } | Self::NotCached { .. } => crate::fault::Cause::Transient,
+        }
+    }
+}
+
 /// Which kind of repository a file lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepoKind {

@@ -18,6 +18,7 @@
 //!   heartbeats, announcements from other nodes, `latest` followed across nodes.
 //! * [`data_dir`] — the layout of the service's data folder.
 //! * `atomic` — files and folders written all-or-nothing.
+//! * [`fault`] — which failures may pass (retried) and which cannot (a job fails).
 //! * [`simd`] — when the hand-written CPU kernels run, and [`simd::composed_ops`]
 //!   to check the GPU's code path on a CPU.
 //! * [`cli`] — the `tuneserve` command line; `main.rs` only calls into it.
@@ -28,6 +29,7 @@ pub mod cli;
 pub(crate) mod cluster;
 pub mod data;
 pub mod data_dir;
+pub mod fault;
 pub(crate) mod hub;
 pub mod infer;
 pub mod model;

@@ -66,9 +66,13 @@ pub enum ApiError {
     /// An upstream service (the Hugging Face Hub) failed or is out of reach (502).
     #[error("{0}")]
     BadGateway(String),
-    /// Not ready to answer (503).
+    /// Not ready to answer, or the database is out of reach (503, with
+    /// `Retry-After`).
     #[error("{0}")]
     Unavailable(String),
+    /// The disk the data folder (or the database) lives on is full (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Anything else (500): logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -85,6 +89,9 @@ pub enum ApiError {
 
 /// Seconds a client told 429 should wait before trying again.
 const RETRY_AFTER_SECS: &str = "1";
+/// Seconds a client told 503 should wait: about what the database takes to
+/// come back from a restart.
+const RETRY_UNAVAILABLE_SECS: &str = "5";
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
@@ -129,6 +136,9 @@ impl ApiError {
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Self::Http { status, .. } => (*status, code_of(*status)),
         }
@@ -150,6 +160,7 @@ fn code_of(status: StatusCode) -> &'static str {
         StatusCode::TOO_MANY_REQUESTS => "overloaded",
         StatusCode::BAD_GATEWAY => "bad_gateway",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::INSUFFICIENT_STORAGE => "insufficient_storage",
         s if s.is_server_error() => "internal_error",
         _ => "invalid_request",
     }
@@ -180,6 +191,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         let extra = match status {
             StatusCode::TOO_MANY_REQUESTS => Some((RETRY_AFTER, RETRY_AFTER_SECS)),
+            StatusCode::SERVICE_UNAVAILABLE => Some((RETRY_AFTER, RETRY_UNAVAILABLE_SECS)),
             StatusCode::UNAUTHORIZED => Some((WWW_AUTHENTICATE, "Bearer")),
             _ => None,
         };
@@ -191,11 +203,48 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// A file operation that failed while serving a request: 507 when the
+    /// disk is full (saying how much is left), otherwise 500.
+    pub fn io(doing: &str, e: &std::io::Error, dir: &std::path::Path) -> Self {
+        match crate::fault::is_disk_full(e) {
+            true => Self::InsufficientStorage(format!(
+                "no space left on the data folder's disk while {doing}{}; free space and try again",
+                crate::fault::disk_full_note(dir, e)
+            )),
+            false => Self::Internal(format!("{doing}: {e}")),
+        }
+    }
+}
+
+impl From<crate::atomic::IoError> for ApiError {
+    fn from(e: crate::atomic::IoError) -> Self {
+        match crate::fault::is_disk_full(&e.source) {
+            true => Self::InsufficientStorage(format!(
+                "no space left on the data folder's disk: {e}; free space and try again"
+            )),
+            false => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("a blocking task failed: {e}"))
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { what, id } => Self::NotFound { what, id },
             StoreError::Conflict(message) => Self::Conflict(message),
+            e if e.is_disk_full() => Self::InsufficientStorage(format!(
+                "the database's disk is full; free space and try again ({e})"
+            )),
+            e if e.is_unreachable() => Self::Unavailable(format!(
+                "the database is out of reach; try again shortly ({e})"
+            )),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -1,10 +1,11 @@
-//! Request middleware: bearer-token auth, the URI length limit, and the JSON
+//! Request middleware: bearer-token auth, the URI length limit, the body
+//! encodings taken (gzip or none), and the JSON
 //! error body for errors answered below the handlers (405, 408, axum's
 //! plain-text rejections), so that every error has the same shape.
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{Method, Uri};
+use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -74,6 +75,31 @@ pub async fn limit_uri(req: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(req).await
+}
+
+/// Answers 415 to a body in a `Content-Encoding` other than `gzip` (which
+/// the next layer decompresses, so every size limit counts decompressed
+/// bytes) or `identity`, naming the encoding.
+pub async fn accept_encodings(req: Request, next: Next) -> Response {
+    let encodings = req.headers().get_all(CONTENT_ENCODING);
+    let unsupported = encodings
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|e| e.trim().to_ascii_lowercase())
+        .find(|e| !matches!(e.as_str(), "gzip" | "x-gzip" | "identity" | ""));
+    match unsupported {
+        None => next.run(req).await,
+        Some(mut encoding) => {
+            encoding.truncate(32);
+            ApiError::Http {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: format!(
+                    "Content-Encoding `{encoding}` is not supported: send the body as is or gzip-compressed"
+                ),
+            }
+            .into_response()
+        }
+    }
 }
 
 /// The 405 of every route: axum's is bodiless. axum adds the `Allow` header.

@@ -29,6 +29,8 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How long a job waits before a retry ([`ServeConfig::backoff`]).
+pub use crate::queue::Backoff;
 pub use error::{ApiError, Json, Query};
 
 use crate::cluster::{self, Node};
@@ -82,6 +84,8 @@ pub struct ServeConfig {
     pub heartbeat: Duration,
     /// Idle workers' polling interval.
     pub poll: Duration,
+    /// How long a job waits before it is retried after a failure that may pass.
+    pub backoff: Backoff,
     /// Longest time a request may take to produce its response.
     pub request_timeout: Duration,
     /// Models kept loaded for `/classify` besides `latest` (least recently
@@ -125,6 +129,7 @@ impl ServeConfig {
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(2),
             poll: Duration::from_secs(1),
+            backoff: Backoff::default(),
             request_timeout: Duration::from_secs(120),
             max_loaded_models: 2,
             model_poll: Duration::from_secs(2),
@@ -134,10 +139,6 @@ impl ServeConfig {
         }
     }
 }
-
-/// How long a temporary must be untouched before startup removes it as left
-/// by an interrupted write (younger ones may be another node's write).
-const STALE_TEMPORARY: Duration = Duration::from_secs(600);
 
 /// What handlers share.
 #[derive(Clone)]
@@ -204,11 +205,6 @@ fn prepare_data_dir(root: &std::path::Path) -> anyhow::Result<DataDir> {
     data_dir
         .create()
         .with_context(|| format!("creating {}", data_dir.root().display()))?;
-    match data_dir.sweep_temporaries(STALE_TEMPORARY) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("removed {n} temporaries left by interrupted writes"),
-        Err(e) => tracing::warn!("sweeping interrupted writes' temporaries: {e}"),
-    }
     Ok(data_dir)
 }
 
@@ -247,6 +243,7 @@ impl Application {
         let data_dir = prepare_data_dir(&config.data_dir)?;
         telemetry::install();
         let store = open_store(&config, &data_dir).await?;
+        crate::queue::sweep::sweep(&data_dir, &store, crate::queue::sweep::STALE).await;
         let service_devices = ServiceDevice::open(&config)?;
         let device = |name: &str| ServiceDevice::named(&service_devices, name);
         let devices = config.devices.iter().map(|d| (d.clone(), device(d)));
@@ -264,6 +261,7 @@ impl Application {
             lease: config.lease,
             heartbeat: config.heartbeat,
             poll: config.poll,
+            backoff: config.backoff,
             model_dirs: config.model_dirs.clone(),
         };
         let (queue, workers) = Queue::start(

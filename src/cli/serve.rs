@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::{Application, ServeConfig};
+use crate::queue::Backoff;
 use crate::store::DatabaseUrl;
 
 /// Arguments of `serve`; each also reads a `TUNESERVE_*` environment variable.
@@ -90,6 +91,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TUNESERVE_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Seconds a job waits before its first retry after a failure that may
+    /// pass (a full disk, the database or the Hub away); each further retry
+    /// waits twice as long, up to --retry-max-secs (±20% jitter).
+    #[arg(long, env = "TUNESERVE_RETRY_INITIAL_SECS", default_value_t = 5.0)]
+    pub retry_initial_secs: f64,
+    /// Longest wait between two retries of a job, in seconds.
+    #[arg(long, env = "TUNESERVE_RETRY_MAX_SECS", default_value_t = 300.0)]
+    pub retry_max_secs: f64,
     /// Seconds SIGINT/SIGTERM gives requests in flight and running jobs to
     /// finish or be handed back before the process exits anyway.
     #[arg(long, env = "TUNESERVE_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
@@ -105,6 +114,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.header_timeout_secs > 0.0 && args.shutdown_timeout >= 0.0,
         "--header-timeout-secs must be positive and --shutdown-timeout not negative"
+    );
+    anyhow::ensure!(
+        args.retry_initial_secs > 0.0 && args.retry_max_secs >= args.retry_initial_secs,
+        "--retry-initial-secs must be positive and at most --retry-max-secs"
     );
     let mut config = ServeConfig::new(args.data_dir);
     config.host = args.host;
@@ -131,6 +144,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.header_timeout = Duration::from_secs_f64(args.header_timeout_secs);
     config.max_connections = args.max_connections as usize;
     config.shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout);
+    config.backoff = Backoff {
+        initial: Duration::from_secs_f64(args.retry_initial_secs),
+        max: Duration::from_secs_f64(args.retry_max_secs),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -36,7 +36,10 @@ pub enum TokenizerError {
         /// Position of the text in the batch (0-based).
         index: usize,
     },
-    /// Writing the tokenizer failed.
+    /// Writing the tokenizer's file failed.
+    #[error("cannot save tokenizer: {0}")]
+    Write(crate::atomic::IoError),
+    /// Serialising the tokenizer failed.
     #[error("{}: cannot save tokenizer: {reason}", path.display())]
     Save {
         /// The target file.
@@ -200,14 +203,19 @@ impl TextTokenizer {
         self.raw.id_to_token(id)
     }
 
-    /// Writes the tokenizer as `tokenizer.json` at `path`.
+    /// Writes the tokenizer as `tokenizer.json` at `path`. Serialised here
+    /// and written with `std::fs`, so a failed write keeps its OS error (a
+    /// full disk is a cause that passes; a serialisation error is not).
     pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
-        self.raw
-            .save(path, false)
+        let json = self
+            .raw
+            .to_string(false)
             .map_err(|e| TokenizerError::Save {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
-            })
+            })?;
+        std::fs::write(path, json)
+            .map_err(|source| TokenizerError::Write(crate::atomic::IoError::new(path, source)))
     }
 }
 

@@ -26,6 +26,7 @@ pub use input::{embedding_gradient, BatchInput};
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
 pub use ops::GradSink;
 pub use precision::Precision;
+pub(crate) use save::writing_safetensors;
 pub use save::{export, save, write_model_files};
 
 /// Named weights of a classifier, keyed as in [`parameter_shapes`].
@@ -35,13 +36,8 @@ pub type Weights = std::collections::HashMap<String, candle_core::Tensor>;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::atomic::IoError),
     /// `config.json` is unreadable or inconsistent.
     #[error("{}: {reason}", file.display())]
     Config {
@@ -110,20 +106,23 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
-impl From<crate::atomic::IoError> for ModelError {
-    fn from(e: crate::atomic::IoError) -> Self {
-        Self::Io {
-            path: e.path,
-            source: e.source,
+impl ModelError {
+    /// Whether loading or saving again can help: a file the OS could not read
+    /// or write (a full disk) or a Hub out of reach may pass; a checkpoint
+    /// that is not a GPT-2 will not (see [`crate::fault`]).
+    pub fn cause(&self) -> crate::fault::Cause {
+        use crate::fault::Cause;
+        match self {
+            Self::Io(e) | Self::Tokenizer(crate::data::TokenizerError::Write(e)) => {
+                crate::fault::io_cause(&e.source)
+            }
+            Self::Hub(e) => e.cause(),
+            Self::Candle(_) => Cause::Unknown,
+            _ => Cause::Permanent,
         }
     }
-}
 
-impl ModelError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Self::Io(crate::atomic::IoError::new(path, source))
     }
 }

@@ -74,12 +74,8 @@ pub fn write_model_files(
             .collect();
         let st_path = tmp.join("model.safetensors");
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(tensors, Some(metadata), &st_path).map_err(|e| {
-            ModelError::Safetensors {
-                file: st_path.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        safetensors::serialize_to_file(tensors, Some(metadata), &st_path)
+            .map_err(|e| writing_safetensors(&st_path, e))?;
         // safetensors writes through a private (0600) temporary file; the
         // weights are as readable as their siblings.
         let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
@@ -122,4 +118,16 @@ fn write_tokenizer_config(
         std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))?;
     }
     Ok(())
+}
+
+/// A failed safetensors write as what it is: an I/O error (a full disk, say)
+/// stays one, so it reads and retries as such, not as a corrupt file.
+pub(crate) fn writing_safetensors(file: &Path, e: safetensors::SafeTensorError) -> ModelError {
+    match e {
+        safetensors::SafeTensorError::IoError(io) => ModelError::io(file, io),
+        other => ModelError::Safetensors {
+            file: file.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
 }

@@ -7,13 +7,17 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::{Backoff, BaseModelError};
 use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
+use crate::fault::Cause;
 use crate::infer::{Classifier, ServedModel};
 use crate::model::{self, LoadOptions, ModelError, ModelSource};
+use crate::store::StoreError;
 use crate::train::{
     self, EvalMetrics, Finish, Hyperparameters, Observer, Provenance, Resume, TrainError,
     TrainEvent, TrainSpec,
@@ -44,6 +48,9 @@ pub(crate) struct Plan {
     pub device: Device,
     /// Where the trained model is served (`/classify`'s device).
     pub serve_device: Device,
+    /// How long to wait between tries of an export that failed on a cause
+    /// that may pass.
+    pub backoff: Backoff,
 }
 
 /// What the thread sends.
@@ -51,6 +58,14 @@ pub(crate) struct Plan {
 pub(crate) enum Msg {
     /// A trainer event.
     Event(TrainEvent),
+    /// Writing the model failed on a cause that may pass; it is tried again
+    /// after `delay` (the trained weights wait in memory).
+    ExportRetry {
+        /// Why it failed, in words.
+        error: String,
+        /// How long until the next try.
+        delay: Duration,
+    },
     /// The end of the run.
     Done(Result<Executed, JobError>),
 }
@@ -58,9 +73,20 @@ pub(crate) enum Msg {
 /// Why an attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JobError {
-    /// The job cannot be planned (its dataset is gone, say).
-    #[error("{0}")]
-    Plan(String),
+    /// The store could not be asked what the job needs.
+    #[error("reading the job's inputs from the database: {0}")]
+    Store(#[from] StoreError),
+    /// A dataset the job names was deleted.
+    #[error("dataset `{0}` no longer exists")]
+    DatasetGone(String),
+    /// The base model's name does not resolve.
+    #[error("base_model `{name}`: {source}")]
+    BaseModelName {
+        /// The base model as named.
+        name: String,
+        /// Why it does not resolve.
+        source: BaseModelError,
+    },
     /// A stored dataset could not be read.
     #[error("reading {}: {source}", path.display())]
     Data {
@@ -92,17 +118,24 @@ pub(crate) enum JobError {
 }
 
 impl JobError {
-    /// Whether retrying cannot help: bad data or hyperparameters, a base model
-    /// that is not a usable GPT-2. Disk, network and device trouble may pass.
-    pub(crate) fn is_permanent(&self) -> bool {
+    /// Whether retrying can help: bad data or hyperparameters, a base model
+    /// that is not a usable GPT-2 never; disk, database, network and device
+    /// trouble may pass (see [`crate::fault`]).
+    pub(crate) fn cause(&self) -> Cause {
         match self {
-            Self::Plan(_) => true,
-            Self::Data { source, .. } => !matches!(source, DatasetError::Read { .. }),
-            Self::BaseModel { source, .. } => {
-                !matches!(source, ModelError::Hub(_) | ModelError::Io { .. })
-            }
-            Self::Train(e) => matches!(e, TrainError::Hyperparameter(_) | TrainError::Data(_)),
-            Self::Export(_) | Self::Serve(_) | Self::Thread(_) => false,
+            Self::Store(e) => e.cause(),
+            Self::DatasetGone(_) => Cause::Permanent,
+            Self::BaseModelName { source, .. } => match source {
+                BaseModelError::Store(_) => Cause::Transient,
+                BaseModelError::Unknown | BaseModelError::Missing(_) => Cause::Permanent,
+            },
+            Self::Data { source, .. } => match source {
+                DatasetError::Read { source, .. } => crate::fault::io_cause(source),
+                _ => Cause::Permanent,
+            },
+            Self::BaseModel { source, .. } => source.cause(),
+            Self::Train(e) | Self::Export(e) => e.cause(),
+            Self::Serve(_) | Self::Thread(_) => Cause::Unknown,
         }
     }
 }
@@ -191,9 +224,7 @@ fn execute(
             best_step: None,
         });
     }
-    outcome
-        .export(&plan.model_dir, &plan.provenance)
-        .map_err(JobError::Export)?;
+    export(plan, &outcome, tx, stop)?;
     let trained = outcome
         .model()
         .to_device(&plan.serve_device)
@@ -208,4 +239,39 @@ fn execute(
         final_metrics: outcome.final_metrics,
         best_step: outcome.best_step,
     })
+}
+
+/// Writes the trained model, trying again while the failure may pass (a
+/// full disk): the trained weights exist only in memory, and giving up would
+/// mean training them again. Stops trying once the worker asks the thread to
+/// stop (a cancel, a shutdown, a lost lease).
+fn export(
+    plan: &Plan,
+    outcome: &train::TrainOutcome,
+    tx: &UnboundedSender<Msg>,
+    stop: &AtomicBool,
+) -> Result<(), JobError> {
+    let mut tries = 0;
+    loop {
+        let error = match outcome.export(&plan.model_dir, &plan.provenance) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if error.cause() != Cause::Transient || stop.load(Ordering::Relaxed) {
+            return Err(JobError::Export(error));
+        }
+        let delay = plan.backoff.delay(tries);
+        tries += 1;
+        let error = error.to_string();
+        let _ = tx.send(Msg::ExportRetry { error, delay });
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return Err(JobError::Thread(
+                    "stopped while the export waited to retry".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

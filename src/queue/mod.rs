@@ -15,6 +15,7 @@ mod execute;
 mod log;
 mod record;
 mod settle;
+pub mod sweep;
 mod worker;
 
 use std::sync::Arc;
@@ -47,9 +48,42 @@ pub struct QueueConfig {
     pub heartbeat: Duration,
     /// How often an idle worker looks for work (it is also woken on submit).
     pub poll: Duration,
+    /// How long a job waits before its next attempt after a failure that
+    /// may pass.
+    pub backoff: Backoff,
     /// Folders whose subfolders are base models clients may name
     /// (`--model-dir`).
     pub model_dirs: Vec<std::path::PathBuf>,
+}
+
+/// Exponential backoff with jitter: the first retry waits `initial`, each
+/// next one twice as long up to `max`; every wait is drawn within ±20% of
+/// that, so jobs that failed together (a full disk fails them all) do not
+/// all come back in the same second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first wait (`--retry-initial-secs`, 5 s).
+    pub initial: Duration,
+    /// The longest wait (`--retry-max-secs`, 5 min).
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the retry that follows `retries` earlier ones.
+    pub fn delay(&self, retries: i64) -> Duration {
+        let doublings = u32::try_from(retries.clamp(0, 30)).unwrap_or(30);
+        let base = self.initial.saturating_mul(1u32 << doublings).min(self.max);
+        base.mul_f64(rand::random_range(0.8..1.2))
+    }
 }
 
 impl QueueConfig {
@@ -183,10 +217,15 @@ async fn work(shared: Arc<Shared>, owner: String, device: Device) {
 
 async fn rescue(shared: Arc<Shared>) {
     let every = (shared.config.lease / 2).max(Duration::from_millis(50));
+    let mut swept = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shared.shutdown.cancelled() => return,
+        }
+        if swept.elapsed() >= sweep::EVERY {
+            sweep::sweep(&shared.config.data_dir, &shared.store, sweep::STALE).await;
+            swept = std::time::Instant::now();
         }
         let rescued = match shared.store.rescue_expired().await {
             Ok(r) => r,
@@ -208,6 +247,32 @@ async fn rescue(shared: Arc<Shared>) {
             };
             let _ = shared.log.write(&r.job_id, None, event).await;
             shared.wake.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let backoff = Backoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+        };
+        for (retries, base) in [(0, 5.0), (1, 10.0), (3, 40.0), (6, 300.0), (1000, 300.0)] {
+            let waits: Vec<f64> = (0..50)
+                .map(|_| backoff.delay(retries).as_secs_f64())
+                .collect();
+            assert!(
+                waits.iter().all(|w| (0.8 * base..=1.2 * base).contains(w)),
+                "{retries}: {waits:?}"
+            );
+            assert!(
+                waits.iter().any(|w| (w - waits[0]).abs() > 1e-9),
+                "jittered"
+            );
         }
     }
 }

@@ -13,6 +13,19 @@ pub(super) struct Recorder<'a> {
     shared: &'a Shared,
     fence: &'a Fence,
     total_steps: Option<i64>,
+    /// Metrics the store refused (a full disk, the database away), written
+    /// again before the next one and before the attempt settles: a fault
+    /// that passes loses no step's metrics (the writes are upserts).
+    pending: Vec<Metric>,
+}
+
+/// One metrics row, as [`crate::store::Store::record_metric`] takes it.
+struct Metric {
+    split: Split,
+    step: usize,
+    epoch: f64,
+    loss: f64,
+    data: serde_json::Value,
 }
 
 impl<'a> Recorder<'a> {
@@ -21,7 +34,43 @@ impl<'a> Recorder<'a> {
             shared,
             fence,
             total_steps: None,
+            pending: Vec::new(),
         }
+    }
+
+    /// Writes the metrics the store refused so far, trying again every
+    /// heartbeat while the attempt keeps its lease; gives up on a shutdown.
+    pub(super) async fn flush(&mut self) {
+        while !self.pending.is_empty() && self.write_pending().await.is_err() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.shared.config.heartbeat) => {}
+                _ = self.shared.shutdown.cancelled() => return,
+            }
+            let lease = self
+                .store()
+                .heartbeat(self.fence, self.shared.config.lease_ms());
+            if let Ok(crate::store::Lease::Lost) = lease.await {
+                return;
+            }
+        }
+    }
+
+    /// Writes the pending metrics in order, keeping those not yet taken.
+    async fn write_pending(&mut self) -> Result<(), StoreError> {
+        while let Some(m) = self.pending.first() {
+            let step = m.step as i64;
+            let write = self.store().record_metric(
+                self.fence,
+                m.split,
+                step,
+                m.epoch,
+                Some(m.loss),
+                &m.data,
+            );
+            write.await?;
+            self.pending.remove(0);
+        }
+        Ok(())
     }
 
     /// Records one trainer event.
@@ -140,17 +189,24 @@ impl<'a> Recorder<'a> {
     }
 
     async fn metric(
-        &self,
+        &mut self,
         split: Split,
         step: usize,
         epoch: f64,
         loss: f64,
         data: serde_json::Value,
     ) {
-        let m =
-            self.store()
-                .record_metric(self.fence, split, step as i64, epoch, Some(loss), &data);
-        self.check(m.await);
+        self.pending.push(Metric {
+            split,
+            step,
+            epoch,
+            loss,
+            data,
+        });
+        if let Err(e) = self.write_pending().await {
+            let waiting = self.pending.len();
+            tracing::warn!(job = %self.fence.job_id, waiting, "recording metrics failed (kept to write again): {e}");
+        }
     }
 
     async fn info(&self, kind: &'static str, message: String, data: Option<serde_json::Value>) {

@@ -14,7 +14,10 @@ use serde_json::json;
 
 use super::execute::{Executed, JobError};
 use super::Shared;
-use crate::store::{Fence, JobRow, JobStatus, Level, NewEvent, NewModel, StoreError};
+use crate::fault::Cause;
+use crate::store::{
+    Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
+};
 use crate::train::{EvalMetrics, Finish, KeepCheckpoints, Promote};
 
 /// Why the worker asked the trainer to stop.
@@ -34,6 +37,10 @@ pub(super) async fn settle(
     reason: Option<StopReason>,
 ) {
     let log = |event: NewEvent| shared.log.write(&job.id, Some(fence), event);
+    if let (Some(_), Ok(Executed { model: Some(m), .. })) = (reason, &done) {
+        // Exported just as the attempt was told to stop: no row will name it.
+        discard_model(shared, job, &m.id);
+    }
     match (done, reason) {
         (_, Some(StopReason::LeaseLost)) => {}
         (_, Some(StopReason::Cancelled)) => {
@@ -65,26 +72,74 @@ pub(super) async fn settle(
     }
 }
 
-/// A failed attempt: the job is queued again while attempts remain (and the
-/// error may pass), failed otherwise; the error, with its cause, is recorded.
+/// A failed attempt. A permanent cause fails the job; one that may pass
+/// queues it again after a backoff (a transient cause gives the attempt back,
+/// an unknown one counts it, failing the job once `max_attempts` are spent).
+/// The error, with its cause, is recorded either way.
 pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, error: JobError) {
-    let status = if error.is_permanent() || job.attempt >= job.max_attempts {
-        JobStatus::Failed
-    } else {
-        JobStatus::Queued
-    };
+    let cause = error.cause();
+    let exhausted = cause == Cause::Unknown && job.attempt >= job.max_attempts;
     let message = shared.scrub(&error.to_string());
-    tracing::warn!(job = %job.id, attempt = job.attempt, next = status.as_str(), "attempt failed: {message}");
+    let (status, delay) = match cause {
+        Cause::Permanent => (JobStatus::Failed, None),
+        _ if exhausted => (JobStatus::Failed, None),
+        _ => (
+            JobStatus::Queued,
+            Some(shared.config.backoff.delay(job.retries)),
+        ),
+    };
+    let counted = cause != Cause::Transient;
+    tracing::warn!(job = %job.id, attempt = job.attempt, ?cause, next = status.as_str(), "attempt failed: {message}");
+    let (text, data) = match delay {
+        Some(delay) => (
+            format!(
+                "attempt {} failed: {message}; retrying in {:.1} s ({})",
+                job.attempt,
+                delay.as_secs_f64(),
+                match counted {
+                    true => "counted against max_attempts",
+                    false => "a cause that may pass: not counted against max_attempts",
+                }
+            ),
+            json!({"next_status": status.as_str(), "cause": cause_name(cause),
+                   "retry_in_ms": delay.as_millis() as u64, "counted": counted}),
+        ),
+        None => (
+            format!("attempt {} failed: {message}", job.attempt),
+            json!({"next_status": status.as_str(), "cause": cause_name(cause)}),
+        ),
+    };
     let event = NewEvent {
         level: Level::Error,
         kind: "error",
-        message: format!("attempt {} failed: {message}", job.attempt),
-        data: Some(json!({"next_status": status.as_str()})),
+        message: text,
+        data: Some(data),
     };
-    let end = || shared.store.end_attempt(fence, status, Some(&message));
-    let ended = persist(shared, fence, end).await;
-    let _ = shared.log.write(&job.id, Some(fence), event).await;
+    // Written while the attempt still holds its lease (the end write releases
+    // it), and until the store takes it: a full disk's error must be kept.
+    let write = || shared.log.write(&job.id, Some(fence), event.clone());
+    let _ = persist(shared, fence, write).await;
+    let ended = match delay {
+        Some(delay) => {
+            let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            let end = || shared.store.retry_later(fence, &message, ms, counted);
+            persist(shared, fence, end).await
+        }
+        None => {
+            let end = || shared.store.end_attempt(fence, status, Some(&message));
+            persist(shared, fence, end).await
+        }
+    };
     finished(ended, status);
+}
+
+/// The cause as events name it.
+fn cause_name(cause: Cause) -> &'static str {
+    match cause {
+        Cause::Permanent => "permanent",
+        Cause::Transient => "transient",
+        Cause::Unknown => "unknown",
+    }
 }
 
 /// A succeeded attempt: register the model (promoted or not), serve it if
@@ -108,31 +163,47 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
         ),
     };
     let data = json!({"model": model.id, "promoted": promote});
-    let summary = message.clone();
-    let _ = shared
-        .log
-        .write(
-            &job.id,
-            Some(fence),
-            NewEvent::info("succeeded", message, Some(data)),
-        )
-        .await;
     // Pruned before the job reads `succeeded`, so a client that sees it sees
     // the checkpoints that stay; a retried attempt resumes from the kept one.
     prune(shared, job, exec.best_step).await;
     let finish = || shared.store.finish_succeeded(fence, new.clone(), promote);
+    // Logged unfenced once the outcome is known: the write that decides it
+    // also releases the lease.
+    let log = |kind, message, data| async move {
+        let event = NewEvent::info(kind, message, data);
+        let _ = shared.log.write(&job.id, None, event).await;
+    };
     match persist(shared, fence, finish).await {
-        Ok(Some(row)) => {
-            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{summary}");
+        Ok(Finished::Registered(row)) => {
+            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{message}");
+            log("succeeded", message, Some(data)).await;
             if let Some(rank) = row.promoted_at {
                 shared.registry.promote(model, rank);
             }
             finished(Ok(true), JobStatus::Succeeded);
         }
-        Ok(None) => {
+        Ok(Finished::Cancelled) => {
+            discard_model(shared, job, &model.id);
+            let message = "cancelled at the client's request, as the model was being registered; \
+                           the model was not kept";
+            tracing::info!(job = %job.id, "cancelled at success");
+            log("cancelled", message.to_string(), None).await;
+            finished(Ok(true), JobStatus::Cancelled);
+        }
+        Ok(Finished::Fenced) => {
+            discard_model(shared, job, &model.id);
             tracing::warn!(job = %job.id, "finished after losing its lease; model not registered")
         }
         Err(e) => tracing::error!(job = %job.id, "recording success failed: {e}"),
+    }
+}
+
+/// Removes the folder of a model that no row will name (the job was
+/// cancelled, or the attempt had lost its lease).
+fn discard_model(shared: &Shared, job: &JobRow, model_id: &str) {
+    let dir = shared.config.data_dir.model(model_id);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(job = %job.id, "removing the unregistered model folder: {e}");
     }
 }
 
@@ -203,7 +274,11 @@ async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
 
 /// Runs `write` until the store takes it, renewing the lease between tries;
 /// gives up when the lease is lost or the service shuts down.
-async fn persist<T, F, Fut>(shared: &Shared, fence: &Fence, mut write: F) -> Result<T, StoreError>
+pub(super) async fn persist<T, F, Fut>(
+    shared: &Shared,
+    fence: &Fence,
+    mut write: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -218,7 +293,7 @@ where
             _ = tokio::time::sleep(shared.config.heartbeat) => {}
             _ = shared.shutdown.cancelled() => return Err(error),
         }
-        if let Ok(None) = shared
+        if let Ok(Lease::Lost) = shared
             .store
             .heartbeat(fence, shared.config.lease_ms())
             .await

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 use super::execute::{self, JobError, Msg, Plan};
 use super::record::Recorder;
-use super::settle::{settle, settle_error, StopReason};
+use super::settle::{persist, settle, settle_error, StopReason};
 use super::Shared;
-use crate::store::{Fence, JobRow, NewEvent};
+use crate::store::{Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
 /// Runs one claimed attempt of `job` to its end.
@@ -57,6 +57,22 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Event(event)) => recorder.record(&event).await,
+                Some(Msg::ExportRetry { error, delay }) => {
+                    let message = format!(
+                        "exporting the model failed: {}; trying again in {:.1} s (the trained weights are kept)",
+                        shared.scrub(&error),
+                        delay.as_secs_f64()
+                    );
+                    let event = NewEvent {
+                        level: Level::Warning,
+                        kind: "export_retry",
+                        message,
+                        data: Some(json!({"retry_in_ms": delay.as_millis() as u64})),
+                    };
+                    // Kept until the store takes it: the disk may be what is full.
+                    let write = || shared.log.write(&job.id, Some(&fence), event.clone());
+                    let _ = persist(shared, &fence, write).await;
+                }
                 Some(Msg::Done(result)) => break result,
                 None => break Err(JobError::Thread("panicked".into())),
             },
@@ -72,6 +88,9 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
             }
         }
     };
+    if reason.is_none() {
+        recorder.flush().await;
+    }
     settle(shared, &fence, &job, done, reason).await;
     metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
 }
@@ -84,9 +103,11 @@ async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Opti
         .heartbeat(fence, shared.config.lease_ms())
         .await
     {
-        Ok(Some(true)) if given.is_none() => Some(StopReason::Cancelled),
-        Ok(Some(_)) => None,
-        Ok(None) => {
+        Ok(Lease::Held {
+            cancel_requested: true,
+        }) if given.is_none() => Some(StopReason::Cancelled),
+        Ok(Lease::Held { .. }) => None,
+        Ok(Lease::Lost) => {
             if given != Some(StopReason::LeaseLost) {
                 tracing::warn!(job = %fence.job_id, attempt = fence.attempt, "lease lost; stopping");
             }
@@ -101,11 +122,10 @@ async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Opti
 
 async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, JobError> {
     let dataset = |id: String| async move {
-        shared
-            .store
-            .get_dataset(&id)
-            .await
-            .map_err(|e| JobError::Plan(e.to_string()))
+        shared.store.get_dataset(&id).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => JobError::DatasetGone(id),
+            other => JobError::Store(other),
+        })
     };
     let train = dataset(job.train_dataset.clone()).await?;
     let eval = match &job.eval_dataset {
@@ -116,7 +136,10 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
         .base_models
         .resolve(&job.base_model)
         .await
-        .map_err(|e| JobError::Plan(format!("base_model `{}`: {e}", job.base_model)))?;
+        .map_err(|source| JobError::BaseModelName {
+            name: job.base_model.clone(),
+            source,
+        })?;
     let short = uuid::Uuid::new_v4().simple().to_string();
     let model_id = match &job.suffix {
         Some(suffix) => format!("model-{suffix}-{}", &short[..12]),
@@ -139,5 +162,6 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
         checkpoint_dir: dir.checkpoints(&job.id),
         device: device.clone(),
         serve_device: shared.registry.device().clone(),
+        backoff: shared.config.backoff,
     })
 }

@@ -85,6 +85,8 @@ const TABLES: [Table; 6] = [
             ("started_at", Int),
             ("finished_at", Int),
             ("updated_at", Int),
+            ("retry_at", Int),
+            ("retries", Int),
         ],
     },
     Table {

@@ -42,7 +42,8 @@ pub(super) trait Dialect: sqlx::Database {
     const BEGIN_WRITE: &'static str;
     /// Opens a read-only transaction that sees one snapshot throughout.
     const BEGIN_SNAPSHOT: &'static str;
-    /// The `seq` of the oldest queued job, locked for the claim.
+    /// The `seq` of the oldest queued job whose retry time (if any) has
+    /// come, locked for the claim.
     const NEXT_QUEUED: &'static str;
     /// One row while the fence (`$1`-`$3`) holds, locking the job.
     const FENCE_HELD: &'static str;
@@ -69,8 +70,9 @@ pub(super) trait Dialect: sqlx::Database {
 impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
-    const NEXT_QUEUED: &'static str =
-        "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1";
+    const NEXT_QUEUED: &'static str = "SELECT seq FROM jobs WHERE status = 'queued'
+             AND (retry_at IS NULL OR retry_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER))
+         ORDER BY seq LIMIT 1";
     const FENCE_HELD: &'static str = concat!("SELECT 1 FROM jobs WHERE ", fenced!());
     const LOCK_JOB: &'static str = "SELECT status FROM jobs WHERE id = $1";
     const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
@@ -86,8 +88,10 @@ impl Dialect for Sqlite {
 impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-    const NEXT_QUEUED: &'static str =
-        "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED";
+    const NEXT_QUEUED: &'static str = "SELECT seq FROM jobs WHERE status = 'queued'
+             AND (retry_at IS NULL
+                  OR retry_at <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT))
+         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED";
     const FENCE_HELD: &'static str =
         concat!("SELECT 1 FROM jobs WHERE ", fenced!(), " FOR NO KEY UPDATE");
     const LOCK_JOB: &'static str = "SELECT status FROM jobs WHERE id = $1 FOR NO KEY UPDATE";
@@ -117,8 +121,10 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections per node.
 const MAX_CONNECTIONS: u32 = 8;
-/// How long a statement may wait for a connection (or SQLite's write lock).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a statement may wait for a connection. Short, so that while
+/// the database is away requests fail fast (503) instead of hanging; the
+/// callers that must get through (the workers' outcome writes) retry.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether a connection going back to the pool is outside any transaction.
 /// One whose transaction could not be ended (a COMMIT or ROLLBACK that

@@ -109,6 +109,11 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     /// End (Unix ms); `None` while not finished.
     pub finished_at: Option<i64>,
+    /// When a job waiting to be retried may be claimed again (Unix ms);
+    /// `None` when it may be claimed now (or is not queued).
+    pub retry_at: Option<i64>,
+    /// Retries so far after causes that may pass (each waited its backoff).
+    pub retries: i64,
 }
 
 /// Training progress of a job.
@@ -185,7 +190,7 @@ pub struct Rescued {
 pub(super) const COLUMNS: &str = "id, status, base_model, train_dataset, eval_dataset, \
     hyperparameters, suffix, attempt, max_attempts, lease_owner, lease_expires_at, \
     cancel_requested, step, total_steps, epoch, tokens, tokens_per_second, error, model_id, \
-    created_at, started_at, finished_at";
+    created_at, started_at, finished_at, retry_at, retries";
 
 /// The condition every fenced statement includes; see [`Fence::bind`].
 pub(super) const FENCED: &str = fenced!();
@@ -316,6 +321,35 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
+        });
+        self.get_job(id).await
+    }
+
+    /// Queues a failed job again with fresh attempts; it resumes from its
+    /// newest checkpoint that loads. [`StoreError::Conflict`] unless failed.
+    pub async fn retry_failed(&self, id: &str) -> Result<JobRow, StoreError> {
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            let status = Db::lock_job(&mut tx, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            if status != JobStatus::Failed {
+                return Err(StoreError::Conflict(format!(
+                    "job `{id}` is {}; only failed jobs can be retried",
+                    status.as_str()
+                )));
+            }
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', attempt = 0, retries = 0, retry_at = NULL,
+                     cancel_requested = FALSE, finished_at = NULL, updated_at = $1
+                 WHERE id = $2",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Db::notify(&mut tx, channel::JOBS, id).await?;
             tx.commit().await?;
         });
         self.get_job(id).await

@@ -10,6 +10,18 @@ use super::jobs::{COLUMNS, FENCED};
 use super::steps::{channel, Steps};
 use super::{now_ms, with_pool, Fence, JobRow, JobStatus, Progress, Rescued, Store, StoreError};
 
+/// Whether an attempt still holds its job, as a heartbeat found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Renewed; `cancel_requested` when a client asked to cancel the job.
+    Held {
+        /// A client asked to cancel.
+        cancel_requested: bool,
+    },
+    /// Another attempt (or the rescuer) took the job: stop, write nothing.
+    Lost,
+}
+
 impl Store {
     /// Claims the oldest queued job for `owner`: status `running`, attempt + 1,
     /// a lease of `lease_ms`. `None` when nothing is queued (or, on
@@ -24,7 +36,7 @@ impl Store {
             let sql = format!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1,
                      lease_expires_at = {} + $2, started_at = COALESCE(started_at, $3),
-                     updated_at = $3
+                     retry_at = NULL, updated_at = $3
                  WHERE seq = ({}) RETURNING {COLUMNS}",
                 Db::NOW_MS,
                 Db::NEXT_QUEUED
@@ -41,12 +53,8 @@ impl Store {
         })
     }
 
-    /// Renews the lease. `Some(cancel_requested)` while held; `None` when lost.
-    pub async fn heartbeat(
-        &self,
-        fence: &Fence,
-        lease_ms: i64,
-    ) -> Result<Option<bool>, StoreError> {
+    /// Renews the lease, and says whether a client asked to cancel.
+    pub async fn heartbeat(&self, fence: &Fence, lease_ms: i64) -> Result<Lease, StoreError> {
         let now = now_ms();
         let row = with_pool!(self, |pool, Db| {
             let sql = format!(
@@ -64,7 +72,10 @@ impl Store {
             tx.commit().await?;
             row.map(|r| r.try_get(0)).transpose()?
         });
-        Ok(row)
+        Ok(match row {
+            Some(cancel_requested) => Lease::Held { cancel_requested },
+            None => Lease::Lost,
+        })
     }
 
     /// Records progress; `false` when the fence no longer holds.
@@ -115,6 +126,36 @@ impl Store {
             }
             tx.commit().await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Queues the job again after a failed attempt whose cause may pass, to
+    /// be claimed no sooner than `delay_ms` from now (by the database's
+    /// clock). `counted: false` gives the attempt back (the cause was outside
+    /// the job); the error is recorded either way. `false` when the fence no
+    /// longer holds.
+    pub async fn retry_later(
+        &self,
+        fence: &Fence,
+        error: &str,
+        delay_ms: i64,
+        counted: bool,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self, |pool, Db| {
+            let sql = format!(
+                "UPDATE jobs SET status = 'queued', attempt = attempt - $6, retries = retries + 1,
+                     retry_at = {} + $5, error = $4, lease_owner = NULL,
+                     lease_expires_at = NULL, updated_at = $7
+                 WHERE {FENCED}",
+                Db::NOW_MS
+            );
+            let statement = fence
+                .bind::<Db>(&sql)
+                .bind(error)
+                .bind(delay_ms)
+                .bind(i64::from(!counted))
+                .bind(now_ms());
+            Db::fenced_write(pool, fence, statement).await
         })
     }
 

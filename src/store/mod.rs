@@ -43,7 +43,8 @@ use sqlx::{PgPool, SqlitePool};
 pub use copy::Copied;
 pub use datasets::{DatasetRow, NewDataset};
 pub use jobs::{Fence, JobRow, JobStatus, NewJob, Progress, Rescued};
-pub use models::{ModelRow, NewModel};
+pub use leases::Lease;
+pub use models::{Finished, ModelRow, NewModel};
 pub use nodes::NodeRow;
 pub use notices::{Notice, Notices};
 pub use records::{CheckpointRow, EventRow, Level, MetricRow, NewEvent, Split};
@@ -82,6 +83,62 @@ pub enum StoreError {
     /// A JSON column could not be written.
     #[error("stored JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached at all (no connection within
+    /// the acquire timeout, a connection lost, a server shutting down): the
+    /// request may succeed once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        let Self::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // PostgreSQL: class 08 (connection exceptions), 57P01-57P03
+                // (the server shutting down or starting up).
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+
+    /// Whether the database refused a write because its disk is full
+    /// (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`, or the OS's ENOSPC).
+    pub fn is_disk_full(&self) -> bool {
+        let Self::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(io) => crate::fault::is_disk_full(io),
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // SQLite's primary result code 13 (extended codes keep it in
+                // their low byte); PostgreSQL's class 53 is insufficient resources.
+                let sqlite_full = code.parse::<i32>().is_ok_and(|c| c & 0xff == 13);
+                sqlite_full || code == "53100"
+            }),
+            _ => false,
+        }
+    }
+
+    /// What retrying can achieve: rows that are missing or corrupt stay so;
+    /// everything else is the database's trouble and may pass.
+    pub fn cause(&self) -> crate::fault::Cause {
+        use crate::fault::Cause;
+        match self {
+            Self::NotFound { .. } | Self::Conflict(_) | Self::Corrupt(_) | Self::Json(_) => {
+                Cause::Permanent
+            }
+            Self::Open(_) | Self::Migrate(_) => Cause::Unknown,
+            Self::Database(_) => Cause::Transient,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

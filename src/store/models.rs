@@ -71,21 +71,49 @@ fn next_promotion<Db: Dialect>() -> String {
     )
 }
 
+/// How [`Store::finish_succeeded`] ended.
+#[derive(Debug)]
+pub enum Finished {
+    /// The model is registered and the job `succeeded`.
+    Registered(ModelRow),
+    /// A client asked to cancel before the success was recorded: the job is
+    /// now `cancelled`, no model registered (its folder is the caller's to
+    /// remove). A cancel answered 200 always ends so.
+    Cancelled,
+    /// The fence no longer holds: nothing written.
+    Fenced,
+}
+
+impl Finished {
+    /// The registered model, if the job succeeded.
+    pub fn model(self) -> Option<ModelRow> {
+        match self {
+            Self::Registered(row) => Some(row),
+            _ => None,
+        }
+    }
+}
+
 impl Store {
     /// Registers the job's model (promoted when `promote`) and marks the job
-    /// succeeded, in one transaction; `None` (and nothing written) when the
-    /// fence no longer holds.
+    /// succeeded, in one transaction with the job locked, so that it and a
+    /// cancel are ordered: a cancel asked for first wins ([`Finished::Cancelled`]),
+    /// one asked for after is refused as too late.
     pub async fn finish_succeeded(
         &self,
         fence: &Fence,
         new: NewModel,
         promote: bool,
-    ) -> Result<Option<ModelRow>, StoreError> {
+    ) -> Result<Finished, StoreError> {
         let now = now_ms();
         let update = format!(
             "UPDATE jobs SET status = 'succeeded', model_id = $4, lease_owner = NULL,
                  lease_expires_at = NULL, finished_at = $5, updated_at = $5, error = NULL
-             WHERE {FENCED}"
+             WHERE {FENCED} AND NOT cancel_requested"
+        );
+        let cancel = format!(
+            "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+                 finished_at = $4, updated_at = $4 WHERE {FENCED}"
         );
         with_pool!(self, |pool, Db| {
             let promoted = if promote {
@@ -100,11 +128,18 @@ impl Store {
             );
             let mut tx = begin_write(pool).await?;
             if !Db::fence_held(&mut tx, fence).await? {
-                return Ok(None);
+                return Ok(Finished::Fenced);
             }
             let statement = fence.bind::<Db>(&update).bind(&new.id).bind(now);
             if statement.execute(&mut *tx).await?.rows_affected() != 1 {
-                return Ok(None);
+                // The fence holds (checked above, the job locked): the cancel flag stopped it.
+                fence
+                    .bind::<Db>(&cancel)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Finished::Cancelled);
             }
             if promote {
                 Db::lock_promotions(&mut tx).await?;
@@ -123,8 +158,18 @@ impl Store {
                 Db::notify(&mut tx, channel::MODELS, &row.id).await?;
             }
             tx.commit().await?;
-            Ok(Some(row))
+            Ok(Finished::Registered(row))
         })
+    }
+
+    /// Every model's id (for the data folder's sweep).
+    pub async fn model_ids(&self) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<(String,)> = with_pool!(self, |pool, Db| {
+            sqlx::query_as("SELECT id FROM models")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
     /// One model.

@@ -52,7 +52,7 @@ pub(crate) fn write(
     state: &TrainerState,
 ) -> Result<PathBuf, TrainError> {
     let out = dir.join(format!("step-{}", state.step));
-    atomic::write_dir(&out, |tmp| -> Result<(), TrainError> {
+    let written = atomic::write_dir(&out, |tmp| -> Result<(), TrainError> {
         write_model_files(
             &model.config,
             weights,
@@ -63,8 +63,12 @@ pub(crate) fn write(
         optimizer.save(&tmp.join("optimizer.safetensors"))?;
         let path = tmp.join("trainer_state.json");
         let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;
-        std::fs::write(&path, json).map_err(|e| ckpt_err(&path, e))?;
+        std::fs::write(&path, json).map_err(|e| atomic::IoError::new(&path, e))?;
         Ok(())
+    });
+    written.map_err(|e| TrainError::WritingCheckpoint {
+        step: state.step,
+        source: Box::new(e),
     })?;
     Ok(out)
 }

@@ -59,9 +59,17 @@ pub enum TrainError {
     /// Building, loading or saving the model failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
-    /// A checkpoint could not be written or read.
+    /// A checkpoint could not be read (or is not one this run can resume).
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// Writing checkpoint `step-{step}` failed.
+    #[error("writing checkpoint step-{step}: {source}")]
+    WritingCheckpoint {
+        /// The optimizer step it was for.
+        step: usize,
+        /// Why.
+        source: Box<TrainError>,
+    },
     /// A file could not be written or read.
     #[error(transparent)]
     Io(#[from] crate::atomic::IoError),
@@ -71,6 +79,22 @@ pub enum TrainError {
         /// The optimizer step.
         step: usize,
     },
+}
+
+impl TrainError {
+    /// Whether retrying the run can help (see [`crate::fault`]).
+    pub fn cause(&self) -> crate::fault::Cause {
+        use crate::fault::Cause;
+        match self {
+            Self::Hyperparameter(_) | Self::Data(_) | Self::NonFiniteLoss { .. } => {
+                Cause::Permanent
+            }
+            Self::Io(e) => crate::fault::io_cause(&e.source),
+            Self::Model(e) => e.cause(),
+            Self::WritingCheckpoint { source, .. } => source.cause(),
+            Self::Candle(_) | Self::Tokenizer(_) | Self::Checkpoint(_) => Cause::Unknown,
+        }
+    }
 }
 
 /// The training loss of one logging window.

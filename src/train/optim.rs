@@ -257,7 +257,7 @@ impl AdamW {
         }
         let meta = HashMap::from([("step".to_string(), self.step.to_string())]);
         safetensors::serialize_to_file(tensors, Some(meta), path)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+            .map_err(|e| crate::model::writing_safetensors(path, e).into())
     }
 
     /// Reads and checks moments and step count written by [`AdamW::save`],

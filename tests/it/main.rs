@@ -28,6 +28,7 @@ mod service_crash;
 mod service_devices;
 mod service_disk_full;
 mod service_e2e;
+mod service_faults;
 mod service_hardening;
 mod service_limits;
 mod service_logs;

@@ -59,9 +59,22 @@ async fn health_metrics_and_unknown_resources() {
     assert_eq!(status, 200);
     assert!(openapi["paths"]["/jobs"].is_object());
 
-    // A database that does not answer makes the service unhealthy.
+    // A database that does not answer: `/health` says so at once, the
+    // routes that need it answer 503 with `Retry-After`.
     app.store.close().await;
-    assert_error(&app.get("/health").await, 503, "unavailable", "database");
+    let started = std::time::Instant::now();
+    let (status, health) = app.get("/health").await;
+    assert_eq!(
+        (status, &health["status"]),
+        (200, &json!("degraded")),
+        "{health}"
+    );
+    let problem = health["storage"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("database"), "{health}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let jobs = app.client.get(app.url("/jobs")).send().await.unwrap();
+    assert_eq!(jobs.status(), 503);
+    assert!(jobs.headers().contains_key("retry-after"));
     app.stop().await;
 }
 

@@ -1,8 +1,10 @@
 //! A full disk under a running service (a small `tmpfs` mounted as the data
 //! folder; skipped, with the reason printed, where mounting is not allowed):
-//! `/health` says storage is degraded, the running job ends with the real
-//! cause rather than an expired lease, and once space returns every upload
-//! and submission succeeds again without a restart.
+//! `/health` says storage is degraded, uploads answer 507, the running job
+//! waits (queued with a backoff, its error naming the full disk) instead of
+//! failing, and once space returns it resumes from its newest checkpoint and
+//! succeeds with every step's metrics once — whether the disk filled during
+//! a checkpoint or during the export.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,9 +32,9 @@ impl SmallDisk {
         }
     }
 
-    /// Writes a file until the disk refuses more; returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.0.join("filler");
+    /// Writes the file `name` until the disk refuses more; returns its path.
+    fn fill(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
         let mut file = std::fs::File::create(&path).unwrap();
         let chunk = vec![7u8; 1 << 20];
         while file.write_all(&chunk).and_then(|()| file.flush()).is_ok() {}
@@ -47,33 +49,68 @@ impl Drop for SmallDisk {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_degrades_health_fails_the_job_with_its_cause_and_heals() {
-    let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(&tmp.path().join("disk"), 160) {
+/// A service on a 160 MB tmpfs with short retry delays; `None` (with the
+/// reason printed) where mounting is not allowed.
+async fn app_on_small_disk(tmp: &Path) -> Option<(SmallDisk, crate::support::TestApp)> {
+    let disk = match SmallDisk::mount(&tmp.join("disk"), 160) {
         Ok(disk) => disk,
         Err(why) => {
             eprintln!("skipped: cannot mount a tmpfs here ({why})");
-            return;
+            return None;
         }
     };
     let data = disk.0.join("data");
     let app = spawn_app_with(|c| {
         c.data_dir = data.clone();
         c.lease = Duration::from_secs(60);
+        c.backoff = tuneserve::api::Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+        };
     })
     .await;
+    Some((disk, app))
+}
+
+/// The job's train metrics: each logged step exactly once, 1..=last.
+async fn assert_every_step_once(app: &crate::support::TestApp, id: &str) {
+    let (status, metrics) = app.get(&format!("/jobs/{id}/metrics")).await;
+    assert_eq!(status, 200, "{metrics}");
+    let rows = metrics["train"].as_array().cloned().unwrap_or_default();
+    let steps: Vec<i64> = rows.iter().filter_map(|r| r["step"].as_i64()).collect();
+    let expected: Vec<i64> = (1..=steps.len() as i64).collect();
+    let mut sorted = steps.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "every step once: {steps:?}");
+}
+
+/// The messages of the job's error events.
+async fn error_messages(app: &crate::support::TestApp, id: &str) -> Vec<String> {
+    let (_, events) = app.get(&format!("/jobs/{id}/events?limit=1000")).await;
+    let rows = events["data"].as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .filter(|e| e["level"] == "error" || e["kind"] == "export_retry")
+        .filter_map(|e| e["message"].as_str().map(str::to_lowercase))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_checkpoints_pauses_the_job_which_then_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((disk, app)) = app_on_small_disk(tmp.path()).await else {
+        return;
+    };
     let (_, health) = app.get("/health").await;
     assert_eq!(health["status"], "ok", "{health}");
     let dataset = app.upload_tiny_dataset().await;
-    let every_step = json!({"epochs": 1000, "batch_size": 4, "save_strategy": "steps",
+    let every_step = json!({"epochs": 20, "batch_size": 4, "save_strategy": "steps",
                             "save_steps": 1, "save_total_limit": 1, "max_attempts": 1,
-                            "eval_strategy": "no"});
+                            "logging_steps": 1, "eval_strategy": "no"});
     let id = app.submit(&dataset, every_step).await;
     app.wait_job(&id, 60, |j| j["progress"]["step"].as_i64() > Some(2))
         .await;
 
-    let filler = disk.fill();
+    let filler = disk.fill("filler");
     let (status, health) = app.get("/health").await;
     assert_eq!(
         (status, &health["status"]),
@@ -81,28 +118,91 @@ async fn a_full_disk_degrades_health_fails_the_job_with_its_cause_and_heals() {
         "{health}"
     );
     assert!(health["storage"]["problem"].is_string(), "{health}");
-    tokio::time::sleep(Duration::from_secs(3)).await; // the job meets the full disk
-    std::fs::remove_file(filler).unwrap();
-
-    let job = app.wait_job(&id, 60, crate::support::is_terminal).await;
-    assert_eq!(job["status"], "failed", "{job:#}");
-    let error = job["error"].as_str().unwrap_or_default().to_lowercase();
-    assert!(
-        error.contains("no space left") || error.contains("disk is full"),
-        "the real cause: {error}"
+    // Filled again: the checkpoint the job finished as the disk filled up
+    // freed its predecessor's space.
+    let topped_up = disk.fill("filler-2");
+    let (status, body) = app
+        .post_raw(
+            "/datasets?format=jsonl",
+            "application/x-ndjson",
+            crate::support::tiny_dataset(),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (507, &json!("insufficient_storage")),
+        "{body}"
     );
-    assert!(!error.contains("lease"), "not an expired lease: {error}");
+    tokio::time::sleep(Duration::from_secs(3)).await; // the job meets the full disk
+    let (_, waiting) = app.get(&format!("/jobs/{id}")).await;
+    assert_ne!(
+        waiting["status"], "failed",
+        "a full disk is a cause that passes: {waiting:#}"
+    );
+    std::fs::remove_file(filler).unwrap();
+    std::fs::remove_file(topped_up).unwrap();
 
-    for _ in 0..20 {
-        app.upload_tiny_dataset().await;
-    }
-    for _ in 0..6 {
-        let id = app
-            .submit(&dataset, crate::support::quick_hyperparameters())
-            .await;
-        app.post(&format!("/jobs/{id}/cancel"), &json!({})).await;
-    }
+    let job = app.wait_job(&id, 240, crate::support::is_terminal).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let errors = error_messages(&app, &id).await;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("no space left") && e.contains("free)")),
+        "the history names the full disk: {errors:#?}"
+    );
+    assert!(errors.iter().all(|e| !e.contains("corrupt")), "{errors:#?}");
+    assert_every_step_once(&app, &id).await;
     let (_, health) = app.get("/health").await;
     assert_eq!(health["status"], "ok", "healed without a restart: {health}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_export_retries_the_export_without_retraining() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((disk, app)) = app_on_small_disk(tmp.path()).await else {
+        return;
+    };
+    let dataset = app.upload_tiny_dataset().await;
+    // No checkpoints: the first file the job writes after the fill is its model.
+    let no_saves = json!({"epochs": 8, "batch_size": 4, "save_strategy": "no",
+                          "logging_steps": 1, "eval_strategy": "no", "max_attempts": 1});
+    let id = app.submit(&dataset, no_saves).await;
+    app.wait_job(&id, 60, |j| j["progress"]["step"].as_i64() > Some(1))
+        .await;
+    let filler = disk.fill("filler");
+    // Held full until the export has met it: the model's temporary folder
+    // appears (the store cannot say: it writes to the same full disk).
+    let models = disk.0.join("data/models");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let exporting = || {
+        std::fs::read_dir(&models)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            })
+            .unwrap_or(false)
+    };
+    while !exporting() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the export never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // a retry or two
+    let (_, job) = app.get(&format!("/jobs/{id}")).await;
+    assert_eq!(job["status"], "running", "{job:#}");
+    std::fs::remove_file(filler).unwrap();
+    let job = app.wait_job(&id, 120, crate::support::is_terminal).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    assert_eq!(job["attempt"], 1, "not trained again: {job:#}");
+    let errors = error_messages(&app, &id).await;
+    assert!(
+        errors.iter().any(|e| e.contains("no space left")),
+        "{errors:#?}"
+    );
+    assert_every_step_once(&app, &id).await;
     app.stop().await;
 }

@@ -234,6 +234,17 @@ async fn a_job_that_cannot_train_fails_at_once_with_its_reason() {
     );
     let (_, failed) = app.get("/jobs?status=failed").await;
     assert_eq!(failed["data"][0]["id"], id.as_str());
+
+    // Repaired, the failed job is queued again by `retry` and succeeds.
+    let weights = models.join("base-model").join("model.safetensors");
+    std::fs::copy(weights, broken.join("model.safetensors")).unwrap();
+    let (status, retried) = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["status"], "queued", "{retried}");
+    let job = app.wait_job(&id, 120, crate::support::is_terminal).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let again = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
+    crate::support::assert_error(&again, 409, "conflict", "failed");
     app.stop().await;
 }
 

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tuneserve::store::{Fence, JobStatus, NewDataset, NewJob, NewModel, Progress, Split, Store};
+use tuneserve::store::{
+    Fence, JobStatus, Lease, NewDataset, NewJob, NewModel, Progress, Split, Store,
+};
 
 use crate::test_db::{on_both_backends, Backend, TestDb};
 
@@ -93,7 +95,7 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
     };
 
     // Every write of A is fenced off.
-    assert_eq!(store.heartbeat(&stale, 60_000).await.unwrap(), None);
+    assert_eq!(store.heartbeat(&stale, 60_000).await.unwrap(), Lease::Lost);
     let p = Progress {
         step: 99,
         ..Progress::default()
@@ -119,6 +121,7 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
         .finish_succeeded(&stale, model.clone(), true)
         .await
         .unwrap()
+        .model()
         .is_none());
     let job = store.get_job("job-1").await.unwrap();
     assert_eq!(
@@ -131,7 +134,12 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
     assert_eq!(store.list_metrics("job-1").await.unwrap().len(), 1);
 
     // B's writes go through; a replayed step overwrites rather than duplicates.
-    assert_eq!(store.heartbeat(&fresh, 60_000).await.unwrap(), Some(false));
+    assert_eq!(
+        store.heartbeat(&fresh, 60_000).await.unwrap(),
+        Lease::Held {
+            cancel_requested: false
+        }
+    );
     assert!(store
         .record_metric(&fresh, Split::Train, 1, 0.1, Some(0.5), &json!({}))
         .await
@@ -147,6 +155,7 @@ async fn a_stale_worker_changes_nothing(backend: Backend) {
         .finish_succeeded(&fresh, model, true)
         .await
         .unwrap()
+        .model()
         .is_some());
     let job = store.get_job("job-1").await.unwrap();
     assert_eq!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tokio::sync::Barrier;
-use tuneserve::store::{Fence, JobStatus, NewModel, Progress, Split, Store};
+use tuneserve::store::{Fence, JobStatus, Lease, NewModel, Progress, Split, Store};
 
 use crate::service_queue::{queue_job, store_with_dataset};
 use crate::test_db::{on_both_backends, Backend, TestDb};
@@ -73,7 +73,7 @@ async fn two_nodes_race_for_one_job_a_hundred_times(backend: Backend) {
         let done = loser
             .finish_succeeded(&fence(owners[1], 2), model, true)
             .await;
-        assert!(done.unwrap().is_some(), "race {i}");
+        assert!(done.unwrap().model().is_some(), "race {i}");
         let job = a.get_job(&id).await.unwrap();
         assert_eq!((job.status, job.attempt), (JobStatus::Succeeded, 2));
         assert_eq!(job.model_id, Some(format!("model-{i}")));
@@ -100,7 +100,7 @@ async fn assert_stale(store: &Store, fence: &Fence) {
         step: 7,
         ..Progress::default()
     };
-    assert_eq!(store.heartbeat(fence, 60_000).await.unwrap(), None);
+    assert_eq!(store.heartbeat(fence, 60_000).await.unwrap(), Lease::Lost);
     assert!(!store.update_progress(fence, &p).await.unwrap());
     let data = json!({});
     let metric = store.record_metric(fence, Split::Train, 1, 0.1, Some(1.0), &data);
@@ -116,6 +116,7 @@ async fn assert_stale(store: &Store, fence: &Fence) {
         .finish_succeeded(fence, stale, true)
         .await
         .unwrap()
+        .model()
         .is_none());
 }
 
@@ -145,7 +146,7 @@ async fn nodes_starting_together_migrate_a_postgres_database_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![(1, true), (2, true), (3, true)]);
+    assert_eq!(applied, vec![(1, true), (2, true), (3, true), (4, true)]);
     for store in stores {
         store.ping().await.unwrap();
         store.close().await;

@@ -52,6 +52,7 @@ async fn populated() -> (TestDb, Store) {
         .finish_succeeded(&fence, model, true)
         .await
         .unwrap()
+        .model()
         .unwrap();
     store.request_cancel("job-b").await.unwrap();
     (db, store)

@@ -104,9 +104,7 @@ pub async fn upload(
     let received = upload::receive(&state, &headers, body).await?;
     // Parsing is CPU work: off the runtime's workers.
     let name = params.name.clone();
-    let (parsed, format) = tokio::task::spawn_blocking(move || received.parse(&params))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (parsed, format) = tokio::task::spawn_blocking(move || received.parse(&params)).await??;
     let row = store(&state, parsed, format, name).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
@@ -139,15 +137,11 @@ async fn store(
     let jsonl = parsed.to_jsonl();
     tokio::task::spawn_blocking(move || {
         crate::atomic::write_file(&file, |f| {
-            std::io::Write::write_all(f, &jsonl).map_err(|source| crate::atomic::IoError {
-                path: file.clone(),
-                source,
-            })
+            std::io::Write::write_all(f, &jsonl)
+                .map_err(|source| crate::atomic::IoError::new(&file, source))
         })
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    .await??;
     let row = state
         .store
         .insert_dataset(NewDataset {

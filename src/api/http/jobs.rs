@@ -90,7 +90,17 @@ pub struct Job {
     /// first start. A shutdown's hand-back does not count.
     pub attempt: i64,
     /// Attempts allowed before the job fails (`hyperparameters.max_attempts`).
+    /// Failures whose cause may pass (a full disk, the database or the Hub
+    /// out of reach) are retried without using one up.
     pub max_attempts: i64,
+    /// Times the job was queued again after a failure that may pass; each
+    /// retry waits twice as long as the one before (`--retry-initial-secs`
+    /// up to `--retry-max-secs`).
+    pub retries: i64,
+    /// When a queued job waiting out a retry's backoff may start again (RFC
+    /// 3339); null when it may start now or is not queued. `error` says why
+    /// the last attempt failed.
+    pub retry_at: Option<String>,
     /// A cancel was asked for; a running job stops within one heartbeat.
     pub cancel_requested: bool,
     /// The node running it (`--node-id`), while it runs; any node answers
@@ -138,6 +148,11 @@ impl From<JobRow> for Job {
             suffix: row.suffix,
             attempt: row.attempt,
             max_attempts: row.max_attempts,
+            retries: row.retries,
+            retry_at: (row.status == JobStatus::Queued)
+                .then_some(row.retry_at)
+                .flatten()
+                .map(timestamp),
             cancel_requested: row.cancel_requested,
             node: (row.status == JobStatus::Running)
                 .then_some(row.lease_owner.as_deref())
@@ -424,5 +439,31 @@ pub async fn cancel(
     };
     let event = NewEvent::info("cancel_requested", message, None);
     state.queue.log().write(&id, None, event).await?;
+    Ok(Json(row.into()))
+}
+
+/// Queues a failed job again with fresh attempts (`max_attempts` more); it
+/// resumes from its newest checkpoint that loads, so the steps it finished
+/// are not trained again.
+#[utoipa::path(post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Queued again", body = Job),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not failed (only failed jobs can be retried)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let row = state.store.retry_failed(&id).await?;
+    let event = NewEvent::info(
+        "retried",
+        "queued again by a client; resumes from its newest checkpoint",
+        None,
+    );
+    state.queue.log().write(&id, None, event).await?;
+    state.queue.notify();
     Ok(Json(row.into()))
 }

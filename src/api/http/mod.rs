@@ -19,6 +19,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
 use tower::ServiceBuilder;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -29,7 +30,9 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::middleware::{json_errors, limit_uri, method_not_allowed, require_api_key, ApiKey};
+use super::middleware::{
+    accept_encodings, json_errors, limit_uri, method_not_allowed, require_api_key, ApiKey,
+};
 use super::AppState;
 use crate::train::Hyperparameters;
 pub use openapi_yaml::openapi_yaml;
@@ -118,6 +121,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(events::events))
         .routes(routes!(job_records::checkpoints))
         .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
         .routes(routes!(models::list))
         .routes(routes!(models::get, models::delete))
         .routes(routes!(models::promote))
@@ -148,7 +152,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application router. Its layers wrap every route and the
 /// fallback (outermost first): request id, the request's tracing span,
 /// request-id propagation, metrics and the request's log line, JSON error
-/// bodies, the URI limit, the request timeout, the body limit.
+/// bodies, the URI limit, the encodings taken and gzip's decompression, the
+/// request timeout, the body limit (of decompressed bytes).
 pub fn router(state: AppState) -> Router {
     let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
@@ -174,6 +179,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(super::telemetry::track))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(limit_uri))
+        .layer(axum::middleware::from_fn(accept_encodings))
+        .layer(RequestDecompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,

@@ -200,7 +200,7 @@ pub(crate) fn unloadable(id: &str, e: InferError) -> ApiError {
     match e {
         InferError::Load(
             ModelError::MissingFile { .. }
-            | ModelError::Io { .. }
+            | ModelError::Io(_)
             | ModelError::Safetensors { .. }
             | ModelError::MissingTensor { .. }
             | ModelError::WrongShape { .. }

@@ -39,7 +39,7 @@ pub(super) async fn receive(
     let file = tempfile::Builder::new()
         .prefix(".upload.tmp-")
         .tempfile_in(&dir)
-        .map_err(|e| ApiError::Internal(format!("creating an upload file: {e}")))?;
+        .map_err(|e| ApiError::io("creating an upload file", &e, &dir))?;
     let limit = state.config.max_dataset_bytes;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     if !content_type.starts_with("multipart/form-data") {
@@ -50,25 +50,44 @@ pub(super) async fn receive(
             file_name: None,
         });
     }
+    let (content_type, file_name) = receive_form(stream, &content_type, &file, limit).await?;
+    Ok(Received {
+        file,
+        content_type,
+        file_name,
+    })
+}
+
+/// Copies the one part named `file` of a multipart form into `file`, and
+/// returns its content type and file name. Parts of other names are read
+/// past; none or several named `file` are a 422 (taking one of several would
+/// store data the client may not have meant).
+async fn receive_form(
+    stream: impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send + 'static,
+    content_type: &str,
+    file: &tempfile::NamedTempFile,
+    limit: usize,
+) -> Result<(String, Option<String>), ApiError> {
     let bad = |e: multer::Error| ApiError::BadRequest(format!("malformed multipart body: {e}"));
-    let boundary = multer::parse_boundary(&content_type).map_err(bad)?;
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
     let mut form = multer::Multipart::new(stream, boundary);
+    let mut found = None;
     while let Some(field) = form.next_field().await.map_err(bad)? {
-        if field.name() == Some("file") || field.file_name().is_some() {
-            let file_name = field.file_name().map(str::to_string);
-            let part_type = field.content_type().map(|m| m.to_string());
-            copy(field.map_err(std::io::Error::other), &file, limit).await?;
-            return Ok(Received {
-                file,
-                content_type: part_type.unwrap_or_default(),
-                file_name,
-            });
+        if field.name() != Some("file") {
+            continue;
         }
+        if found.is_some() {
+            let message = "the multipart form has several `file` parts; send one";
+            return Err(ApiError::invalid("file", message));
+        }
+        let file_name = field.file_name().map(str::to_string);
+        let part_type = field.content_type().map(|m| m.to_string());
+        copy(field.map_err(std::io::Error::other), file, limit).await?;
+        found = Some((part_type.unwrap_or_default(), file_name));
     }
-    Err(ApiError::invalid(
-        "file",
-        "the multipart form has no `file` part",
-    ))
+    let message =
+        "the multipart form has no part named `file` (send the dataset as `-F file=@data.jsonl`)";
+    found.ok_or_else(|| ApiError::invalid("file", message))
 }
 
 /// Writes `stream` into `file`; 413 once it passes `limit` bytes.
@@ -77,7 +96,8 @@ async fn copy(
     file: &tempfile::NamedTempFile,
     limit: usize,
 ) -> Result<(), ApiError> {
-    let io = |e: std::io::Error| ApiError::Internal(format!("writing an upload: {e}"));
+    let dir = file.path().parent().unwrap_or(file.path()).to_path_buf();
+    let io = |e: std::io::Error| ApiError::io("writing an upload", &e, &dir);
     let mut out = tokio::fs::File::from_std(file.reopen().map_err(io)?);
     let mut written = 0usize;
     while let Some(chunk) = stream.next().await {
