@@ -165,3 +165,51 @@ async fn a_cancel_at_export_or_success_either_wins_or_is_refused_and_leaves_no_o
     assert_eq!(cancelled + refused, 40);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_model_the_hub_cannot_give_is_retried_with_growing_delays() {
+    let app = spawn_app_with(|c| {
+        c.backoff = tuneserve::api::Backoff {
+            initial: std::time::Duration::from_millis(200),
+            max: std::time::Duration::from_secs(5),
+        };
+    })
+    .await;
+    let dataset = app.upload_tiny_dataset().await;
+    let body = json!({"base_model": "nope", "train_dataset": dataset,
+                      "hyperparameters": crate::support::quick_hyperparameters()});
+    let (status, job) = app.post("/jobs", &body).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = app
+        .wait_job(&id, 60, |j| {
+            j["retries"].as_i64() >= Some(3) || crate::support::is_terminal(j)
+        })
+        .await;
+    if job["status"] == "failed" {
+        // A Hub that answers says there is no such repo: a permanent cause.
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(error.contains("not found"), "{job:#}");
+        app.stop().await;
+        return;
+    }
+    assert!(
+        job["attempt"].as_i64() <= Some(1),
+        "an unreachable Hub uses up no attempt: {job:#}"
+    );
+    let (_, events) = app.get(&format!("/jobs/{id}/events")).await;
+    let waits: Vec<u64> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["data"]["retry_in_ms"].as_u64())
+        .collect();
+    assert!(waits.len() >= 3, "{events:#}");
+    assert!(
+        waits.windows(2).all(|w| w[1] > w[0]),
+        "growing delays: {waits:?}"
+    );
+    let (status, _) = app.post(&format!("/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}

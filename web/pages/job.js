@@ -2,7 +2,7 @@
 // gradient norm per logged step) and evaluation curves (loss, accuracy,
 // macro-F1, baseline at step 0) that grow live from the job's event stream,
 // the confusion matrices of the latest and best evaluation, checkpoints, the
-// live log, hyperparameters, and cancel.
+// live log, hyperparameters, cancel, and retry (of a failed job).
 
 import { get, post, del, followEvents, openapi, supports } from '../api.js';
 import { lineChart } from '../charts.js';
@@ -98,7 +98,7 @@ export async function render(root, ctx) {
       p.epoch !== null && p.epoch !== undefined ? h('span', { class: 'muted' }, ` · epoch ${num(p.epoch, 3)}`) : null,
       p.tokens_per_second ? h('span', { class: 'muted' }, ` · ${num(Math.round(p.tokens_per_second))} tokens/s`) : null,
     );
-    const fk = JSON.stringify([job.status, job.model, job.attempt, job.started_at, job.finished_at, job.error]);
+    const fk = JSON.stringify([job.status, job.model, job.attempt, job.started_at, job.finished_at, job.error, job.retry_at, job.retries]);
     if (fk !== factsKey) {
       factsKey = fk;
       fill(
@@ -109,6 +109,8 @@ export async function render(root, ctx) {
           ['Evaluation data', job.eval_dataset ? datasetLink(job.eval_dataset, names) : 'none'],
           ['Model', job.model ? link(`/ui/models/${enc(job.model)}`, job.model) : null],
           ['Attempt', `${job.attempt} of ${job.max_attempts}`],
+          ['Retries', job.retries ? `${job.retries} after causes that may pass` : null],
+          ['Next try', job.retry_at ? new Date(job.retry_at).toLocaleTimeString() : null],
           ['Created', ago(job.created_at)],
           ['Started', job.started_at ? ago(job.started_at) : null],
           ['Finished', job.finished_at ? ago(job.finished_at) : null],
@@ -140,6 +142,21 @@ export async function render(root, ctx) {
         }
       });
       actions.append(cancel);
+    }
+    if (job.status === 'failed') {
+      const retry = h('button', { type: 'button', id: 'retry-job' }, 'Retry job');
+      retry.title = 'Queue it again with fresh attempts; it continues from its newest checkpoint';
+      retry.addEventListener('click', async () => {
+        retry.disabled = true;
+        try {
+          job = await post(`/jobs/${enc(id)}/retry`, undefined, { signal });
+          drawJob();
+        } catch (e) {
+          fill(message, errorBox(e));
+          retry.disabled = false;
+        }
+      });
+      actions.append(retry);
     }
     append(
       actions,
