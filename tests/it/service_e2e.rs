@@ -240,7 +240,8 @@ async fn a_job_that_cannot_train_fails_at_once_with_its_reason() {
     std::fs::copy(weights, broken.join("model.safetensors")).unwrap();
     let (status, retried) = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
     assert_eq!(status, 200, "{retried}");
-    assert_eq!(retried["status"], "queued", "{retried}");
+    let picked = ["queued", "running"].map(serde_json::Value::from);
+    assert!(picked.contains(&retried["status"]), "{retried}"); // a worker may take it at once
     let job = app.wait_job(&id, 120, crate::support::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     let again = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;

@@ -84,7 +84,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
             PROBE_TIMEOUT.as_secs_f64()
         )),
     };
-    let free_bytes = free_space(state.data_dir.root());
+    let free_bytes = crate::fault::free_bytes(state.data_dir.root());
     let problem = match (&write, free_bytes) {
         (Err(e), _) => Some(e.clone()),
         (Ok(()), Some(free)) if free < LOW_SPACE => Some(format!(
@@ -126,22 +126,6 @@ async fn device_health(state: &AppState) -> Result<Vec<DeviceHealth>, ApiError> 
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("reading device memory: {e}")))
-}
-
-/// Bytes available to this process on the file system holding `dir`.
-fn free_space(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid C string and `stat` is written by the call
-    // before it is read (only on success).
-    let stat = unsafe {
-        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
-            return None;
-        }
-        stat.assume_init()
-    };
-    Some(stat.f_bavail * stat.f_frsize)
 }
 
 /// Prometheus text: requests, latencies, open connections, inference batch
