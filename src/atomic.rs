@@ -35,6 +35,12 @@ impl IoError {
             source,
         }
     }
+
+    /// ` (3.1 MB free)` when the disk was full, measured as it failed;
+    /// empty otherwise.
+    pub(crate) fn note(&self) -> &str {
+        &self.note
+    }
 }
 
 /// Attaches `path` to an I/O result.

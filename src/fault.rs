@@ -7,8 +7,10 @@
 
 use std::path::Path;
 
-/// What retrying a failed attempt can achieve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What retrying a failed attempt can achieve (named in lower case in the
+/// job's events: `permanent`, `transient`, `unknown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Cause {
     /// Retrying cannot help: the data, the settings or the base model are at
     /// fault. The job fails at once.

@@ -203,25 +203,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl ApiError {
-    /// A file operation that failed while serving a request: 507 when the
-    /// disk is full (saying how much is left), otherwise 500.
-    pub fn io(doing: &str, e: &std::io::Error, dir: &std::path::Path) -> Self {
-        match crate::fault::is_disk_full(e) {
-            true => Self::InsufficientStorage(format!(
-                "no space left on the data folder's disk while {doing}{}; free space and try again",
-                crate::fault::disk_full_note(dir, e)
-            )),
-            false => Self::Internal(format!("{doing}: {e}")),
-        }
-    }
-}
-
+/// A file operation that failed while serving a request: 507 when the disk
+/// is full, saying how much was left (not where: the data folder's location
+/// is the server's), otherwise 500 (logged with the path).
 impl From<crate::atomic::IoError> for ApiError {
     fn from(e: crate::atomic::IoError) -> Self {
         match crate::fault::is_disk_full(&e.source) {
             true => Self::InsufficientStorage(format!(
-                "no space left on the data folder's disk: {e}; free space and try again"
+                "no space left on the data folder's disk{}; free space and try again",
+                e.note()
             )),
             false => Self::Internal(e.to_string()),
         }

@@ -40,6 +40,8 @@ impl<'a> Recorder<'a> {
 
     /// Writes the metrics the store refused so far, trying again every
     /// heartbeat while the attempt keeps its lease; gives up on a shutdown.
+    /// (Not through `settle::persist`: its write closure cannot lend
+    /// `&mut self` to the future it returns.)
     pub(super) async fn flush(&mut self) {
         while !self.pending.is_empty() && self.write_pending().await.is_err() {
             tokio::select! {

@@ -101,12 +101,12 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
                     false => "a cause that may pass: not counted against max_attempts",
                 }
             ),
-            json!({"next_status": status.as_str(), "cause": cause_name(cause),
+            json!({"next_status": status.as_str(), "cause": cause,
                    "retry_in_ms": delay.as_millis() as u64, "counted": counted}),
         ),
         None => (
             format!("attempt {} failed: {message}", job.attempt),
-            json!({"next_status": status.as_str(), "cause": cause_name(cause)}),
+            json!({"next_status": status.as_str(), "cause": cause}),
         ),
     };
     let event = NewEvent {
@@ -131,15 +131,6 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
         }
     };
     finished(ended, status);
-}
-
-/// The cause as events name it.
-fn cause_name(cause: Cause) -> &'static str {
-    match cause {
-        Cause::Permanent => "permanent",
-        Cause::Transient => "transient",
-        Cause::Unknown => "unknown",
-    }
 }
 
 /// A succeeded attempt: register the model (promoted or not), serve it if

@@ -36,6 +36,19 @@ macro_rules! fenced {
 }
 pub(super) use fenced;
 
+/// The database's clock in Unix milliseconds, per backend (macros, so the
+/// statements built with `concat!` and `NOW_MS` share one text).
+macro_rules! sqlite_now_ms {
+    () => {
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    };
+}
+macro_rules! postgres_now_ms {
+    () => {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    };
+}
+
 /// The statements and fragments that differ between the backends.
 pub(super) trait Dialect: sqlx::Database {
     /// Opens a write transaction.
@@ -70,12 +83,14 @@ pub(super) trait Dialect: sqlx::Database {
 impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
-    const NEXT_QUEUED: &'static str = "SELECT seq FROM jobs WHERE status = 'queued'
-             AND (retry_at IS NULL OR retry_at <= CAST(unixepoch('subsec') * 1000 AS INTEGER))
-         ORDER BY seq LIMIT 1";
+    const NEXT_QUEUED: &'static str = concat!(
+        "SELECT seq FROM jobs WHERE status = 'queued' AND (retry_at IS NULL OR retry_at <= ",
+        sqlite_now_ms!(),
+        ") ORDER BY seq LIMIT 1"
+    );
     const FENCE_HELD: &'static str = concat!("SELECT 1 FROM jobs WHERE ", fenced!());
     const LOCK_JOB: &'static str = "SELECT status FROM jobs WHERE id = $1";
-    const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+    const NOW_MS: &'static str = sqlite_now_ms!();
     const LOCK_PROMOTIONS: Option<&'static str> = None;
     const GREATEST: &'static str = "MAX";
     const NOTIFY: Option<&'static str> = None;
@@ -88,14 +103,15 @@ impl Dialect for Sqlite {
 impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-    const NEXT_QUEUED: &'static str = "SELECT seq FROM jobs WHERE status = 'queued'
-             AND (retry_at IS NULL
-                  OR retry_at <= CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT))
-         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED";
+    const NEXT_QUEUED: &'static str = concat!(
+        "SELECT seq FROM jobs WHERE status = 'queued' AND (retry_at IS NULL OR retry_at <= ",
+        postgres_now_ms!(),
+        ") ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+    );
     const FENCE_HELD: &'static str =
         concat!("SELECT 1 FROM jobs WHERE ", fenced!(), " FOR NO KEY UPDATE");
     const LOCK_JOB: &'static str = "SELECT status FROM jobs WHERE id = $1 FOR NO KEY UPDATE";
-    const NOW_MS: &'static str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+    const NOW_MS: &'static str = postgres_now_ms!();
     // A transaction-scoped advisory lock; the key is arbitrary but fixed.
     const LOCK_PROMOTIONS: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7242001)");
     const GREATEST: &'static str = "GREATEST";

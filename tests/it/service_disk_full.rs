@@ -133,6 +133,10 @@ async fn a_full_disk_during_checkpoints_pauses_the_job_which_then_succeeds() {
         (507, &json!("insufficient_storage")),
         "{body}"
     );
+    let said = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("free)"), "how much was left: {said}");
+    let root = disk.0.display().to_string();
+    assert!(!said.contains(&root), "no server path: {said}");
     tokio::time::sleep(Duration::from_secs(3)).await; // the job meets the full disk
     let (_, waiting) = app.get(&format!("/jobs/{id}")).await;
     assert_ne!(

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::datasets::{dataset_error, UploadParams};
 use crate::api::{ApiError, AppState};
+use crate::atomic::IoError;
 use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
 
 /// An upload on disk, not yet parsed: its temporary file (removed when
@@ -39,7 +40,7 @@ pub(super) async fn receive(
     let file = tempfile::Builder::new()
         .prefix(".upload.tmp-")
         .tempfile_in(&dir)
-        .map_err(|e| ApiError::io("creating an upload file", &e, &dir))?;
+        .map_err(|e| IoError::new(&dir, e))?;
     let limit = state.config.max_dataset_bytes;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     if !content_type.starts_with("multipart/form-data") {
@@ -96,8 +97,7 @@ async fn copy(
     file: &tempfile::NamedTempFile,
     limit: usize,
 ) -> Result<(), ApiError> {
-    let dir = file.path().parent().unwrap_or(file.path()).to_path_buf();
-    let io = |e: std::io::Error| ApiError::io("writing an upload", &e, &dir);
+    let io = |e: std::io::Error| ApiError::from(IoError::new(file.path(), e));
     let mut out = tokio::fs::File::from_std(file.reopen().map_err(io)?);
     let mut written = 0usize;
     while let Some(chunk) = stream.next().await {
