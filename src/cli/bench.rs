@@ -306,6 +306,7 @@ fn models(args: &BenchArgs) -> anyhow::Result<Vec<(String, LoadedModel)>> {
                 tokenizer: tokenizer.clone(),
                 layout: crate::model::WeightLayout::Classifier,
                 new_head: true,
+                adapter: None,
             };
             Ok((format!("{preset:?}").to_lowercase(), loaded))
         })

@@ -23,13 +23,20 @@ pub struct ModelCard {
     pub metrics: Option<Value>,
     /// Optimizer steps taken.
     pub steps: usize,
+    /// Whether the folder is a LoRA adapter on `base_model` (PEFT's layout)
+    /// rather than a whole classifier.
+    pub adapter: bool,
 }
 
 impl ModelCard {
     /// The card as Markdown with YAML front matter.
     pub fn render(&self) -> String {
         let mut out = String::from("---\n");
-        out.push_str("library_name: transformers\npipeline_tag: text-classification\n");
+        let library = if self.adapter { "peft" } else { "transformers" };
+        let _ = writeln!(
+            out,
+            "library_name: {library}\npipeline_tag: text-classification"
+        );
         let _ = writeln!(out, "base_model: {}", yaml_str(&self.base_model));
         if !self.datasets.is_empty() {
             out.push_str("datasets:\n");
@@ -48,13 +55,24 @@ impl ModelCard {
 
     fn body(&self, out: &mut String) {
         let version = env!("CARGO_PKG_VERSION");
+        let loads = if self.adapter {
+            format!(
+                "It is a LoRA adapter: it loads with `PeftModel.from_pretrained(\
+                 GPT2ForSequenceClassification.from_pretrained(\"{}\", num_labels={}), \
+                 <this folder>)`",
+                self.base_model,
+                self.labels.len()
+            )
+        } else {
+            "It loads with `GPT2ForSequenceClassification.from_pretrained(<this folder>)` and \
+             `pipeline(\"text-classification\", model=<this folder>)`"
+                .to_string()
+        };
         let _ = writeln!(
             out,
             "# GPT-2 sequence classifier\n\nFine-tuned from `{}` by tuneserve {version} for \
-             {} classes ({}) in {} optimizer steps. It loads with \
-             `GPT2ForSequenceClassification.from_pretrained(<this folder>)` and \
-             `pipeline(\"text-classification\", model=<this folder>)`; the tokenizer pads with \
-             its end-of-text token.\n",
+             {} classes ({}) in {} optimizer steps. {loads}; the tokenizer pads with its \
+             end-of-text token.\n",
             self.base_model,
             self.labels.len(),
             self.labels.join(", "),
@@ -102,6 +120,7 @@ mod tests {
             hyperparameters: serde_json::json!({"epochs": 3, "learning_rate": 5e-5}),
             metrics: Some(serde_json::json!({"accuracy": 0.75, "macro_f1": 0.7, "loss": 0.5})),
             steps: 12,
+            adapter: false,
         };
         let text = card.render();
         assert!(

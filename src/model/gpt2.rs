@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::adapted::{covers, Adapted, LoraNet, RowGroup};
 use super::config::{Activation, Gpt2Config};
 use super::input::BatchInput;
+use super::layers::{dropout, Conv1D, LayerNorm, Mode};
 use super::ops::{self, GradSink};
 use super::precision::{to_f32, Precision};
 
@@ -63,88 +64,27 @@ pub fn parameter_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-/// Whether a forward pass trains (dropout on, drawn from a seeded generator) or
-/// evaluates (dropout off).
-pub enum Mode<'a> {
-    /// Inference: deterministic, no dropout.
-    Eval,
-    /// Training: dropout masks drawn from this generator.
-    Train(&'a mut ChaCha8Rng),
+/// What one forward pass runs with, handed down the blocks.
+struct Pass<'p, 'r> {
+    precision: Precision,
+    mode: &'p mut Mode<'r>,
+    adapted: Adapted<'p>,
+    /// The block being run.
+    layer: usize,
 }
 
-/// LayerNorm that trains (candle-nn's fused one has no backward).
-#[derive(Debug, Clone)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn new(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get(size, "weight")?,
-            bias: vb.get(size, "bias")?,
-            eps,
-        })
+impl Pass<'_, '_> {
+    /// `conv` (the block's module `module`, an index into `lora::MODULES`)
+    /// applied to `x`, plus the adapters' updates of that module.
+    fn conv(&mut self, conv: &Conv1D, module: usize, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = conv.forward(x, self.precision)?;
+        let n_out = y.dim(1)?;
+        let how = (self.precision, &mut *self.mode);
+        match self.adapted.delta((self.layer, module), x, n_out, how)? {
+            Some(delta) => y + delta,
+            None => Ok(y),
+        }
     }
-}
-
-impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-}
-
-/// Hugging Face's Conv1D: `y = x @ W + b` with `W` stored `[in, out]`.
-#[derive(Debug, Clone)]
-struct Conv1D {
-    weight: Tensor,
-    bias: Tensor,
-    /// Takes the weight gradients, when the model trains with one.
-    sink: Option<Arc<GradSink>>,
-}
-
-impl Conv1D {
-    fn new(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get((n_in, n_out), "weight")?,
-            bias: vb.get(n_out, "bias")?,
-            sink: None,
-        })
-    }
-}
-
-impl Conv1D {
-    /// `x` is `[rows, in]`; the product runs in `precision`'s dtype, and so
-    /// does the result.
-    fn forward(&self, x: &Tensor, precision: Precision) -> candle_core::Result<Tensor> {
-        let cast = |t: &Tensor| precision.cast(t);
-        let (w, b) = (cast(&self.weight)?, cast(&self.bias)?);
-        // A cast copy is not the variable: its gradient must reach the variable
-        // through candle's autograd.
-        let sink = self.sink.as_ref().filter(|_| w.id() == self.weight.id());
-        ops::linear(&cast(x)?, &w, &b, sink)
-    }
-}
-
-/// Inverted dropout with the mask drawn on the host from the step's seeded
-/// generator, on every device: a run's masks are the same on a CPU and a GPU
-/// (so are its losses, up to rounding), and no device random-number library is
-/// needed. On a GPU the mask is an upload, never a copy back.
-fn dropout(x: &Tensor, p: f32, mode: &mut Mode) -> candle_core::Result<Tensor> {
-    let Mode::Train(rng) = mode else {
-        return Ok(x.clone());
-    };
-    if p == 0.0 {
-        return Ok(x.clone());
-    }
-    let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
-        .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    x.mul(&mask)
 }
 
 #[derive(Debug, Clone)]
@@ -165,22 +105,21 @@ impl Attention {
         (b, t): (usize, usize),
         mask: &Tensor,
         pdrop: (f32, f32),
-        (precision, mode): (Precision, &mut Mode),
+        pass: &mut Pass,
     ) -> candle_core::Result<Tensor> {
         let e = x.dim(1)?;
         let d = e / self.n_head;
-        let qkv = self
-            .c_attn
-            .forward(x, precision)?
+        let qkv = pass
+            .conv(&self.c_attn, 0, x)?
             .reshape((b, t, 3, self.n_head, d))?;
         let head = |i: usize| qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2);
         let q = (head(0)?.contiguous()? * self.scale)?;
         let k_t = head(1)?.transpose(2, 3)?.contiguous()?;
         let v = head(2)?.contiguous()?;
         let probs = ops::masked_softmax(&to_f32(&q.matmul(&k_t)?)?, mask)?;
-        let probs = precision.cast(&dropout(&probs, pdrop.0, mode)?)?;
+        let probs = pass.precision.cast(&dropout(&probs, pdrop.0, pass.mode)?)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * t, e))?;
-        dropout(&self.c_proj.forward(&y, precision)?, pdrop.1, mode)
+        dropout(&pass.conv(&self.c_proj, 1, &y)?, pdrop.1, pass.mode)
     }
 }
 
@@ -226,19 +165,19 @@ impl Block {
         bt: (usize, usize),
         mask: &Tensor,
         cfg: &Gpt2Config,
-        (precision, mode): (Precision, &mut Mode),
+        pass: &mut Pass,
     ) -> candle_core::Result<Tensor> {
         let a = self.ln_1.forward(x)?;
         let pdrop = (cfg.attn_pdrop, cfg.resid_pdrop);
-        let attn = self.attn.forward(&a, bt, mask, pdrop, (precision, mode))?;
+        let attn = self.attn.forward(&a, bt, mask, pdrop, pass)?;
         let x = (x + to_f32(&attn)?)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?, precision)?;
+        let h = pass.conv(&self.c_fc, 2, &self.ln_2.forward(&x)?)?;
         let h = match self.activation {
             Activation::GeluTanh => ops::gelu_tanh(&h)?,
             Activation::GeluErf => h.gelu_erf()?,
             Activation::Relu => h.relu()?,
         };
-        let h = dropout(&self.c_proj.forward(&h, precision)?, cfg.resid_pdrop, mode)?;
+        let h = dropout(&pass.conv(&self.c_proj, 3, &h)?, cfg.resid_pdrop, pass.mode)?;
         x + to_f32(&h)?
     }
 }
@@ -256,6 +195,8 @@ pub struct Gpt2ForSequenceClassification {
     precision: Precision,
     /// Where the Conv1D layers' weight gradients go, if not to candle's autograd.
     sink: Option<Arc<GradSink>>,
+    /// The LoRA adapter every row goes through, if the model has one.
+    adapter: Option<Arc<LoraNet>>,
 }
 
 impl Gpt2ForSequenceClassification {
@@ -277,6 +218,7 @@ impl Gpt2ForSequenceClassification {
             config: cfg.clone(),
             precision: Precision::Fp32,
             sink: None,
+            adapter: None,
         })
     }
 
@@ -329,31 +271,86 @@ impl Gpt2ForSequenceClassification {
         self.wte.device()
     }
 
+    /// The model with `adapter` on every row: its low-rank updates on the
+    /// layers it adapts and its head instead of the base's.
+    pub fn with_adapter(mut self, adapter: LoraNet) -> Self {
+        self.adapter = Some(Arc::new(adapter));
+        self
+    }
+
+    /// The adapter of [`Self::with_adapter`], if any.
+    pub fn adapter(&self) -> Option<&LoraNet> {
+        self.adapter.as_deref()
+    }
+
+    /// The model without its adapter: the base every adapter of it shares.
+    pub fn base(&self) -> Self {
+        Self {
+            adapter: None,
+            ..self.clone()
+        }
+    }
+
     /// Classification logits `[batch, num_labels]` (f32) of one padded batch, pooled
     /// as the module docs say (the pooling rows come from the host, see
     /// [`BatchInput`]).
     pub fn forward(&self, input: &BatchInput, mode: &mut Mode) -> candle_core::Result<Tensor> {
         let tokens = self.wte.embedding(&input.ids.flatten_all()?)?;
-        self.forward_from_tokens(input, tokens, mode)
+        self.forward_own(input, tokens, mode)
     }
 
-    /// A training forward pass whose token embeddings `[batch·seq, n_embd]` are a
-    /// leaf variable of their own, cut from `wte.weight`.
+    /// The logits of each group of consecutive rows, each through its own
+    /// adapter (and head), in one forward pass with dropout off: the groups'
+    /// rows must add up to the batch. The model's own adapter, if any, is not
+    /// used: a group without one gets the base's head.
+    pub fn forward_groups(
+        &self,
+        input: &BatchInput,
+        groups: &[RowGroup],
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let tokens = self.wte.embedding(&input.ids.flatten_all()?)?;
+        self.forward_from_tokens(input, tokens, &mut Mode::Eval, groups)
+    }
+
+    /// A training forward pass. When the token embeddings train (full
+    /// fine-tuning), they are a leaf variable of their own `[batch·seq,
+    /// n_embd]`, cut from `wte.weight`, and returned.
     ///
     /// The leaf's gradient is all the embedding matrix needs: scattered onto its
     /// rows once per optimizer step (see [`embedding_gradient`]), it replaces the
     /// dense `vocab × n_embd` gradient candle's autograd would build, zero and
-    /// accumulate for every micro-batch — most of a short batch's step.
+    /// accumulate for every micro-batch — most of a short batch's step. A frozen
+    /// `wte` (an adapter trains) gets no leaf, and the backward pass stops at the
+    /// first adapted layer.
     pub fn forward_train(
         &self,
         input: &BatchInput,
         rng: &mut ChaCha8Rng,
-    ) -> candle_core::Result<(Tensor, Var)> {
+    ) -> candle_core::Result<(Tensor, Option<Var>)> {
         let ids = input.ids.flatten_all()?;
+        let mut mode = Mode::Train(rng);
+        if !self.wte.is_variable() {
+            let tokens = self.wte.embedding(&ids)?;
+            return Ok((self.forward_own(input, tokens, &mut mode)?, None));
+        }
         let tokens = Var::from_tensor(&self.wte.detach().embedding(&ids)?)?;
-        let logits =
-            self.forward_from_tokens(input, tokens.as_tensor().clone(), &mut Mode::Train(rng))?;
-        Ok((logits, tokens))
+        let logits = self.forward_own(input, tokens.as_tensor().clone(), &mut mode)?;
+        Ok((logits, Some(tokens)))
+    }
+
+    /// The forward pass with the model's own adapter (if any) on every row.
+    fn forward_own(
+        &self,
+        input: &BatchInput,
+        tokens: Tensor,
+        mode: &mut Mode,
+    ) -> candle_core::Result<Tensor> {
+        let group = [RowGroup {
+            rows: input.ids.dim(0)?,
+            adapter: self.adapter.as_deref(),
+        }];
+        let mut logits = self.forward_from_tokens(input, tokens, mode, &group)?;
+        Ok(logits.pop().expect("one group, one result"))
     }
 
     fn forward_from_tokens(
@@ -361,7 +358,8 @@ impl Gpt2ForSequenceClassification {
         input: &BatchInput,
         tokens: Tensor,
         mode: &mut Mode,
-    ) -> candle_core::Result<Tensor> {
+        groups: &[RowGroup],
+    ) -> candle_core::Result<Vec<Tensor>> {
         let (b, t) = input.ids.dims2()?;
         if t > self.config.n_positions {
             candle_core::bail!(
@@ -369,15 +367,33 @@ impl Gpt2ForSequenceClassification {
                 self.config.n_positions
             );
         }
+        if !covers(groups, b) {
+            candle_core::bail!("adapter groups do not cover the batch of {b} rows");
+        }
         let dev = self.device();
         let positions = Tensor::arange(0u32, t as u32, dev)?;
         let pos = self.wpe.embedding(&positions)?.repeat((b, 1))?;
         let mut x = dropout(&(tokens + pos)?, self.config.embd_pdrop, mode)?;
         let p = self.precision;
-        for block in &self.blocks {
-            x = block.forward(&x, (b, t), &input.mask, &self.config, (p, mode))?;
+        let adapted = Adapted { groups, seq: t };
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let mut pass = Pass {
+                precision: p,
+                mode: &mut *mode,
+                adapted,
+                layer,
+            };
+            x = block.forward(&x, (b, t), &input.mask, &self.config, &mut pass)?;
         }
-        let pooled = self.ln_f.forward(&x.index_select(&input.pool_rows, 0)?)?;
-        to_f32(&p.cast(&pooled)?.matmul(&p.cast(&self.score)?.t()?)?)
+        let pooled = p.cast(&self.ln_f.forward(&x.index_select(&input.pool_rows, 0)?)?)?;
+        let mut start = 0;
+        let mut logits = Vec::with_capacity(groups.len());
+        for g in groups {
+            let score = g.adapter.map_or(&self.score, |a| a.score());
+            let rows = pooled.narrow(0, start, g.rows)?;
+            logits.push(to_f32(&rows.matmul(&p.cast(score)?.t()?)?)?);
+            start += g.rows;
+        }
+        Ok(logits)
     }
 }

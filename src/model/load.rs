@@ -16,8 +16,8 @@ use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::{
-    init_score_head, parameter_shapes, Gpt2Config, Gpt2ForSequenceClassification, ModelError,
-    Weights,
+    adapter_parameter_shapes, init_score_head, parameter_shapes, Adapter, Gpt2Config,
+    Gpt2ForSequenceClassification, LoraNet, ModelError, Weights,
 };
 use crate::data::{TextTokenizer, TokenizerFiles};
 use crate::hub::{HubRepo, RepoKind};
@@ -213,13 +213,62 @@ pub struct LoadedModel {
     pub layout: WeightLayout,
     /// Whether the score head was newly made rather than loaded.
     pub new_head: bool,
+    /// The LoRA adapter on top of `weights`, for an adapter folder (then
+    /// `weights` is its base, with the adapter's head as `score.weight`).
+    pub adapter: Option<Adapter>,
 }
 
 impl LoadedModel {
-    /// Builds the network over these weights (for inference).
+    /// Builds the network over these weights (for inference), with the
+    /// adapter on every row when there is one.
     pub fn build(&self) -> Result<Gpt2ForSequenceClassification, ModelError> {
         let vb = VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.weights_device());
-        Ok(Gpt2ForSequenceClassification::new(&self.config, vb)?)
+        let net = Gpt2ForSequenceClassification::new(&self.config, vb)?;
+        match &self.adapter {
+            Some(a) => Ok(net.with_adapter(LoraNet::new(&self.config, &a.lora, &a.weights)?)),
+            None => Ok(net),
+        }
+    }
+
+    /// The network with the base frozen and `adapter`'s tensors as fresh
+    /// variables, listed in [`adapter_parameter_shapes`] order (the
+    /// optimizer's and the checkpoints'): only they get gradients.
+    pub fn build_adapter_trainable(
+        &self,
+        adapter: &Adapter,
+    ) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), ModelError> {
+        let vars = adapter_parameter_shapes(&self.config, &adapter.lora)
+            .into_iter()
+            .map(|(name, _)| {
+                let t = adapter
+                    .weights
+                    .get(&name)
+                    .ok_or_else(|| ModelError::Adapter {
+                        reason: format!("missing tensor `{name}`"),
+                    })?;
+                Ok((name, Var::from_tensor(t)?))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let tensors = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let vb = VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.weights_device());
+        let net = Gpt2ForSequenceClassification::new(&self.config, vb)?;
+        let lora = LoraNet::new(&self.config, &adapter.lora, &tensors)?;
+        Ok((net.with_adapter(lora), vars))
+    }
+
+    /// A plain classifier with the adapter (if any) merged into its weights.
+    pub fn merged(&self) -> Result<Self, ModelError> {
+        let Some(adapter) = &self.adapter else {
+            return Ok(self.clone());
+        };
+        Ok(Self {
+            weights: adapter.merge_into(&self.config, &self.weights)?,
+            adapter: None,
+            ..self.clone()
+        })
     }
 
     /// Builds the network over fresh variables holding these weights (for
@@ -268,7 +317,22 @@ impl LoadedModel {
             .into_iter()
             .map(|(name, t)| Ok((name, t.to_device(device)?)))
             .collect::<Result<_, candle_core::Error>>()?;
-        Ok(Self { weights, ..self })
+        let adapter = match self.adapter {
+            Some(a) => Some(Adapter {
+                weights: a
+                    .weights
+                    .into_iter()
+                    .map(|(name, t)| Ok((name, t.to_device(device)?)))
+                    .collect::<Result<_, candle_core::Error>>()?,
+                ..a
+            }),
+            None => None,
+        };
+        Ok(Self {
+            weights,
+            adapter,
+            ..self
+        })
     }
 
     fn weights_device(&self) -> Device {
@@ -280,7 +344,14 @@ impl LoadedModel {
 }
 
 /// Loads `source`: resolves its files, reads and checks config and weights.
+/// A folder holding a PEFT adapter loads as the adapter on its base (see
+/// `peft.rs`).
 pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
+    if let ModelSource::Dir(dir) = source {
+        if super::peft::is_adapter_dir(dir) {
+            return super::peft::load_adapter(dir, opts);
+        }
+    }
     let files = resolve(source)?;
     let mut config = Gpt2Config::from_file(&files.config)?;
     let mut reuse_head = true;
@@ -300,6 +371,7 @@ pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<LoadedModel, Mod
         tokenizer,
         layout,
         new_head,
+        adapter: None,
     })
 }
 

@@ -2,6 +2,7 @@
 //! loading (local folders and the Hugging Face Hub, in both of its layouts) and
 //! export in Hugging Face's classifier layout.
 
+mod adapted;
 mod card;
 mod config;
 mod device;
@@ -9,25 +10,31 @@ mod gpt2;
 mod head;
 mod init;
 mod input;
+mod layers;
 mod load;
+mod lora;
 pub(crate) mod ops;
+mod peft;
 mod precision;
 mod save;
 
 use std::path::{Path, PathBuf};
 
+pub use adapted::{LoraNet, RowGroup};
 pub use card::ModelCard;
 pub use config::{default_labels, Activation, Gpt2Config};
 pub use device::{parse_device, DeviceInfo};
-pub use gpt2::{parameter_shapes, Gpt2ForSequenceClassification, Mode};
+pub use gpt2::{parameter_shapes, Gpt2ForSequenceClassification};
 pub use head::{argmax, log_softmax};
 pub use init::{init_score_head, random_weights, Preset};
 pub use input::{embedding_gradient, BatchInput};
+pub use layers::Mode;
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
+pub use lora::{adapter_parameter_shapes, Adapter, LoraConfig, LoraTarget};
 pub use ops::GradSink;
 pub use precision::Precision;
 pub(crate) use save::writing_safetensors;
-pub use save::{export, save, write_model_files};
+pub use save::{export, read_trained, save, write_model_files, write_trained, Trained};
 
 /// Named weights of a classifier, keyed as in [`parameter_shapes`].
 pub type Weights = std::collections::HashMap<String, candle_core::Tensor>;
@@ -101,6 +108,12 @@ pub enum ModelError {
     /// The tokenizer could not be loaded or saved.
     #[error(transparent)]
     Tokenizer(#[from] crate::data::TokenizerError),
+    /// A LoRA adapter does not fit its base, or its files are not PEFT's.
+    #[error("adapter: {reason}")]
+    Adapter {
+        /// What is wrong, naming the file or tensor at fault.
+        reason: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Gpt2Config, LoadedModel, ModelCard, ModelError, WeightLayout, Weights};
+use super::{Adapter, Gpt2Config, LoadedModel, ModelCard, ModelError, WeightLayout, Weights};
 use crate::atomic;
 use crate::data::TextTokenizer;
 
@@ -34,13 +34,58 @@ pub fn save(
     })
 }
 
-/// [`save`] in the classifier layout, with `card` as the folder's `README.md`.
+/// [`save`] in the classifier layout (PEFT's for a model with an adapter),
+/// with `card` as the folder's `README.md`.
 pub fn export(model: &LoadedModel, out: &Path, card: &ModelCard) -> Result<(), ModelError> {
     atomic::write_dir(out, |tmp| {
-        let (config, tok) = (&model.config, &model.tokenizer);
-        write_model_files(config, &model.weights, tok, WeightLayout::Classifier, tmp)?;
+        let trained = match &model.adapter {
+            Some(adapter) => Trained::Adapter(adapter),
+            None => Trained::Full(&model.weights),
+        };
+        write_trained(&model.config, &model.tokenizer, trained, tmp)?;
         let readme = tmp.join("README.md");
         std::fs::write(&readme, card.render()).map_err(|e| ModelError::io(&readme, e))
+    })
+}
+
+/// What a training run writes: every weight, or an adapter (its base is not
+/// copied).
+#[derive(Debug, Clone, Copy)]
+pub enum Trained<'a> {
+    /// A whole classifier.
+    Full(&'a Weights),
+    /// A LoRA adapter, in PEFT's layout.
+    Adapter(&'a Adapter),
+}
+
+/// Writes `trained` with `config`'s labels and the tokenizer into the existing
+/// folder `tmp` (atomicity is the caller's, as for [`write_model_files`]).
+pub fn write_trained(
+    config: &Gpt2Config,
+    tokenizer: &TextTokenizer,
+    trained: Trained,
+    tmp: &Path,
+) -> Result<(), ModelError> {
+    match trained {
+        Trained::Full(weights) => {
+            write_model_files(config, weights, tokenizer, WeightLayout::Classifier, tmp)
+        }
+        Trained::Adapter(adapter) => {
+            super::peft::write_adapter_files(config, adapter, tokenizer, tmp)
+        }
+    }
+}
+
+/// The tensors a folder of [`write_trained`] holds, under canonical names, in
+/// f32 on `device`.
+pub fn read_trained(dir: &Path, device: &candle_core::Device) -> Result<Weights, ModelError> {
+    if super::peft::is_adapter_dir(dir) {
+        return super::peft::read_adapter_weights(dir, device);
+    }
+    let file = dir.join("model.safetensors");
+    candle_core::safetensors::load(&file, device).map_err(|e| ModelError::Safetensors {
+        file,
+        reason: e.to_string(),
     })
 }
 
@@ -76,19 +121,23 @@ pub fn write_model_files(
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         safetensors::serialize_to_file(tensors, Some(metadata), &st_path)
             .map_err(|e| writing_safetensors(&st_path, e))?;
-        // safetensors writes through a private (0600) temporary file; the
-        // weights are as readable as their siblings.
-        let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-        std::fs::set_permissions(&st_path, readable).map_err(|e| ModelError::io(&st_path, e))?;
+        readable(&st_path)?;
         tokenizer.save(&tmp.join("tokenizer.json"))?;
         write_tokenizer_config(config, tokenizer, tmp)
     }
 }
 
+/// Makes a safetensors file as readable as its siblings: the crate writes
+/// through a private (0600) temporary file.
+pub(super) fn readable(file: &Path) -> Result<(), ModelError> {
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::fs::set_permissions(file, mode).map_err(|e| ModelError::io(file, e))
+}
+
 /// `tokenizer_config.json` and `special_tokens_map.json`: GPT-2's end-of-text
 /// token as bos, eos, unk and pad, and the model's length as
 /// `model_max_length`.
-fn write_tokenizer_config(
+pub(super) fn write_tokenizer_config(
     config: &Gpt2Config,
     tokenizer: &TextTokenizer,
     dir: &Path,

@@ -1,6 +1,7 @@
-//! Checkpoints: `step-N/` folders holding the model (Hugging Face classifier
-//! layout, so a checkpoint also serves as a model), `optimizer.safetensors` and
-//! `trainer_state.json`. Each is built under a temporary name, fsynced and renamed.
+//! Checkpoints: `step-N/` folders holding what trains (the whole model in
+//! Hugging Face's classifier layout, or an adapter in PEFT's: either way a
+//! checkpoint also serves as a model), `optimizer.safetensors` for those
+//! tensors alone, and `trainer_state.json`. Each is built under a temporary name, fsynced and renamed.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::optim::AdamW;
 use super::{History, Hyperparameters, Observer, TrainError, TrainEvent};
 use crate::atomic;
-use crate::model::{write_model_files, LoadedModel, WeightLayout, Weights};
+use crate::model::{write_trained, LoadedModel, Trained};
 
 /// Where a run stands, saved with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,19 +48,13 @@ fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
 pub(crate) fn write(
     dir: &Path,
     model: &LoadedModel,
-    weights: &Weights,
+    trained: Trained,
     optimizer: &AdamW,
     state: &TrainerState,
 ) -> Result<PathBuf, TrainError> {
     let out = dir.join(format!("step-{}", state.step));
     let written = atomic::write_dir(&out, |tmp| -> Result<(), TrainError> {
-        write_model_files(
-            &model.config,
-            weights,
-            &model.tokenizer,
-            WeightLayout::Classifier,
-            tmp,
-        )?;
+        write_trained(&model.config, &model.tokenizer, trained, tmp)?;
         optimizer.save(&tmp.join("optimizer.safetensors"))?;
         let path = tmp.join("trainer_state.json");
         let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;

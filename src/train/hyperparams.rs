@@ -4,7 +4,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Padding;
-use crate::model::Precision;
+use crate::model::{LoraConfig, Precision};
+
+/// What a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Every weight (the recipe).
+    #[default]
+    Full,
+    /// A LoRA adapter (`lora`) and the score head; the base stays frozen.
+    Lora,
+}
 
 /// How the learning rate moves after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -80,6 +91,13 @@ pub enum KeepCheckpoints {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hyperparameters {
+    /// `full` fine-tuning, or a `lora` adapter on a frozen base.
+    #[schema(inline)]
+    pub method: Method,
+    /// The adapter's rank, scaling, dropout and target layers (used when
+    /// `method` is `lora`).
+    #[schema(inline)]
+    pub lora: LoraConfig,
     /// Passes over the training set.
     pub epochs: usize,
     /// Peak learning rate of AdamW.
@@ -153,6 +171,8 @@ pub struct Hyperparameters {
 impl Default for Hyperparameters {
     fn default() -> Self {
         Self {
+            method: Method::Full,
+            lora: LoraConfig::default(),
             epochs: 3,
             learning_rate: 5e-5,
             batch_size: 8,
@@ -277,7 +297,7 @@ impl Bound {
 
 impl Hyperparameters {
     /// Every numeric field's range (optional fields are checked when set).
-    pub const BOUNDS: [Bound; 17] = [
+    pub const BOUNDS: [Bound; 20] = [
         range("epochs", 1.0, 1000.0),
         Bound {
             exclusive_min: true,
@@ -301,6 +321,15 @@ impl Hyperparameters {
             ..range("dropout", 0.0, 1.0)
         },
         range("max_attempts", 1.0, 100.0),
+        range("lora.r", 1.0, 1024.0),
+        Bound {
+            exclusive_min: true,
+            ..range("lora.alpha", 0.0, 1e6)
+        },
+        Bound {
+            exclusive_max: true,
+            ..range("lora.dropout", 0.0, 1.0)
+        },
     ];
 
     /// Checks every field's range and the fields that depend on each other;
@@ -308,7 +337,8 @@ impl Hyperparameters {
     pub fn validate(&self) -> Result<(), InvalidHyperparameter> {
         let values = serde_json::to_value(self).unwrap_or_default();
         for b in &Self::BOUNDS {
-            match &values[b.field] {
+            let pointer = format!("/{}", b.field.replace('.', "/"));
+            match values.pointer(&pointer).unwrap_or(&serde_json::Value::Null) {
                 serde_json::Value::Null if self.float_field_is_set(b.field) => {
                     // A float that JSON cannot hold (NaN, infinite).
                     check(false, b.field, &b.describe())?;
@@ -335,6 +365,17 @@ impl Hyperparameters {
             self.early_stopping_patience.is_none() || self.eval_strategy != Strategy::No,
             "early_stopping_patience",
             "needs evaluation (eval_strategy is \"no\")",
+        )?;
+        let targets = &self.lora.target_modules;
+        check(
+            !targets.is_empty(),
+            "lora.target_modules",
+            "must name at least one layer",
+        )?;
+        check(
+            (1..targets.len()).all(|i| !targets[..i].contains(&targets[i])),
+            "lora.target_modules",
+            "names a layer twice",
         )
     }
 
@@ -357,7 +398,9 @@ impl Hyperparameters {
     /// non-finite one as null).
     fn float_field_is_set(&self, field: &str) -> bool {
         match field {
-            "learning_rate" | "weight_decay" | "max_grad_norm" => true,
+            "learning_rate" | "weight_decay" | "max_grad_norm" | "lora.alpha" | "lora.dropout" => {
+                true
+            }
             "dropout" => self.dropout.is_some(),
             _ => false,
         }
@@ -401,7 +444,10 @@ mod tests {
         for b in Hyperparameters::BOUNDS {
             let with = |v: f64| {
                 let mut value = serde_json::to_value(Hyperparameters::default()).unwrap();
-                value[b.field] = if v.fract() == 0.0
+                let slot = value
+                    .pointer_mut(&format!("/{}", b.field.replace('.', "/")))
+                    .unwrap();
+                *slot = if v.fract() == 0.0
                     && !b.field.contains("rate")
                     && !["weight_decay", "max_grad_norm", "dropout"].contains(&b.field)
                 {

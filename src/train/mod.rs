@@ -32,7 +32,7 @@ pub use checkpoint::list_checkpoints;
 pub use clip::{clip_scale, global_norm};
 pub use hyperparams::{
     BestMetric, Bound, Hyperparameters, InvalidHyperparameter, KeepCheckpoints, LrScheduler,
-    Promote, Strategy,
+    Method, Promote, Strategy,
 };
 pub use metrics::EvalMetrics;
 pub use optim::{AdamConfig, AdamW};
@@ -230,8 +230,11 @@ pub struct TrainOutcome {
     pub finish: Finish,
     /// The last optimizer step taken.
     pub step: usize,
-    /// The weights after the last step (named as `model::parameter_shapes`).
+    /// The weights after the last step (named as `model::parameter_shapes`);
+    /// for an adapter, its frozen base with the trained head.
     pub weights: crate::model::Weights,
+    /// The trained adapter (`method` `lora`).
+    pub adapter: Option<crate::model::Adapter>,
     /// The model's configuration as trained (labels, dropout).
     pub config: crate::model::Gpt2Config,
     /// The model's tokenizer.
@@ -273,6 +276,7 @@ impl TrainOutcome {
             tokenizer: self.tokenizer.clone(),
             layout: crate::model::WeightLayout::Classifier,
             new_head: false,
+            adapter: self.adapter.clone(),
         }
     }
 
@@ -289,8 +293,13 @@ impl TrainOutcome {
                 .as_ref()
                 .map(|m| serde_json::to_value(m).unwrap_or_default()),
             steps: self.step,
+            adapter: self.adapter.is_some(),
         };
-        crate::model::export(&self.model(), dir, &card)?;
+        let mut model = self.model();
+        if let Some(adapter) = model.adapter.as_mut() {
+            adapter.base.get_or_insert_with(|| from.base_model.clone());
+        }
+        crate::model::export(&model, dir, &card)?;
         Ok(())
     }
 }

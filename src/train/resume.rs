@@ -98,11 +98,10 @@ fn read(
             dir.display()
         )));
     }
-    let file = dir.join("model.safetensors");
-    let bad = |why: String| TrainError::Checkpoint(format!("{}: {why}", file.display()));
     let device = vars.first().map(|(_, v)| v.device().clone());
-    let saved = candle_core::safetensors::load(&file, &device.unwrap_or(candle_core::Device::Cpu))
-        .map_err(|e| bad(e.to_string()))?;
+    let saved = crate::model::read_trained(dir, &device.unwrap_or(candle_core::Device::Cpu))
+        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    let bad = |why: String| TrainError::Checkpoint(format!("{}: {why}", dir.display()));
     let weights = vars
         .iter()
         .map(|(name, var)| match saved.get(name) {

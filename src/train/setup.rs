@@ -6,9 +6,9 @@
 use candle_core::{DType, Var};
 use candle_nn::VarBuilder;
 
-use super::{Hyperparameters, InvalidHyperparameter, TrainError};
+use super::{Hyperparameters, InvalidHyperparameter, Method, TrainError};
 use crate::data::TextTokenizer;
-use crate::model::{Gpt2ForSequenceClassification, LoadedModel};
+use crate::model::{Adapter, Gpt2ForSequenceClassification, LoadedModel, LoraConfig, LoraNet};
 
 /// Applies the run's settings to `model` (dropout, length limit) and returns
 /// the tokenizer configured for it.
@@ -34,14 +34,55 @@ pub(super) fn configure(
 }
 
 /// The trainable network over `model`'s weights, and its variables in
-/// [`parameter_shapes`] order; `model`'s own copy of the weights is dropped.
+/// order (the optimizer's and the checkpoints'). Full fine-tuning trains every
+/// weight, and `model`'s own copy of them is dropped; `lora` trains the
+/// adapter `model` has (continued fine-tuning: it must have the run's rank,
+/// scaling and targets) or a new one, with the base frozen — then the
+/// returned adapter is the one trained, whose tensors the variables replace.
 pub(super) fn trainable(
     model: &mut LoadedModel,
-) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), TrainError> {
-    let trainable = model.build_trainable_ordered()?;
-    drop(std::mem::take(&mut model.weights));
-    Ok(trainable)
+    h: &Hyperparameters,
+) -> Result<(Gpt2ForSequenceClassification, Vars, Option<Adapter>), TrainError> {
+    if h.method == Method::Full {
+        let merged = model.merged()?;
+        *model = merged;
+        let (net, vars) = model.build_trainable_ordered()?;
+        drop(std::mem::take(&mut model.weights));
+        return Ok((net, vars, None));
+    }
+    let adapter = match model.adapter.take() {
+        Some(a) if !a.lora.same_shape(&h.lora) => {
+            return Err(InvalidHyperparameter {
+                field: "lora",
+                reason: format!(
+                    "the model is an adapter of rank {} on {:?} (scaling {}); continuing it needs \
+                     the same r, alpha, target_modules and use_rslora",
+                    a.lora.r,
+                    a.lora.target_modules,
+                    a.lora.scaling()
+                ),
+            }
+            .into())
+        }
+        Some(a) => Adapter {
+            lora: LoraConfig {
+                dropout: h.lora.dropout,
+                ..a.lora
+            },
+            ..a
+        },
+        None => {
+            let score = model.weights["score.weight"].clone();
+            let device = score.device().clone();
+            Adapter::init(&model.config, &h.lora, score, None, h.seed, &device)?
+        }
+    };
+    let (net, vars) = model.build_adapter_trainable(&adapter)?;
+    Ok((net, vars, Some(adapter)))
 }
+
+/// A run's trainable variables, named, in order.
+pub(super) type Vars = Vec<(String, Var)>;
 
 /// The parameters as plain tensors sharing the variables' storage (no copy: a
 /// `gpt2` copy is 500 MB at every checkpoint). Valid as a snapshot only until
@@ -66,6 +107,11 @@ pub fn evaluation_network(
     vars: &[(String, Var)],
 ) -> candle_core::Result<Gpt2ForSequenceClassification> {
     let weights = current_weights(vars)?;
+    if let Some(adapter) = net.adapter() {
+        let lora = LoraNet::new(net.config(), adapter.config(), &weights)
+            .map_err(candle_core::Error::wrap)?;
+        return Ok(net.base().with_adapter(lora));
+    }
     let vb = VarBuilder::from_tensors(weights, DType::F32, net.device());
     Ok(Gpt2ForSequenceClassification::new(net.config(), vb)?.with_precision(net.precision()))
 }

@@ -95,7 +95,9 @@ pub fn step_gradients(
                 Some(o) => (o + share)?,
                 None => share,
             });
-            leaves.push((&mb.input.ids, tokens));
+            if let Some(tokens) = tokens {
+                leaves.push((&mb.input.ids, tokens));
+            }
         }
         let Some(objective) = objective else { continue };
         let forward_done = Instant::now();

@@ -24,7 +24,7 @@ use super::{
     TrainError, TrainEvent, TrainOutcome,
 };
 use crate::data::{Example, TextTokenizer};
-use crate::model::{BatchInput, Gpt2ForSequenceClassification, LoadedModel};
+use crate::model::{Adapter, BatchInput, Gpt2ForSequenceClassification, LoadedModel, Trained};
 
 /// Everything a run needs.
 pub struct TrainSpec<'a> {
@@ -69,6 +69,8 @@ pub struct Trainer<'a> {
     model: LoadedModel,
     net: Gpt2ForSequenceClassification,
     vars: Vec<(String, Var)>,
+    /// The adapter being trained (`method` `lora`); its tensors are `vars`.
+    adapter: Option<Adapter>,
     optimizer: AdamW,
     tok: TextTokenizer,
     train: Tokenized,
@@ -135,7 +137,7 @@ impl<'a> Trainer<'a> {
             steps_per_epoch,
             total_steps: steps_per_epoch * h.epochs,
         };
-        let (net, vars) = trainable(&mut model)?;
+        let (net, vars, adapter) = trainable(&mut model, h)?;
         let net = net.with_precision(h.precision);
         let adam = AdamConfig {
             weight_decay: h.weight_decay,
@@ -162,6 +164,7 @@ impl<'a> Trainer<'a> {
             model,
             net,
             vars,
+            adapter,
             optimizer,
             tok,
             train,
@@ -354,10 +357,15 @@ impl<'a> Trainer<'a> {
         let started = Instant::now();
         let step = self.state.step;
         let weights = current_weights(&self.vars)?;
+        let adapter = self.trained_adapter(&weights);
+        let trained = match &adapter {
+            Some(a) => Trained::Adapter(a),
+            None => Trained::Full(&weights),
+        };
         let path = checkpoint::write(
             &self.checkpoint_dir,
             &self.model,
-            &weights,
+            trained,
             &self.optimizer,
             &self.state,
         )?;
@@ -381,10 +389,21 @@ impl<'a> Trainer<'a> {
             .best_step
             .and_then(|b| self.checkpoints.iter().find(|(s, _)| *s == b))
             .cloned();
+        let trained = current_weights(&self.vars)?;
+        let adapter = self.trained_adapter(&trained);
+        let weights = match &adapter {
+            Some(a) => {
+                let mut base = self.model.weights;
+                base.insert("score.weight".into(), a.weights["score.weight"].clone());
+                base
+            }
+            None => trained,
+        };
         Ok(TrainOutcome {
             finish,
             step: self.state.step,
-            weights: current_weights(&self.vars)?,
+            weights,
+            adapter,
             config: self.model.config,
             tokenizer: self.model.tokenizer,
             final_metrics: self.last_eval.map(|e| e.metrics),
@@ -393,6 +412,14 @@ impl<'a> Trainer<'a> {
             history: self.state.history,
             timing: self.timing,
             hyperparameters: self.h.clone(),
+        })
+    }
+
+    /// The adapter with `weights` (the variables' current values), when one trains.
+    fn trained_adapter(&self, weights: &crate::model::Weights) -> Option<Adapter> {
+        self.adapter.as_ref().map(|a| Adapter {
+            weights: weights.clone(),
+            ..a.clone()
         })
     }
 

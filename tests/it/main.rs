@@ -14,6 +14,7 @@ mod cluster_bench;
 mod contract;
 mod contract_fuzz;
 mod data_dataset;
+mod lora_parity;
 mod model_batching;
 mod model_grad;
 mod model_io;

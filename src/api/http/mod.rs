@@ -90,8 +90,17 @@ impl utoipa::Modify for HyperparameterBounds {
         else {
             return;
         };
+        // Generated clients refuse a default on an object property (the
+        // object's own fields carry theirs).
+        for p in h.properties.values_mut() {
+            if let RefOr::T(Schema::OneOf(one)) = p {
+                if matches!(one.items.as_slice(), [RefOr::T(Schema::Object(_))]) {
+                    one.default = None;
+                }
+            }
+        }
         for b in Hyperparameters::BOUNDS {
-            let Some(RefOr::T(Schema::Object(p))) = h.properties.get_mut(b.field) else {
+            let Some(p) = property_at(h, b.field) else {
                 continue;
             };
             let (min, max) = (Some(number(b.min)), b.max.map(number));
@@ -106,6 +115,31 @@ impl utoipa::Modify for HyperparameterBounds {
                 (max, None)
             };
         }
+    }
+}
+
+/// The property `path` names in `object` (`lora.r`: the property `r` of the
+/// object property `lora`, inline or wrapped in a one-item `oneOf`).
+fn property_at<'a>(
+    object: &'a mut utoipa::openapi::schema::Object,
+    path: &str,
+) -> Option<&'a mut utoipa::openapi::schema::Object> {
+    use utoipa::openapi::{RefOr, Schema};
+    let (name, rest) = match path.split_once('.') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (path, None),
+    };
+    let found = match object.properties.get_mut(name)? {
+        RefOr::T(Schema::Object(p)) => p,
+        RefOr::T(Schema::OneOf(one)) => match one.items.as_mut_slice() {
+            [RefOr::T(Schema::Object(p))] => p,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match rest {
+        Some(rest) => property_at(found, rest),
+        None => Some(found),
     }
 }
 

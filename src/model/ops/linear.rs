@@ -186,6 +186,14 @@ impl CustomOp3 for Linear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, n_in) = x.dims2()?;
         let n_out = w.dim(1)?;
+        if !w.track_op() && !b.track_op() {
+            // Frozen (an adapter trains): only the input's gradient flows.
+            let dx = dy
+                .detach()
+                .contiguous()?
+                .apply_op2(&w.detach(), InputGradient)?;
+            return Ok((Some(dx), None, None));
+        }
         if let Some(sink) = &self.sink {
             let dy = dy.detach().contiguous()?;
             let dx = dy.apply_op2(&w.detach(), InputGradient)?;

@@ -1,0 +1,97 @@
+//! The layers GPT-2 is built from: LayerNorm, Hugging Face's Conv1D, and
+//! dropout with its masks drawn from a seeded generator; plus [`Mode`], which
+//! says whether a forward pass trains.
+
+use std::sync::Arc;
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::ops::{self, GradSink};
+use super::precision::Precision;
+
+/// Whether a forward pass trains (dropout on, drawn from a seeded generator) or
+/// evaluates (dropout off).
+pub enum Mode<'a> {
+    /// Inference: deterministic, no dropout.
+    Eval,
+    /// Training: dropout masks drawn from this generator.
+    Train(&'a mut ChaCha8Rng),
+}
+
+/// LayerNorm that trains (candle-nn's fused one has no backward).
+#[derive(Debug, Clone)]
+pub(super) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub(super) fn new(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Hugging Face's Conv1D: `y = x @ W + b` with `W` stored `[in, out]`.
+#[derive(Debug, Clone)]
+pub(super) struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+    /// Takes the weight gradients, when the model trains with one.
+    pub(super) sink: Option<Arc<GradSink>>,
+}
+
+impl Conv1D {
+    pub(super) fn new(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get((n_in, n_out), "weight")?,
+            bias: vb.get(n_out, "bias")?,
+            sink: None,
+        })
+    }
+}
+
+impl Conv1D {
+    /// `x` is `[rows, in]`; the product runs in `precision`'s dtype, and so
+    /// does the result.
+    pub(super) fn forward(&self, x: &Tensor, precision: Precision) -> candle_core::Result<Tensor> {
+        let cast = |t: &Tensor| precision.cast(t);
+        let (w, b) = (cast(&self.weight)?, cast(&self.bias)?);
+        // A cast copy is not the variable: its gradient must reach the variable
+        // through candle's autograd.
+        let sink = self.sink.as_ref().filter(|_| w.id() == self.weight.id());
+        ops::linear(&cast(x)?, &w, &b, sink)
+    }
+}
+
+/// Inverted dropout with the mask drawn on the host from the step's seeded
+/// generator, on every device: a run's masks are the same on a CPU and a GPU
+/// (so are its losses, up to rounding), and no device random-number library is
+/// needed. On a GPU the mask is an upload, never a copy back.
+pub(super) fn dropout(x: &Tensor, p: f32, mode: &mut Mode) -> candle_core::Result<Tensor> {
+    let Mode::Train(rng) = mode else {
+        return Ok(x.clone());
+    };
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x.mul(&mask)
+}
