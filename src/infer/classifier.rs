@@ -109,6 +109,11 @@ impl Classifier {
         self.model.device()
     }
 
+    /// The settings of the LoRA adapter the model runs with, if any.
+    pub fn adapter(&self) -> Option<&crate::model::LoraConfig> {
+        self.model.adapter().map(|a| a.config())
+    }
+
     /// Bytes of weights the model holds (what keeping it loaded costs).
     pub fn weight_bytes(&self) -> usize {
         let cfg = self.model.config();

@@ -48,6 +48,20 @@ impl std::str::FromStr for ModelSource {
     }
 }
 
+impl ModelSource {
+    /// The source as PEFT's `base_model_name_or_path` names a base: the
+    /// folder's absolute path, or the Hub id (PEFT keeps a revision apart).
+    pub fn peft_name(&self) -> String {
+        match self {
+            Self::Dir(dir) => std::path::absolute(dir)
+                .unwrap_or_else(|_| dir.clone())
+                .display()
+                .to_string(),
+            Self::Hub(repo) => repo.id.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for ModelSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -321,3 +321,12 @@ pub fn write_adapter_files(
 pub fn read_adapter_weights(dir: &Path, device: &Device) -> Result<Weights, ModelError> {
     read_tensors(&dir.join(WEIGHTS_FILE), device)
 }
+
+/// The LoRA settings of the adapter in `dir`, or `None` when it holds none
+/// (or its settings do not read).
+pub fn adapter_settings(dir: &Path) -> Option<LoraConfig> {
+    let file = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&file).ok()?;
+    let peft: PeftConfig = serde_json::from_str(&text).ok()?;
+    peft.lora(&file).ok()
+}

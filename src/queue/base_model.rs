@@ -57,7 +57,7 @@ impl BaseModels {
         match self.store.get_model(name).await {
             Ok(row) => {
                 let dir = self.data_dir.resolve(&row.path);
-                return match dir.join("config.json").is_file() {
+                return match is_model_dir(&dir) {
                     true => Ok(ModelSource::Dir(dir)),
                     false => Err(BaseModelError::Missing(name.to_string())),
                 };
@@ -83,8 +83,14 @@ impl BaseModels {
         self.roots
             .iter()
             .map(|root| parts.iter().fold(root.clone(), |dir, p| dir.join(p)))
-            .find(|dir| dir.join("config.json").is_file())
+            .find(|dir| is_model_dir(dir))
     }
+}
+
+/// Whether `dir` holds a model: a classifier's `config.json`, or a PEFT
+/// adapter's `adapter_config.json`.
+fn is_model_dir(dir: &Path) -> bool {
+    dir.join("config.json").is_file() || crate::model::is_adapter_dir(dir)
 }
 
 /// The configuration of the model at `source`, when it can be read without

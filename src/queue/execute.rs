@@ -215,7 +215,14 @@ fn execute(
         tx: tx.clone(),
         stop: stop.clone(),
     };
-    let outcome = train::run(spec, &mut observer)?;
+    let mut outcome = train::run(spec, &mut observer)?;
+    if let Some(adapter) = outcome.adapter.as_mut() {
+        // Where this node found the base, so the adapter loads again from its
+        // folder alone (the name the client gave may be a model root's).
+        adapter
+            .base
+            .get_or_insert_with(|| plan.base_model.peft_name());
+    }
     if outcome.finish == Finish::Stopped || stop.load(Ordering::Relaxed) {
         return Ok(Executed {
             finish: Finish::Stopped,

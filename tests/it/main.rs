@@ -33,6 +33,7 @@ mod service_faults;
 mod service_hardening;
 mod service_limits;
 mod service_logs;
+mod service_lora;
 mod service_nodes;
 mod service_queue;
 mod service_retention;

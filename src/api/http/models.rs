@@ -12,8 +12,9 @@ use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::infer::InferError;
-use crate::model::{ModelError, ModelSource};
+use crate::model::{LoraConfig, ModelError, ModelSource};
 use crate::store::ModelRow;
+use crate::train::Method;
 
 /// A model `/classify` can answer with.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,6 +30,16 @@ pub struct Model {
     pub base_model: Option<String>,
     /// Class names, by label id.
     pub labels: Vec<String>,
+    /// `full` for a whole classifier, `lora` for an adapter on `base_model`
+    /// (served beside the other adapters of the same base).
+    #[schema(inline)]
+    pub method: Method,
+    /// The adapter's rank, scaling and target layers; null for a whole
+    /// classifier.
+    pub lora: Option<LoraConfig>,
+    /// Size of its files on disk in bytes (an adapter's without its base);
+    /// null for the model the service was started with.
+    pub bytes: Option<u64>,
     /// Its job's final evaluation (`loss`, `accuracy`, `macro_f1`,
     /// `precision`, `recall`, `confusion`); null without an evaluation set.
     #[schema(value_type = Option<Object>)]
@@ -52,13 +63,34 @@ pub struct ModelList {
     pub has_more: bool,
 }
 
+/// Bytes of the files directly in `dir`.
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
 fn view(state: &AppState, row: ModelRow) -> Model {
     let latest = state.registry.latest().is_some_and(|m| m.id == row.id);
+    let dir = state.data_dir.resolve(&row.path);
+    let lora = crate::model::adapter_settings(&dir);
     Model {
         id: row.id,
         job: Some(row.job_id),
         base_model: Some(row.base_model),
         labels: row.labels,
+        method: if lora.is_some() {
+            Method::Lora
+        } else {
+            Method::Full
+        },
+        lora,
+        bytes: Some(folder_bytes(&dir)),
         metrics: row.metrics,
         latest,
         created_at: Some(timestamp(row.created_at)),
@@ -75,6 +107,12 @@ fn preloaded(state: &AppState) -> Option<Model> {
         job: None,
         base_model: None,
         labels: served.classifier.labels().to_vec(),
+        method: match served.classifier.adapter() {
+            Some(_) => Method::Lora,
+            None => Method::Full,
+        },
+        lora: served.classifier.adapter().cloned(),
+        bytes: None,
         metrics: None,
         latest: state.registry.latest().is_some_and(|m| m.id == id),
         created_at: None,

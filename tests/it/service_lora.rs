@@ -1,0 +1,87 @@
+//! LoRA through the service: a `method: lora` job trains an adapter, which is
+//! registered in PEFT's layout (small, without its base), answers `/classify`,
+//! says what it is on `/models/{id}`, and is itself the base of a job that
+//! continues it.
+
+use serde_json::{json, Value};
+
+use crate::support::{assert_error, quick_hyperparameters, spawn_app};
+
+fn lora_hyperparameters() -> Value {
+    let mut h = quick_hyperparameters();
+    h["method"] = json!("lora");
+    h["lora"] = json!({"r": 4, "alpha": 8, "target_modules": ["c_attn", "mlp.c_proj"]});
+    h
+}
+
+#[tokio::test]
+async fn a_lora_job_trains_serves_and_continues_an_adapter() {
+    let app = spawn_app().await;
+    let dataset = app.upload_tiny_dataset().await;
+    let job = app.submit(&dataset, lora_hyperparameters()).await;
+    let done = app.wait_status(&job, "succeeded", 180).await;
+    assert_eq!(done["hyperparameters"]["method"], "lora", "{done:#}");
+    let model = done["model"].as_str().unwrap().to_string();
+
+    let (status, info) = app.get(&format!("/models/{model}")).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["method"], "lora", "{info:#}");
+    assert_eq!(info["lora"]["r"], 4);
+    assert_eq!(info["base_model"], app.base_model.as_str());
+    let bytes = info["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < 4 << 20,
+        "an adapter of the tiny model is small: {bytes} bytes"
+    );
+
+    let (_, files) = app.get(&format!("/models/{model}/files")).await;
+    let names: Vec<&str> = files["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"adapter_config.json"), "{names:?}");
+    assert!(names.contains(&"adapter_model.safetensors"), "{names:?}");
+    assert!(
+        !names.contains(&"model.safetensors"),
+        "the base is not copied: {names:?}"
+    );
+
+    let (status, answer) = app
+        .post(
+            "/classify",
+            &json!({"inputs": "I love this", "model": model}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let scores = answer["predictions"][0]["scores"].as_object().unwrap();
+    assert_eq!(scores.len(), 3, "{answer}");
+
+    // Continued fine-tuning: the adapter is the base; its shape must be kept.
+    let mut other = lora_hyperparameters();
+    other["lora"]["r"] = json!(8);
+    let body = json!({"base_model": model, "train_dataset": dataset, "hyperparameters": other});
+    let (status, refused) = app.post("/jobs", &body).await;
+    if status == 202 {
+        let id = refused["id"].as_str().unwrap();
+        let failed = app.wait_status(id, "failed", 120).await;
+        assert!(
+            failed["error"].as_str().unwrap().contains("lora"),
+            "{failed:#}"
+        );
+    } else {
+        assert_error(&(status, refused), 422, "invalid_hyperparameters", "lora");
+    }
+    let body = json!({"base_model": model, "train_dataset": dataset,
+                      "hyperparameters": lora_hyperparameters()});
+    let (status, next) = app.post("/jobs", &body).await;
+    assert_eq!(status, 202, "{next}");
+    let next = app
+        .wait_status(next["id"].as_str().unwrap(), "succeeded", 180)
+        .await;
+    let (_, info) = app
+        .get(&format!("/models/{}", next["model"].as_str().unwrap()))
+        .await;
+    assert_eq!(info["method"], "lora", "{info:#}");
+}
