@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BatchLimits, InferError, Prediction, ServedModel};
+use super::{
+    classify_adapters, shares_pass, BatchLimits, Classifier, InferError, Prediction, ServedModel,
+};
 
 /// How the inference thread packs work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,40 +106,82 @@ fn serve(mut rx: mpsc::Receiver<Request>, config: BatchingConfig) {
                 Err(_) => break,
             }
         }
-        // Group by model, keeping arrival order within a group.
+        // Group by model (adapters of one base together), keeping arrival
+        // order within a group.
         while !batch.is_empty() {
             let model = batch[0].model.clone();
-            let (group, rest): (Vec<Request>, Vec<Request>) = batch
-                .into_iter()
-                .partition(|r| Arc::ptr_eq(&r.model, &model));
+            let together = |r: &Request| {
+                Arc::ptr_eq(&r.model, &model) || shares_pass(&r.model.classifier, &model.classifier)
+            };
+            let (group, rest): (Vec<Request>, Vec<Request>) = batch.into_iter().partition(together);
             batch = rest;
-            run_group(&model, group, &config);
+            if group.iter().all(|r| Arc::ptr_eq(&r.model, &model)) {
+                run_group(&model, group, &config);
+            } else {
+                run_adapters(group, &config);
+            }
         }
     }
+}
+
+/// Each request's texts tokenized by its own model and checked against the
+/// budget; a request that fails is answered at once and left out.
+fn encode_each(group: Vec<Request>, config: &BatchingConfig) -> Vec<(Request, Vec<Vec<u32>>)> {
+    let mut ready = Vec::new();
+    for req in group {
+        let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+        let encoded = req
+            .model
+            .classifier
+            .encode(&texts, req.truncate)
+            .and_then(|ids| within_budget(ids, config.max_request_tokens));
+        match encoded {
+            Ok(ids) => ready.push((req, ids)),
+            Err(e) => {
+                let _ = req.reply.send(Err(e.into()));
+            }
+        }
+    }
+    ready
+}
+
+/// Requests to different adapters of one base, in shared forward passes
+/// (see `mixed.rs`); should a pass fail, each request is tried alone.
+fn run_adapters(group: Vec<Request>, config: &BatchingConfig) {
+    let started = Instant::now();
+    let ready = encode_each(group, config);
+    let rows: usize = ready.iter().map(|(_, ids)| ids.len()).sum();
+    metrics::histogram!("tuneserve_inference_batch_size").record(rows as f64);
+    let parts: Vec<(&Classifier, &[Vec<u32>])> = ready
+        .iter()
+        .map(|(r, ids)| (&r.model.classifier, ids.as_slice()))
+        .collect();
+    match classify_adapters(&parts, config.limits) {
+        Ok(answers) => {
+            for ((req, _), answer) in ready.into_iter().zip(answers) {
+                let _ = req.reply.send(Ok(answer));
+            }
+        }
+        Err(_) => {
+            for (req, ids) in ready {
+                let answer = req.model.classifier.classify_ids(&ids, config.limits);
+                let _ = req.reply.send(answer.map_err(SubmitError::from));
+            }
+        }
+    }
+    metrics::histogram!("tuneserve_inference_seconds").record(started.elapsed().as_secs_f64());
 }
 
 fn run_group(model: &ServedModel, group: Vec<Request>, config: &BatchingConfig) {
     let limits = config.limits;
     let started = Instant::now();
     // Each request tokenized once: the ids serve the length check and the batch.
-    let mut ready = Vec::new();
-    let mut all: Vec<Vec<u32>> = Vec::new();
-    for req in group {
-        let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
-        let encoded = model
-            .classifier
-            .encode(&texts, req.truncate)
-            .and_then(|ids| within_budget(ids, config.max_request_tokens));
-        match encoded {
-            Ok(ids) => {
-                all.extend(ids);
-                ready.push(req);
-            }
-            Err(e) => {
-                let _ = req.reply.send(Err(e.into()));
-            }
-        }
-    }
+    let ready = encode_each(group, config);
+    let all: Vec<Vec<u32>> = ready
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().cloned())
+        .collect();
+    let ready: Vec<Request> = ready.into_iter().map(|(req, _)| req).collect();
     if all.is_empty() {
         return;
     }

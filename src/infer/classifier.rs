@@ -114,9 +114,16 @@ impl Classifier {
         self.model.adapter().map(|a| a.config())
     }
 
-    /// Bytes of weights the model holds (what keeping it loaded costs).
+    /// Bytes of weights the model holds (what keeping it loaded costs): an
+    /// adapter's own tensors, without the base it shares.
     pub fn weight_bytes(&self) -> usize {
         let cfg = self.model.config();
+        if let Some(adapter) = self.model.adapter() {
+            return crate::model::adapter_parameter_shapes(cfg, adapter.config())
+                .iter()
+                .map(|(_, shape)| shape.iter().product::<usize>() * 4)
+                .sum();
+        }
         crate::model::parameter_shapes(cfg)
             .iter()
             .map(|(_, shape)| shape.iter().product::<usize>() * 4)
@@ -197,7 +204,18 @@ impl Classifier {
         Ok(logits.into_iter().map(|row| self.prediction(row)).collect())
     }
 
-    fn prediction(&self, logits: Vec<f32>) -> Prediction {
+    /// The network (for passes that mix adapters, see `mixed.rs`).
+    pub(super) fn network(&self) -> &Gpt2ForSequenceClassification {
+        &self.model
+    }
+
+    /// The tokenizer, as set up for this model.
+    pub(super) fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// A row's logits as a prediction with this model's labels.
+    pub(super) fn prediction(&self, logits: Vec<f32>) -> Prediction {
         let probs: Vec<f32> = log_softmax(&logits)
             .into_iter()
             .map(|lp| lp.exp() as f32)

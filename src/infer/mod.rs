@@ -6,8 +6,10 @@
 
 mod batcher;
 mod classifier;
+mod mixed;
 mod registry;
 
 pub use batcher::{Batcher, BatchingConfig, SubmitError};
 pub use classifier::{BatchLimits, Classifier, InferError, Prediction};
+pub use mixed::{classify_adapters, shares_pass};
 pub use registry::{Registry, ServedModel};

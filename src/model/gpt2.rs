@@ -283,6 +283,14 @@ impl Gpt2ForSequenceClassification {
         self.adapter.as_deref()
     }
 
+    /// Whether `other` runs on the very same base weights (not a copy), so
+    /// one forward pass can serve rows of both through their adapters.
+    pub fn shares_base(&self, other: &Self) -> bool {
+        self.wte.id() == other.wte.id()
+            && self.blocks.len() == other.blocks.len()
+            && self.precision == other.precision
+    }
+
     /// The model without its adapter: the base every adapter of it shares.
     pub fn base(&self) -> Self {
         Self {

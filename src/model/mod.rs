@@ -32,7 +32,7 @@ pub use layers::Mode;
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
 pub use lora::{adapter_parameter_shapes, Adapter, LoraConfig, LoraTarget};
 pub use ops::GradSink;
-pub use peft::{adapter_settings, is_adapter_dir};
+pub use peft::{adapter_base, adapter_settings, is_adapter_dir, load_adapter_on};
 pub use precision::Precision;
 pub(crate) use save::writing_safetensors;
 pub use save::{export, read_trained, save, write_model_files, write_trained, Trained};

@@ -203,44 +203,63 @@ fn base_source(dir: &Path, named: &str) -> Result<ModelSource, ModelError> {
     named.parse()
 }
 
-/// Loads the adapter in `dir` onto its base (see the module docs); the
-/// model's head and labels are the adapter's unless `opts.labels` asks for
-/// another number of classes (then a new head is drawn).
-pub fn load_adapter(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
+/// The settings file of the adapter in `dir`, read and checked: its LoRA
+/// settings and the base as named.
+fn read_config(dir: &Path) -> Result<(LoraConfig, String), ModelError> {
     let file = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&file).map_err(|e| ModelError::io(&file, e))?;
     let peft: PeftConfig = serde_json::from_str(&text).map_err(|e| refuse(&file, e))?;
     let lora = peft.lora(&file)?;
     let named = peft
         .base_model_name_or_path
-        .clone()
         .ok_or_else(|| refuse(&file, "no base_model_name_or_path"))?;
+    Ok((lora, named))
+}
+
+/// Where the base of the adapter in `dir` is (see the module docs).
+pub fn adapter_base(dir: &Path) -> Result<ModelSource, ModelError> {
+    let (_, named) = read_config(dir)?;
+    base_source(dir, &named)
+}
+
+/// Loads the adapter in `dir` onto its base (see the module docs); the
+/// model's head and labels are the adapter's unless `opts.labels` asks for
+/// another number of classes (then a new head is drawn).
+pub fn load_adapter(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
     let base_opts = LoadOptions {
         labels: None,
         ..opts.clone()
     };
-    let base = super::load(&base_source(dir, &named)?, &base_opts)?;
+    let base = super::load(&adapter_base(dir)?, &base_opts)?;
+    load_adapter_on(dir, &base, opts)
+}
+
+/// [`load_adapter`] onto `base`, already loaded (on `opts.device`): the
+/// result shares its weights, so adapters loaded onto one base hold it once.
+pub fn load_adapter_on(
+    dir: &Path,
+    base: &LoadedModel,
+    opts: &LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    let (lora, named) = read_config(dir)?;
     let mut weights = read_tensors(&dir.join(WEIGHTS_FILE), &opts.device)?;
     let score = weights
         .get("score.weight")
         .cloned()
         .unwrap_or_else(|| base.weights["score.weight"].clone());
     let mut config = base.config.clone();
-    config.labels =
-        saved_labels(dir)?.unwrap_or_else(|| super::default_labels(score.dim(0).unwrap_or(1)));
-    if config.labels.len() != score.dim(0)? {
+    let rows = score.dim(0)?;
+    config.labels = saved_labels(dir)?.unwrap_or_else(|| super::default_labels(rows));
+    if config.labels.len() != rows {
+        let n = config.labels.len();
         return Err(refuse(
             dir,
-            format!(
-                "config.json names {} labels, the head has {}",
-                config.labels.len(),
-                score.dim(0)?
-            ),
+            format!("config.json names {n} labels, the head has {rows}"),
         ));
     }
     let mut new_head = false;
     let score = match &opts.labels {
-        Some(labels) if labels.len() != config.num_labels() => {
+        Some(labels) if labels.len() != rows => {
             config.labels = labels.clone();
             new_head = true;
             init_score_head(&config, opts.head_seed, &opts.device)?
@@ -260,9 +279,9 @@ pub fn load_adapter(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, Model
     super::LoraNet::new(&config, &adapter.lora, &adapter.weights)?;
     let tokenizer = match TokenizerFiles::in_dir(dir) {
         Ok(files) => TextTokenizer::load(&files)?,
-        Err(_) => base.tokenizer,
+        Err(_) => base.tokenizer.clone(),
     };
-    let mut base_weights = base.weights;
+    let mut base_weights = base.weights.clone();
     base_weights.insert("score.weight".into(), score);
     Ok(LoadedModel {
         config,

@@ -242,6 +242,7 @@ fn execute(
         model: Some(Arc::new(ServedModel {
             id: plan.model_id.clone(),
             classifier,
+            base: None,
         })),
         final_metrics: outcome.final_metrics,
         best_step: outcome.best_step,

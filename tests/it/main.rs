@@ -15,6 +15,7 @@ mod contract;
 mod contract_fuzz;
 mod data_dataset;
 mod lora_parity;
+mod lora_serving;
 mod model_batching;
 mod model_grad;
 mod model_io;
