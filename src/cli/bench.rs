@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// on the model's shapes.
     #[arg(long)]
     pub matmul: bool,
+    /// With --recipe: train a LoRA adapter (r 8, alpha 16, dropout 0.1 on
+    /// `c_attn`, PEFT's defaults for GPT-2) and the head instead of every weight.
+    #[arg(long, requires = "recipe")]
+    pub lora: bool,
 }
 
 /// `8x64` → `(8, 64)`.

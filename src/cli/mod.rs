@@ -5,6 +5,7 @@ mod bench;
 mod classify;
 mod hyperparameter_flags;
 mod init_model;
+mod merge;
 mod migrate_store;
 mod serve;
 mod train;
@@ -50,6 +51,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
     Serve(serve::ServeArgs),
+    /// Merge a LoRA adapter into its base and write a plain Hugging Face classifier.
+    Merge(merge::MergeArgs),
     /// Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).
     MigrateStore(migrate_store::MigrateStoreArgs),
 }
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
         Command::Serve(args) => serve::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::MigrateStore(args) => migrate_store::run(args),
     };
     match result {

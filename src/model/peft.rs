@@ -249,7 +249,13 @@ pub fn load_adapter_on(
         .unwrap_or_else(|| base.weights["score.weight"].clone());
     let mut config = base.config.clone();
     let rows = score.dim(0)?;
-    config.labels = saved_labels(dir)?.unwrap_or_else(|| super::default_labels(rows));
+    // Without labels of its own (PEFT saves none), the base's when they fit.
+    let base_fits = base.config.num_labels() == rows;
+    config.labels = match saved_labels(dir)? {
+        Some(labels) => labels,
+        None if base_fits => base.config.labels.clone(),
+        None => super::default_labels(rows),
+    };
     if config.labels.len() != rows {
         let n = config.labels.len();
         return Err(refuse(

@@ -207,3 +207,57 @@ fn init_model_without_a_tokenizer_ships_gpt2s_own() {
         "the full GPT-2 vocabulary is written"
     );
 }
+
+/// `classify` on a PEFT adapter folder, and on `merge`'s plain classifier of
+/// it: the same labels (the base's, PEFT saves none) and logits.
+#[test]
+fn an_adapter_classifies_as_its_merged_classifier() {
+    let adapter = crate::common::repo_path("tests/fixtures/gpt2-tiny-lora/adapter-r8");
+    let tmp = tempfile::tempdir().unwrap();
+    let merged = tmp.path().join("merged");
+    let status = tuneserve()
+        .arg("merge")
+        .arg("--model")
+        .arg(&adapter)
+        .arg("--out")
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(merged.join("model.safetensors").is_file());
+    let classify = |model: &std::path::Path| -> serde_json::Value {
+        let out = tuneserve()
+            .arg("classify")
+            .arg("--model")
+            .arg(model)
+            .arg("I love this")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (a, m) = (classify(&adapter), classify(&merged));
+    assert_eq!(a["label"], m["label"]);
+    assert!(
+        a["scores"]["positive"].is_number(),
+        "the base's labels: {a}"
+    );
+    let logits = |v: &serde_json::Value| -> Vec<f32> {
+        serde_json::from_value(v["logits"].clone()).unwrap()
+    };
+    assert!(crate::common::max_abs_diff(&logits(&a), &logits(&m)) < 1e-5);
+    let out = tuneserve()
+        .arg("merge")
+        .arg("--model")
+        .arg(&merged)
+        .arg("--out")
+        .arg(tmp.path().join("again"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a LoRA adapter"));
+}

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{median, peak_rss_mib, trainable, BenchArgs};
 use crate::data::numpy_rng::numpy_permutation;
 use crate::data::{Encoded, Padding};
-use crate::model::{BatchInput, LoadedModel, Mode};
+use crate::model::{Adapter, BatchInput, LoadedModel, LoraConfig, Mode};
 use crate::train::{
     clip_scale, evaluation_network, global_norm, step_gradients, AdamConfig, AdamW, MicroBatch,
 };
@@ -77,7 +77,7 @@ struct Phases {
 
 /// Runs the recipe's steps on `loaded`; prints a summary and returns JSON.
 /// Its weights are dropped once the variables hold them, as the trainer does,
-/// so the peak memory is the trainer's.
+/// so the peak memory is the trainer's (with `--lora` they are the frozen base).
 pub fn run(
     name: &str,
     mut loaded: LoadedModel,
@@ -89,8 +89,17 @@ pub fn run(
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let ids = loaded.tokenizer.encode_many(&texts)?;
     let rss_loaded = rss_mib();
-    let (net, vars) = trainable(&loaded)?;
-    drop(std::mem::take(&mut loaded.weights));
+    let (net, vars) = if args.lora {
+        // The base stays: it is the frozen half of the network.
+        let score = loaded.weights["score.weight"].clone();
+        let lora = LoraConfig::default();
+        let adapter = Adapter::init(&loaded.config, &lora, score, None, args.seed, &dev)?;
+        loaded.build_adapter_trainable(&adapter)?
+    } else {
+        let trainable = trainable(&loaded)?;
+        drop(std::mem::take(&mut loaded.weights));
+        trainable
+    };
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
     let mut steps = Vec::with_capacity(args.steps);
     let run_start = Instant::now();
