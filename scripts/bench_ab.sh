@@ -4,6 +4,7 @@
 #
 #   scripts/bench_ab.sh [PRESET ...]        (default: small gpt2)
 #   scripts/bench_ab.sh recipe [PRESET|DIR] (default: gpt2)
+#   scripts/bench_ab.sh lora [PRESET|DIR]   (default: gpt2)
 #   scripts/bench_ab.sh matmul
 #   scripts/bench_ab.sh train [PRESET|DIR]  (default: gpt2)
 #
@@ -17,7 +18,19 @@
 # `reference/hf_train.py --max-steps STEPS --padding dynamic`, interleaved
 # ROUNDS times, each run wrapped in reference/cpu_guard.py's accounting of the
 # CPU other processes took meanwhile. Prints s/step (median), phases, peak RSS
-# and the ratios.
+# and the ratios. (scripts/recipe_ab.py --mode recipe; the model's head gets
+# as many labels as DATA has, hf_train.py truncates to its n_positions.)
+#
+# `lora` times LoRA training on the same shape and data, three sides a round,
+# interleaved ROUNDS times, each wrapped in the same CPU accounting
+# (scripts/recipe_ab.py --mode lora): `tuneserve bench --recipe --lora`
+# (tuneserve's LoRA: r 8, alpha 16, dropout 0.1 on c_attn, and the head),
+# `tuneserve bench --recipe` (tuneserve's full fine-tuning) and
+# `reference/hf_train.py --lora` (PEFT on PyTorch, same settings). Prints each
+# run's s/step, peak RSS and other processes' share, the medians, and the
+# ratios with their targets: tuneserve-full / tuneserve-lora s/step (>= 2),
+# PEFT / tuneserve-lora s/step (>= 3), tuneserve-lora / PEFT peak RSS (<= 0.6).
+# Writes OUT/lora-ab.json.
 #
 # `train` runs the whole recipe on each side (scripts/train_ab.py): `tuneserve
 # train` against `reference/hf_train.py --epochs 1 --padding dynamic`, 1000 train
@@ -71,85 +84,10 @@ if [ "${1:-}" = train ]; then
     --model "$(model_dir "${2:-gpt2}")" --train "$TRAIN_DATA" --eval "$EVAL_DATA" \
     --seeds "${SEEDS:-42}" --threads "$THREADS" --out "$OUT"
 fi
-if [ "${1:-}" = recipe ]; then
-  exec "$PYTHON" - --bin "$BIN" --python "$PYTHON" --ref "$REF" \
+if [ "${1:-}" = recipe ] || [ "${1:-}" = lora ]; then
+  exec "$PYTHON" scripts/recipe_ab.py --mode "$1" --bin "$BIN" --python "$PYTHON" --ref "$REF" \
     --model "$(model_dir "${2:-gpt2}")" --data "${DATA:-tests/fixtures/tweets/train.jsonl}" \
-    --steps "${STEPS:-20}" --rounds "$ROUNDS" --threads "$THREADS" --out "$OUT" <<'PY'
-"""The recipe's shape, interleaved: `tuneserve bench --recipe` against reference/hf_train.py.
-
-Run by `scripts/bench_ab.sh recipe` (see there). Each run is wrapped in cpu_guard's accounting of the
-CPU that other processes used meanwhile, which is printed beside the numbers: on a shared machine
-a ratio is only as good as the load it was measured under.
-"""
-import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
-
-
-def rows_needed(data, steps):
-    """hf_train.py keeps the rows of permutation(full_n)[:n] that the file has: for a whole split
-    (the full file lacks only its empty-text row) 4 rows a step, the rows tuneserve trains on; for a
-    sample of the split all of full_n (then it trains on as many of the sample's rows as it needs)."""
-    idx = [json.loads(line).get("idx", i) for i, line in enumerate(open(data, encoding="utf-8")) if line.strip()]
-    full_n = max(idx) + 1
-    return 4 * steps if len(idx) >= 0.99 * full_n else full_n
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    for flag in ("--bin", "--python", "--ref", "--model", "--data", "--out"):
-        ap.add_argument(flag, required=True)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    a = ap.parse_args()
-    sys.path.insert(0, a.ref)
-    from cpu_guard import Guard
-
-    n_train = rows_needed(a.data, a.steps)
-    runs = {"tuneserve": [], "pytorch": []}
-    for r in range(1, a.rounds + 1):
-        for side in ("tuneserve", "pytorch"):
-            out = os.path.abspath(f"{a.out}/recipe-{side}-{r}.json")
-            if side == "tuneserve":
-                cmd = [a.bin, "bench", "--recipe", "--model", a.model, "--steps", str(a.steps),
-                       "--data", a.data, "--out", out]
-            else:
-                cmd = [a.python, f"{a.ref}/hf_train.py", "--model", a.model, "--train", a.data, "--eval", a.data,
-                       "--n-train", str(n_train), "--n-eval", "8", "--max-steps", str(a.steps),
-                       "--padding", "dynamic", "--threads", str(a.threads), "--skip-eval", "--wait-idle-s", "0",
-                       "--workdir", os.path.abspath(f"{a.out}/trainer"), "--out", out]
-            with Guard() as g:
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            res = json.load(open(out))
-            if side == "tuneserve":
-                m = res["recipe"][0]
-                row = {"s_per_step": m["step_median_s"], "phases": m["phase_mean_s"], "rss": m["peak_rss_mib"]}
-            else:
-                row = {"s_per_step": res["train"]["step_time_median_s"], "phases": None, "rss": res["peak_rss_mib"]}
-            row.update(wall=g.wall_s, other=g.other_share)
-            runs[side].append(row)
-            print(f"round {r} {side:<9}: {row['s_per_step']:.3f} s/step (median), peak RSS {row['rss']:.0f} MiB, "
-                  f"process {g.wall_s:.1f} s, other processes took {100 * g.other_share:.0f}% of the machine",
-                  flush=True)
-    med = {s: {k: statistics.median(x[k] for x in runs[s]) for k in ("s_per_step", "rss", "wall")} for s in runs}
-    ts, pt = med["tuneserve"], med["pytorch"]
-    ph = {k: statistics.median(x["phases"][k] for x in runs["tuneserve"]) for k in runs["tuneserve"][0]["phases"]}
-    print(f"tuneserve phases (mean s/step): " + ", ".join(f"{k} {v:.3f}" for k, v in ph.items()))
-    print(f"s/step: tuneserve {ts['s_per_step']:.3f}, pytorch {pt['s_per_step']:.3f}, "
-          f"ratio {pt['s_per_step'] / ts['s_per_step']:.2f}x (pytorch / tuneserve; above 1: tuneserve faster)")
-    print(f"whole process: tuneserve {ts['wall']:.1f} s, pytorch {pt['wall']:.1f} s, ratio {pt['wall'] / ts['wall']:.2f}x")
-    print(f"peak RSS: tuneserve {ts['rss']:.0f} MiB, pytorch {pt['rss']:.0f} MiB, ratio {ts['rss'] / pt['rss']:.2f}x "
-          f"(tuneserve / pytorch; at most 1 is the target)")
-    json.dump({"runs": runs, "median": med}, open(f"{a.out}/recipe-ab.json", "w"), indent=1)
-
-
-if __name__ == "__main__":
-    main()
-PY
+    --steps "${STEPS:-20}" --rounds "$ROUNDS" --threads "$THREADS" --out "$OUT"
 fi
 presets=("${@:-small gpt2}")
 [ $# -eq 0 ] && presets=(small gpt2)

@@ -58,6 +58,13 @@ async fn a_lora_job_trains_serves_and_continues_an_adapter() {
     let scores = answer["predictions"][0]["scores"].as_object().unwrap();
     assert_eq!(scores.len(), 3, "{answer}");
 
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["loaded_adapters"], 1, "{health:#}");
+    assert!(health["loaded_adapter_bytes"].as_u64().unwrap() > 0);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("tuneserve_loaded_adapters 1"), "{metrics}");
+
     // Continued fine-tuning: the adapter is the base; its shape must be kept.
     let mut other = lora_hyperparameters();
     other["lora"]["r"] = json!(8);

@@ -26,8 +26,13 @@ pub struct Health {
     /// Models held in memory for `/classify`, `latest` included (at most
     /// `--max-loaded-models` besides it).
     pub loaded_models: usize,
-    /// Bytes of those models' weights.
+    /// Bytes of those models' weights (a LoRA adapter's own, not its base's).
     pub loaded_model_bytes: usize,
+    /// How many of the loaded models are LoRA adapters (kept within
+    /// `--adapter-memory` bytes besides `latest`).
+    pub loaded_adapters: usize,
+    /// Bytes of those adapters' tensors.
+    pub loaded_adapter_bytes: usize,
     /// The data folder's state.
     pub storage: Storage,
     /// The devices in use: one training worker each, and `/classify`'s.
@@ -95,12 +100,15 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     };
     let devices = device_health(&state).await?;
     let (loaded_models, loaded_model_bytes) = state.registry.footprint();
+    let (loaded_adapters, loaded_adapter_bytes) = state.registry.adapters();
     Ok(Json(Health {
         status: if problem.is_some() { "degraded" } else { "ok" },
         node: state.config.node_id.clone(),
         latest_model: state.registry.latest().map(|m| m.id.clone()),
         loaded_models,
         loaded_model_bytes,
+        loaded_adapters,
+        loaded_adapter_bytes,
         storage: Storage {
             writable: write.is_ok(),
             free_bytes,
