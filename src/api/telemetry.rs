@@ -107,7 +107,16 @@ fn describe() {
     describe_gauge!(
         "tuneserve_loaded_model_bytes",
         Unit::Bytes,
-        "Bytes of the weights of the models held for /classify"
+        "Bytes of the weights of the models held for /classify (an adapter's own, not its base's)"
+    );
+    describe_gauge!(
+        "tuneserve_loaded_adapters",
+        "LoRA adapters held in memory for /classify (their bases are held once each)"
+    );
+    describe_gauge!(
+        "tuneserve_loaded_adapter_bytes",
+        Unit::Bytes,
+        "Bytes of the LoRA adapters held for /classify, without their bases"
     );
     describe_gauge!(
         "tuneserve_jobs",

@@ -174,18 +174,18 @@ fn bench_model(
     let (net, vars) = trainable(loaded)?;
     let net = net.with_precision(args.precision);
     let mut opt = AdamW::new(vars.clone(), AdamConfig::default())?;
-    let input = random_batch(&mut rng, b, t, &dev)?;
+    let rows: Vec<Vec<u32>> = (0..b)
+        .map(|_| (0..t).map(|_| rng.random_range(0..50256)).collect())
+        .collect();
+    let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    let enc = Encoded::pad(&rows, 50256, Padding::Longest, usize::MAX);
     let labels: Vec<u32> = (0..b)
         .map(|_| rng.random_range(0..cfg.num_labels() as u32))
         .collect();
-    let labels = Tensor::new(labels, &dev)?;
     let mut phases: [Vec<f64>; 3] = Default::default();
     let mut drop_rng = ChaCha8Rng::seed_from_u64(1);
     let train = time(args.warmup, args.iters, || {
-        let batch = [MicroBatch {
-            input: input.clone(),
-            labels: labels.clone(),
-        }];
+        let batch = [MicroBatch::new(enc.clone(), labels.clone(), &dev)?];
         let (grads, _loss, timing) = step_gradients(&net, &vars, &batch, &mut drop_rng)?;
         let t = Instant::now();
         opt.step(&grads, 5e-5, 1.0)?;

@@ -128,8 +128,9 @@ impl<'a> Adapted<'a> {
         let dtype = precision.compute_dtype();
         let mut parts = Vec::with_capacity(self.groups.len());
         let mut start = 0;
+        let whole = self.groups.len() == 1; // packed texts: one group, every row
         for g in self.groups {
-            let n = g.rows * self.seq;
+            let n = if whole { x.dim(0)? } else { g.rows * self.seq };
             parts.push(match lora(g) {
                 Some((net, (a, b))) => {
                     let x = dropout(&x.narrow(0, start, n)?, net.config.dropout as f32, mode)?;

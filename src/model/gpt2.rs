@@ -354,7 +354,7 @@ impl Gpt2ForSequenceClassification {
         mode: &mut Mode,
     ) -> candle_core::Result<Tensor> {
         let group = [RowGroup {
-            rows: input.ids.dim(0)?,
+            rows: input.texts()?,
             adapter: self.adapter.as_deref(),
         }];
         let mut logits = self.forward_from_tokens(input, tokens, mode, &group)?;
@@ -369,18 +369,23 @@ impl Gpt2ForSequenceClassification {
         groups: &[RowGroup],
     ) -> candle_core::Result<Vec<Tensor>> {
         let (b, t) = input.ids.dims2()?;
-        if t > self.config.n_positions {
+        if t > self.config.n_positions && input.positions.is_none() {
             candle_core::bail!(
                 "sequence of {t} tokens is longer than the model's {} positions",
                 self.config.n_positions
             );
         }
-        if !covers(groups, b) {
-            candle_core::bail!("adapter groups do not cover the batch of {b} rows");
+        let texts = input.texts()?;
+        if !covers(groups, texts) {
+            candle_core::bail!("adapter groups do not cover the batch of {texts} texts");
         }
-        let dev = self.device();
-        let positions = Tensor::arange(0u32, t as u32, dev)?;
-        let pos = self.wpe.embedding(&positions)?.repeat((b, 1))?;
+        let pos = match &input.positions {
+            Some(positions) => self.wpe.embedding(positions)?,
+            None => {
+                let positions = Tensor::arange(0u32, t as u32, self.device())?;
+                self.wpe.embedding(&positions)?.repeat((b, 1))?
+            }
+        };
         let mut x = dropout(&(tokens + pos)?, self.config.embd_pdrop, mode)?;
         let p = self.precision;
         let adapted = Adapted { groups, seq: t };

@@ -25,6 +25,9 @@ pub struct BatchInput {
     /// Row of the flattened `[batch·seq]` activations each text is classified
     /// at (`row · seq + pool index`, see [`Encoded::pool`]).
     pub pool_rows: Tensor,
+    /// Each token's position `[seq]` (u32) when several texts are packed into
+    /// one row ([`BatchInput::packed`]); `None`: `0..seq` in every row.
+    pub positions: Option<Tensor>,
 }
 
 impl BatchInput {
@@ -53,7 +56,53 @@ impl BatchInput {
             ids: Tensor::from_slice(&enc.ids, (b, t), dev)?,
             mask: Tensor::from_vec(mask, (b, 1, t, t), dev)?,
             pool_rows: Tensor::from_vec(rows, b, dev)?,
+            positions: None,
         })
+    }
+
+    /// The real tokens of every text of `batches`, packed one after another
+    /// into a single row without padding: each text keeps its own positions
+    /// (from 0) and attends only to itself, causally, so its activations are
+    /// those of the padded batches — but each weight is read once for all of
+    /// them. Texts are classified in order (batch by batch). `None` when a
+    /// text has no real token (it could not be pooled on its own).
+    pub fn packed(batches: &[&Encoded], dev: &Device) -> candle_core::Result<Option<Self>> {
+        let mut segments = Vec::new();
+        for enc in batches {
+            let t = enc.seq_len;
+            for (r, &pool) in enc.pool.iter().enumerate() {
+                let keys = &enc.attention_mask[r * t..(r + 1) * t];
+                let len = keys.iter().take_while(|&&m| m != 0).count();
+                if len == 0 || pool >= len {
+                    return Ok(None);
+                }
+                segments.push((&enc.ids[r * t..r * t + len], pool));
+            }
+        }
+        let total: usize = segments.iter().map(|(ids, _)| ids.len()).sum();
+        let (mut ids, mut positions, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let mut mask = vec![f32::MIN; total * total];
+        for (seg, pool) in &segments {
+            let start = ids.len();
+            for q in 0..seg.len() {
+                let row = (start + q) * total + start;
+                mask[row..=row + q].fill(0.0);
+            }
+            rows.push((start + pool) as u32);
+            ids.extend_from_slice(seg);
+            positions.extend(0..seg.len() as u32);
+        }
+        Ok(Some(Self {
+            ids: Tensor::from_vec(ids, (1, total), dev)?,
+            mask: Tensor::from_vec(mask, (1, 1, total, total), dev)?,
+            pool_rows: Tensor::from_vec(rows, segments.len(), dev)?,
+            positions: Some(Tensor::from_vec(positions, total, dev)?),
+        }))
+    }
+
+    /// Texts the batch classifies.
+    pub fn texts(&self) -> candle_core::Result<usize> {
+        self.pool_rows.dim(0)
     }
 }
 

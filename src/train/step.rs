@@ -9,17 +9,81 @@
 
 use std::time::Instant;
 
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
+use crate::data::Encoded;
 use crate::model::{embedding_gradient, BatchInput, Gpt2ForSequenceClassification};
 
-/// One micro-batch on the model's device.
+/// One micro-batch on the model's device (and on the host, to be packed with
+/// others).
 pub struct MicroBatch {
     /// The padded texts.
     pub input: BatchInput,
     /// Class ids `[batch]` (u32).
     pub labels: Tensor,
+    encoded: Encoded,
+    label_ids: Vec<u32>,
+}
+
+impl MicroBatch {
+    /// The padded texts `encoded` with their class ids, uploaded to `dev`.
+    pub fn new(encoded: Encoded, label_ids: Vec<u32>, dev: &Device) -> candle_core::Result<Self> {
+        Ok(Self {
+            input: BatchInput::new(&encoded, dev)?,
+            labels: Tensor::new(label_ids.as_slice(), dev)?,
+            encoded,
+            label_ids,
+        })
+    }
+}
+
+/// Real tokens up to which consecutive micro-batches run as one packed
+/// forward pass (see [`BatchInput::packed`]): every weight is read once for
+/// all of them instead of once each. Beyond it the packed attention (which
+/// grows with the square of the tokens) would cost more than it saves.
+const PACK_TOKENS: usize = 512;
+
+/// `group` as one packed forward input: the texts, their labels, and each
+/// text's share of the micro-batch mean it belongs to (`1 / batch size`);
+/// `None` when packing does not apply (one micro-batch, too many tokens, a
+/// text without tokens).
+fn pack(group: &[MicroBatch]) -> candle_core::Result<Option<(BatchInput, Tensor, Tensor)>> {
+    let tokens: usize = group.iter().map(|m| m.encoded.real_tokens()).sum();
+    let Some(first) = group.first() else {
+        return Ok(None);
+    };
+    if group.len() < 2 || tokens > PACK_TOKENS {
+        return Ok(None);
+    }
+    let dev = first.labels.device();
+    let encoded: Vec<&Encoded> = group.iter().map(|m| &m.encoded).collect();
+    let Some(input) = BatchInput::packed(&encoded, dev)? else {
+        return Ok(None);
+    };
+    let labels: Vec<u32> = group
+        .iter()
+        .flat_map(|m| m.label_ids.iter().copied())
+        .collect();
+    let shares: Vec<f32> = group
+        .iter()
+        .flat_map(|m| std::iter::repeat_n(1.0 / m.label_ids.len() as f32, m.label_ids.len()))
+        .collect();
+    let n = labels.len();
+    Ok(Some((
+        input,
+        Tensor::from_vec(labels, n, dev)?,
+        Tensor::from_vec(shares, n, dev)?,
+    )))
+}
+
+/// Cross-entropy of each row of `logits` `[rows, classes]` against `labels`.
+fn row_losses(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
+    let log_probs = candle_nn::ops::log_softmax(logits, 1)?;
+    log_probs
+        .gather(&labels.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()
 }
 
 /// Seconds a step spent in each phase.
@@ -86,7 +150,18 @@ pub fn step_gradients(
         let start = Instant::now();
         let mut objective: Option<Tensor> = None;
         let mut leaves = Vec::with_capacity(group.len());
-        for mb in group {
+        let packed = pack(group)?;
+        if let Some((input, labels, shares)) = &packed {
+            // The sum of the micro-batches' mean losses, in one pass.
+            let (logits, tokens) = net.forward_train(input, rng)?;
+            let loss = (row_losses(&logits, labels)? * shares)?.sum_all()?;
+            losses.push(loss.detach());
+            objective = Some((loss / n)?);
+            if let Some(tokens) = tokens {
+                leaves.push((&input.ids, tokens));
+            }
+        }
+        for mb in group.iter().filter(|_| packed.is_none()) {
             let (logits, tokens) = net.forward_train(&mb.input, rng)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
             losses.push(loss.detach()); // the value only: the graph goes with its backward
@@ -156,10 +231,7 @@ mod tests {
     fn micro(t: usize) -> MicroBatch {
         let row = vec![1u32; t];
         let enc = crate::data::Encoded::pad(&[&row], 0, crate::data::Padding::Longest, t);
-        MicroBatch {
-            input: BatchInput::new(&enc, &Device::Cpu).unwrap(),
-            labels: Tensor::zeros(1, candle_core::DType::U32, &Device::Cpu).unwrap(),
-        }
+        MicroBatch::new(enc, vec![0], &Device::Cpu).unwrap()
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Tensor, Var};
+use candle_core::Var;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -24,7 +24,7 @@ use super::{
     TrainError, TrainEvent, TrainOutcome,
 };
 use crate::data::{Example, TextTokenizer};
-use crate::model::{Adapter, BatchInput, Gpt2ForSequenceClassification, LoadedModel, Trained};
+use crate::model::{Adapter, Gpt2ForSequenceClassification, LoadedModel, Trained};
 
 /// Everything a run needs.
 pub struct TrainSpec<'a> {
@@ -236,11 +236,8 @@ impl<'a> Trainer<'a> {
             .iter()
             .map(|rows| {
                 let (enc, labels) = encode(&self.train, rows, &self.tok, h);
-                let batch = MicroBatch {
-                    input: BatchInput::new(&enc, device)?,
-                    labels: Tensor::new(labels, device)?,
-                };
-                Ok((batch, enc.real_tokens() as u64))
+                let tokens = enc.real_tokens() as u64;
+                Ok((MicroBatch::new(enc, labels, device)?, tokens))
             })
             .collect::<candle_core::Result<_>>()?;
         Ok((micro, first))

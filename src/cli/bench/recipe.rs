@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -112,10 +112,7 @@ pub fn run(
             .zip(chunk_rows)
             .map(|(ids, row)| {
                 let enc = Encoded::pad(&[ids.as_slice()], pad, Padding::Longest, usize::MAX);
-                Ok(MicroBatch {
-                    input: BatchInput::new(&enc, &dev)?,
-                    labels: Tensor::new(&[row.label], &dev)?,
-                })
+                MicroBatch::new(enc, vec![row.label], &dev)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
