@@ -5,8 +5,10 @@
 //! `adapter_model.safetensors`, whose keys are the canonical names prefixed
 //! `base_model.model.` (`base_model.model.transformer.h.0.attn.c_attn.lora_A.weight`
 //! `[r, in]`, `…lora_B.weight` `[out, r]`, `base_model.model.score.weight`).
-//! tuneserve adds the tokenizer and a `config.json` naming the labels (PEFT's
-//! loader reads neither; an adapter without one gets `LABEL_0`, …). It loads in
+//! tuneserve adds a `config.json` naming the labels (PEFT's loader does not
+//! read it; an adapter without one takes its base's labels when their number
+//! fits, else `LABEL_0`, …). The tokenizer is the base's, unless the folder
+//! has one of its own. It loads in
 //! Python with `PeftModel.from_pretrained(GPT2ForSequenceClassification
 //! .from_pretrained(base), folder)`.
 //!
@@ -308,12 +310,13 @@ fn saved_labels(dir: &Path) -> Result<Option<Vec<String>>, ModelError> {
     Ok(Some(Gpt2Config::from_file(&file)?.labels))
 }
 
-/// Writes `adapter`'s files (and `config`'s labels, the tokenizer) into the
-/// existing folder `tmp`; atomicity is the caller's (see `save.rs`).
+/// Writes `adapter`'s files (and `config`'s labels) into the existing folder
+/// `tmp`; atomicity is the caller's (see `save.rs`). The tokenizer is the
+/// base's and stays with it, as PEFT leaves it (at GPT-2 size it would weigh
+/// more than the adapter).
 pub fn write_adapter_files(
     config: &Gpt2Config,
     adapter: &Adapter,
-    tokenizer: &TextTokenizer,
     tmp: &Path,
 ) -> Result<(), ModelError> {
     let path = tmp.join(CONFIG_FILE);
@@ -336,9 +339,7 @@ pub fn write_adapter_files(
     let config_path = tmp.join("config.json");
     let json = serde_json::to_string_pretty(&config.to_hf_json("GPT2ForSequenceClassification"))
         .expect("config serializes");
-    std::fs::write(&config_path, json).map_err(|e| ModelError::io(&config_path, e))?;
-    tokenizer.save(&tmp.join("tokenizer.json"))?;
-    super::save::write_tokenizer_config(config, tokenizer, tmp)
+    std::fs::write(&config_path, json).map_err(|e| ModelError::io(&config_path, e))
 }
 
 /// The folder of an adapter's `adapter_model.safetensors`, read back with

@@ -71,7 +71,7 @@ pub fn write_trained(
             write_model_files(config, weights, tokenizer, WeightLayout::Classifier, tmp)
         }
         Trained::Adapter(adapter) => {
-            super::peft::write_adapter_files(config, adapter, tokenizer, tmp)
+            super::peft::write_adapter_files(config, adapter, tmp)
         }
     }
 }
