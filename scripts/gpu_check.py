@@ -12,6 +12,9 @@ OUT/results.json and prints one line; the exit code is 1 when a check failed.
 2. trainer parity: `tuneserve train` as the reference was trained (dropout 0),
    per-step losses within 1e-3 (relative) of PyTorch's; a bf16 run beside it
    (GPU only; the CPU must refuse it);
+2c. LoRA trainer parity (step 5): `tuneserve train --method lora` from the
+   PEFT-made initial adapter, per-step losses and grad norms within 1e-3
+   (relative) of PyTorch + PEFT's;
 3. service walkthrough: `serve --devices D --infer-device D`, /health lists the
    device, upload, job, /classify from the new model; a bf16 job (GPU only);
 4. speed: `tuneserve bench` against `hf_bench.py` on the same device, train step
@@ -119,6 +122,40 @@ def step_trainer_parity(b, dev, out):
     ok = max(rel) <= 5e-2 and bf16[-1]["loss"] < bf16[0]["loss"]
     check("2b_bf16_train", ok, f"bf16 losses within {max(rel):.2e} (rel) of PyTorch's fp32 (<= 5e-2)",
           loss_max_rel_diff=max(rel), losses=[s["loss"] for s in bf16])
+
+
+def with_flags(flags, **changes):
+    """`flags` with the values of `changes` (`batch_size=2` for `--batch-size 2`) replaced or added."""
+    out = list(flags)
+    for name, value in changes.items():
+        flag = "--" + name.replace("_", "-")
+        if flag in out:
+            out[out.index(flag) + 1] = str(value)
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+LORA_FLAGS = with_flags(TRAIN_FLAGS, method="lora", lora_dropout=0, batch_size=2,
+                        gradient_accumulation_steps=3)
+
+
+def step_lora_parity(b, dev, out):
+    lora = b / "fixtures" / "gpt2-tiny-lora" / "train"
+    ref = json.loads((lora / "train_reference.json").read_text())["steps"]
+    run_dir = out / "train-lora"
+    cmd = [b / "bin" / "tuneserve", "train", "--model", lora / "initial", "--train",
+           b / "fixtures" / "train36.jsonl", "--out", run_dir, "--device", dev, *LORA_FLAGS]
+    p = run(cmd, timeout=600, check=False)
+    if p.returncode != 0:
+        return check("5_lora_parity", False, f"train failed: {(p.stderr or p.stdout).strip()[-300:]}")
+    steps = json.loads((run_dir / "metrics.json").read_text())["history"]["steps"]
+    rel = [abs(s["loss"] - r["loss"]) / abs(r["loss"]) for s, r in zip(steps, ref)]
+    norms = [abs(s["grad_norm"] - r["grad_norm"]) / abs(r["grad_norm"]) for s, r in zip(steps, ref)]
+    ok = len(steps) == len(ref) and max(rel) <= 1e-3 and max(norms) <= 1e-3
+    check("5_lora_parity", ok, f"{len(steps)} LoRA steps on {dev}, loss max rel diff {max(rel):.2e}, "
+          f"grad norm {max(norms):.2e}", steps=len(steps), loss_max_rel_diff=max(rel),
+          grad_norm_max_rel_diff=max(norms))
 
 
 class Service:
@@ -296,7 +333,7 @@ def main():
     ap.add_argument("--device", default="cuda:0")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--quick", action="store_true", help="tiny model and shapes for the speed step")
-    ap.add_argument("--steps", default="1,2,3,4", help="which steps to run")
+    ap.add_argument("--steps", default="1,2,5,3,4", help="which steps to run")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -306,7 +343,8 @@ def main():
     steps = {"1": ("model parity", lambda: step_model_parity(a.bundle, a.device, a.out)),
              "2": ("trainer parity", lambda: step_trainer_parity(a.bundle, a.device, a.out)),
              "3": ("service walkthrough", lambda: step_service(a.bundle, a.device, a.out)),
-             "4": ("speed against PyTorch", lambda: step_speed(a.bundle, a.device, a.out, a.quick))}
+             "4": ("speed against PyTorch", lambda: step_speed(a.bundle, a.device, a.out, a.quick)),
+             "5": ("LoRA trainer parity", lambda: step_lora_parity(a.bundle, a.device, a.out))}
     for key in a.steps.split(","):
         name, fn = steps[key]
         t = time.perf_counter()

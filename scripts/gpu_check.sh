@@ -35,7 +35,8 @@ bundle() { # DIR BINARY [CUDA-LIB-DIR]
   strip -o "$dir/bin/tuneserve" "$binary"
   cp "$here/gpu_check.sh" "$here/gpu_check.py" "$dir/"
   cp "$repo/reference/hf_bench.py" "$repo/reference/cpu_guard.py" "$dir/reference/"
-  cp -r "$repo/tests/fixtures/gpt2-tiny-parity" "$dir/fixtures/"
+  cp -r "$repo/tests/fixtures/gpt2-tiny-parity" "$repo/tests/fixtures/gpt2-tiny-lora" "$dir/fixtures/"
+  head -n 36 "$repo/tests/fixtures/tweets/train.jsonl" >"$dir/fixtures/train36.jsonl"
   head -n 64 "$repo/tests/fixtures/tweets/train.jsonl" >"$dir/fixtures/train64.jsonl"
   if [ -n "$cuda_lib" ]; then
     cp -L "$cuda_lib/libcudart.so.13" "$dir/lib/"

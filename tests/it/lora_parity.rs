@@ -192,6 +192,17 @@ fn lora_reference_hyperparameters() -> Hyperparameters {
 
 #[test]
 fn lora_training_matches_pytorch_and_peft() {
+    lora_run_matches_the_reference();
+}
+
+/// The same run on the code path a GPU takes (candle's composed ops), forced
+/// on the CPU.
+#[test]
+fn lora_training_on_the_gpu_code_path_matches_too() {
+    tuneserve::simd::composed_ops(lora_run_matches_the_reference);
+}
+
+fn lora_run_matches_the_reference() {
     let model = adapter("train/initial");
     let data = first_rows(36);
     let tmp = tempfile::tempdir().unwrap();
