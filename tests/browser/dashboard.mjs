@@ -190,8 +190,24 @@ await step('a bad hyperparameter is refused and its error shows next to its fiel
   assert((await page.inputValue('#f-train_dataset')) === datasetId, 'training set preselected');
   // Every hyperparameter of the schema is a field with its default shown.
   const doc = await api('/openapi.json');
-  const names = Object.keys(doc.components.schemas.Hyperparameters.properties);
+  // Every hyperparameter, those of a nested object (lora) one by one.
+  const props = doc.components.schemas.Hyperparameters.properties;
+  const names = Object.entries(props).flatMap(([n, p]) => {
+    const inner = p.oneOf?.length === 1 ? p.oneOf[0] : p;
+    return inner.type === 'object' && inner.properties ? Object.keys(inner.properties).map((s) => `${n}.${s}`) : [n];
+  });
+  assert(names.includes('method') && names.includes('lora.r') && names.includes('lora.target_modules'), `LoRA knobs: ${names}`);
   for (const n of names) assert((await page.locator(`[data-param="hyperparameters.${n}"]`).count()) === 1, `field ${n}`);
+  // Choosing LoRA and a rank puts them into the request body, nested.
+  await page.selectOption('#f-hyperparameters-method', 'lora');
+  await page.fill('#f-hyperparameters-lora-r', '4');
+  await page.check('[data-param="hyperparameters.lora.target_modules"] input[value="c_fc"]');
+  const preview = JSON.parse(await page.locator('#request-preview').textContent());
+  assert(preview.hyperparameters.method === 'lora' && preview.hyperparameters.lora.r === 4, `LoRA in the body: ${JSON.stringify(preview)}`);
+  assert(JSON.stringify(preview.hyperparameters.lora.target_modules) === '["c_attn","c_fc"]', `targets: ${JSON.stringify(preview)}`);
+  await page.selectOption('#f-hyperparameters-method', 'full');
+  await page.fill('#f-hyperparameters-lora-r', '8');
+  await page.uncheck('[data-param="hyperparameters.lora.target_modules"] input[value="c_fc"]');
   assert((await page.locator('#h-hyperparameters-epochs').innerText()).includes('default 3'), 'default shown');
   await page.fill('#f-base_model', opt['base-model']);
   await page.selectOption('#f-eval_dataset', datasetId);

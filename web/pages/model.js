@@ -75,6 +75,10 @@ export async function render(root, ctx) {
         facts([
           ['Made by job', link(`/ui/jobs/${enc(model.job)}`, model.job)],
           ['Base model', h('code', {}, model.base_model)],
+          ['Method', model.method === 'lora' && model.lora
+            ? `LoRA adapter: rank ${model.lora.r}, alpha ${num(model.lora.alpha)}${model.lora.use_rslora ? ' (rsLoRA)' : ''} on ${model.lora.target_modules.join(', ')}`
+            : model.method === 'full' ? 'full fine-tuning' : null],
+          ['Size on disk', typeof model.bytes === 'number' ? `${bytes(model.bytes)}${model.method === 'lora' ? ' (without its base)' : ''}` : null],
           ['Labels', model.labels.join(', ')],
           ['Accuracy', metric(m.accuracy)],
           ['Macro-F1', metric(m.macro_f1)],

@@ -12,7 +12,7 @@ const enc = encodeURIComponent;
 
 // Reading order only; every hyperparameter of the schema is shown, unknown ones last.
 const ORDER = [
-  'epochs', 'learning_rate', 'batch_size', 'gradient_accumulation_steps', 'train_subset', 'eval_subset',
+  'method', 'lora', 'epochs', 'learning_rate', 'batch_size', 'gradient_accumulation_steps', 'train_subset', 'eval_subset',
   'max_length', 'padding', 'lr_scheduler', 'warmup_steps', 'weight_decay', 'max_grad_norm', 'dropout',
   'eval_strategy', 'eval_steps', 'metric_for_best_model', 'early_stopping_patience', 'save_strategy',
   'save_steps', 'save_total_limit', 'logging_steps', 'seed', 'shuffle', 'group_by_length', 'max_attempts',
@@ -46,6 +46,10 @@ export function describe(doc, prop) {
     choices = choices.filter((c) => c !== null);
   }
   const bound = (k) => (typeof prop[k] === 'number' ? prop[k] : null);
+  if (type === 'array') {
+    const items = prop.items?.$ref ? resolveRef(doc, prop.items.$ref) || {} : prop.items || {};
+    return { kind: 'list', nullable: false, description, choices: items.enum || [], default: prop.default || [] };
+  }
   return {
     kind: choices ? 'enum' : type || 'string',
     nullable,
@@ -70,6 +74,32 @@ export function boundsText(s) {
 }
 
 const show = (v) => (v === null || v === undefined ? 'none' : typeof v === 'number' ? num(v, 6) : String(v));
+
+/** The object schema a property holds (inline, in a one-item `oneOf`, or by `$ref`), if any. */
+function objectOf(doc, prop) {
+  const inner = prop.oneOf?.length === 1 ? prop.oneOf[0] : prop;
+  const target = inner.$ref ? resolveRef(doc, inner.$ref) || {} : inner;
+  return target.type === 'object' && target.properties ? target : null;
+}
+
+/** Every field the form shows: top-level hyperparameters, and those of a nested
+ *  object (`lora.r`) one by one; `path` is where its value goes in the body. */
+function hyperparameterFields(doc, hpProps, names) {
+  const out = [];
+  for (const name of names) {
+    const obj = objectOf(doc, hpProps[name]);
+    if (!obj) {
+      out.push({ key: name, path: [name], prop: hpProps[name] });
+      continue;
+    }
+    for (const [sub, prop] of Object.entries(obj.properties)) {
+      out.push({ key: `${name}.${sub}`, path: [name, sub], prop });
+    }
+  }
+  return out;
+}
+
+const at = (obj, path) => path.reduce((o, k) => (o && typeof o === 'object' ? o[k] : undefined), obj);
 
 export async function render(root, ctx) {
   const { signal } = ctx;
@@ -123,12 +153,18 @@ export async function render(root, ctx) {
   });
 
   // --- hyperparameters, from the schema --------------------------------------------
-  const hpFields = names.map((name) => {
-    const spec = describe(doc, hpProps[name]);
-    const initial = template?.hyperparameters && name in template.hyperparameters ? template.hyperparameters[name] : spec.default;
+  const entries = hyperparameterFields(doc, hpProps, names);
+  const hpFields = entries.map(({ key: name, path, prop }) => {
+    const spec = describe(doc, prop);
+    const given = at(template?.hyperparameters, path);
+    const initial = given !== undefined ? given : spec.default;
     let input;
     let read;
-    if (spec.kind === 'boolean' && !spec.nullable) {
+    if (spec.kind === 'list') {
+      const boxes = spec.choices.map((c) => h('input', { type: 'checkbox', name, value: c, checked: (initial || []).includes(c) }));
+      input = h('div', { class: 'choices', role: 'group' }, boxes.map((b, i) => h('label', { class: 'choice' }, b, ` ${spec.choices[i]}`)));
+      read = () => boxes.filter((b) => b.checked).map((b) => b.value);
+    } else if (spec.kind === 'boolean' && !spec.nullable) {
       input = h('input', { type: 'checkbox', name, checked: Boolean(initial) });
       read = () => input.checked;
     } else if (spec.kind === 'enum' || spec.kind === 'boolean') {
@@ -193,7 +229,7 @@ export async function render(root, ctx) {
     if (suffixInput.value.trim()) body.suffix = suffixInput.value.trim();
     const hp = {};
     const bad = [];
-    for (const name of names) {
+    for (const { key: name, path } of entries) {
       const f = fields.get(`hyperparameters.${name}`);
       const v = f.read();
       if (v && typeof v === 'object' && v.invalid) {
@@ -201,7 +237,9 @@ export async function render(root, ctx) {
         continue;
       }
       const dflt = f.spec.default === undefined ? null : f.spec.default;
-      if (JSON.stringify(v) !== JSON.stringify(dflt)) hp[name] = v;
+      if (JSON.stringify(v) === JSON.stringify(dflt)) continue;
+      const parent = path.slice(0, -1).reduce((o, k) => (o[k] = o[k] || {}), hp);
+      parent[path[path.length - 1]] = v;
     }
     if (Object.keys(hp).length) body.hyperparameters = hp;
     return { body, bad };
