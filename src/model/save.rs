@@ -70,9 +70,7 @@ pub fn write_trained(
         Trained::Full(weights) => {
             write_model_files(config, weights, tokenizer, WeightLayout::Classifier, tmp)
         }
-        Trained::Adapter(adapter) => {
-            super::peft::write_adapter_files(config, adapter, tmp)
-        }
+        Trained::Adapter(adapter) => super::peft::write_adapter_files(config, adapter, tmp),
     }
 }
 

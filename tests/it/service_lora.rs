@@ -92,3 +92,102 @@ async fn a_lora_job_trains_serves_and_continues_an_adapter() {
         .await;
     assert_eq!(info["method"], "lora", "{info:#}");
 }
+
+/// A LoRA job whose worker is killed (SIGKILL) after its first checkpoint
+/// resumes from it on the next start and ends where an uninterrupted run of
+/// the same job does: the same loss at every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lora_job_resumes_exactly() {
+    use crate::processes::{get, ServeProcess};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let base_model = dir.path().join("models/base");
+    crate::common::write_tiny_model(&base_model, 7, tuneserve::model::WeightLayout::Classifier);
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let mut first = ServeProcess::start(&data, &[]);
+    let resp = client
+        .post(format!("{}/datasets?format=jsonl", first.base))
+        .body(crate::support::tiny_dataset())
+        .send()
+        .await
+        .unwrap();
+    let dataset = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hyper = json!({"method": "lora", "lora": {"r": 4, "dropout": 0.1}, "epochs": 12,
+                       "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
+                       "learning_rate": 1e-3, "save_strategy": "steps", "save_steps": 5,
+                       "save_total_limit": 1});
+    let body = json!({"base_model": "base", "train_dataset": dataset, "hyperparameters": hyper});
+    let submit = |base: String| {
+        let (client, body) = (client.clone(), body.clone());
+        async move {
+            let job: Value = client
+                .post(format!("{base}/jobs"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            job["id"].as_str().unwrap().to_string()
+        }
+    };
+    let killed = submit(first.base.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ckpts = get(&client, format!("{}/jobs/{killed}/checkpoints", first.base)).await;
+        if !ckpts["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+    let second = ServeProcess::start(&data, &[]);
+    let base = second.base.clone();
+    let finished = |id: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            loop {
+                let job = get(&client, format!("{base}/jobs/{id}")).await;
+                if crate::support::is_terminal(&job) {
+                    break job;
+                }
+                assert!(Instant::now() < deadline, "job did not finish: {job:#}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let job = finished(killed.clone()).await;
+    assert_eq!(
+        (&job["status"], &job["attempt"]),
+        (&json!("succeeded"), &json!(2)),
+        "{job:#}"
+    );
+    let whole = submit(base.clone()).await;
+    assert_eq!(finished(whole.clone()).await["status"], "succeeded");
+    let losses = |id: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let m = get(&client, format!("{base}/jobs/{id}/metrics")).await;
+            m["train"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["loss"].as_f64().unwrap())
+                .collect::<Vec<f64>>()
+        }
+    };
+    let (resumed, uninterrupted) = (losses(killed).await, losses(whole).await);
+    assert_eq!(resumed.len(), 72);
+    assert_eq!(
+        resumed, uninterrupted,
+        "the resumed run's losses are the uninterrupted run's"
+    );
+    drop(second);
+}
