@@ -62,19 +62,10 @@ pub struct QueueConfig {
 /// all come back in the same second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    /// The first wait (`--retry-initial-secs`, 5 s).
+    /// The first wait (`--retry-initial-secs`).
     pub initial: Duration,
-    /// The longest wait (`--retry-max-secs`, 5 min).
+    /// The longest wait (`--retry-max-secs`).
     pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(5),
-            max: Duration::from_secs(300),
-        }
-    }
 }
 
 impl Backoff {

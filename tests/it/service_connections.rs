@@ -2,7 +2,7 @@
 //! trickling clients are cut off by the header-read timeout (which is also the
 //! keep-alive idle timeout), open connections are capped, `/health` answers
 //! while idle sockets hold the cap, and a client that never finishes its
-//! upload cannot keep a stopping server alive past `--shutdown-timeout`.
+//! upload cannot keep a stopping server alive past `--shutdown-timeout-secs`.
 
 use std::time::{Duration, Instant};
 

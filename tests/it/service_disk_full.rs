@@ -63,10 +63,8 @@ async fn app_on_small_disk(tmp: &Path) -> Option<(SmallDisk, crate::support::Tes
     let app = spawn_app_with(|c| {
         c.data_dir = data.clone();
         c.lease = Duration::from_secs(60);
-        c.backoff = tuneserve::api::Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-        };
+        c.retry_initial = Duration::from_millis(200);
+        c.retry_max = Duration::from_secs(1);
     })
     .await;
     Some((disk, app))

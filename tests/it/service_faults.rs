@@ -169,10 +169,8 @@ async fn a_cancel_at_export_or_success_either_wins_or_is_refused_and_leaves_no_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_model_the_hub_cannot_give_is_retried_with_growing_delays() {
     let app = spawn_app_with(|c| {
-        c.backoff = tuneserve::api::Backoff {
-            initial: std::time::Duration::from_millis(200),
-            max: std::time::Duration::from_secs(5),
-        };
+        c.retry_initial = std::time::Duration::from_millis(200);
+        c.retry_max = std::time::Duration::from_secs(5);
     })
     .await;
     let dataset = app.upload_tiny_dataset().await;

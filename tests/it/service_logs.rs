@@ -3,7 +3,7 @@
 //! step of a job's life once with the job's id, polls of `/health` and
 //! `/metrics` kept out at `info`, and a `/metrics` page whose metrics all have
 //! `# HELP`, whose latencies are histograms and whose training throughput is
-//! back to 0 once no job runs. SIGTERM ends it within `--shutdown-timeout`.
+//! back to 0 once no job runs. SIGTERM ends it within `--shutdown-timeout-secs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -23,7 +23,7 @@ struct Server {
 fn start(data: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tuneserve"))
         .args(["serve", "--port", "0", "--log-format", "json"])
-        .args(["--heartbeat-secs", "0.2", "--shutdown-timeout", "5"])
+        .args(["--heartbeat-secs", "0.2", "--shutdown-timeout-secs", "5"])
         .arg("--data-dir")
         .arg(data)
         .arg("--model-dir")
@@ -154,7 +154,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     check_metrics(&metrics.text().await.unwrap());
 
-    // SIGTERM: the process ends on its own, well within --shutdown-timeout.
+    // SIGTERM: the process ends on its own, well within --shutdown-timeout-secs.
     let pid = server.child.id() as libc::pid_t;
     // SAFETY: signals a child process this test started and still owns.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);

@@ -158,7 +158,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
             protected().route_layer(axum::middleware::from_fn_with_state(
-                ApiKey::new(state.config.api_key.as_deref()),
+                ApiKey::new(state.config.api_key()),
                 require_api_key,
             )),
         )
