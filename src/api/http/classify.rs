@@ -145,7 +145,7 @@ pub async fn classify(
             SubmitError::Infer(InferError::Tokenizer(t)) => {
                 ApiError::invalid("inputs", t.to_string())
             }
-            SubmitError::Infer(other) => ApiError::Internal(other.to_string()),
+            SubmitError::Infer(other) => ApiError::internal(other),
         })?;
     let raw = req.raw_scores.unwrap_or(false);
     Ok(Json(ClassifyResponse {
@@ -175,9 +175,9 @@ async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>,
     }
     let source = match state.store.get_model(id).await {
         Ok(row) => ModelSource::Dir(state.data_dir.resolve(&row.path)),
-        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => id
-            .parse()
-            .map_err(|e: ModelError| ApiError::Internal(e.to_string()))?,
+        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => {
+            id.parse().map_err(|e: ModelError| ApiError::internal(e))?
+        }
         Err(e) => return Err(e.into()),
     };
     state

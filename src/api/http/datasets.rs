@@ -187,8 +187,7 @@ pub async fn import(
     let parsed = tokio::task::spawn_blocking(move || {
         load_hub_split(&repo, &split, &ParseOptions::default())
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .await?
     .map_err(|e| match e {
         DatasetError::BadRepo(_) => ApiError::invalid("repo", e.to_string()),
         DatasetError::BadSplit(_) => ApiError::invalid("split", e.to_string()),

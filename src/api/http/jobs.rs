@@ -224,9 +224,7 @@ async fn check_base_model(
             BaseModelError::Store(s) => s.into(),
             other => ApiError::invalid("base_model", other.to_string()),
         })?;
-    let config = tokio::task::spawn_blocking(move || local_config(&source))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let config = tokio::task::spawn_blocking(move || local_config(&source)).await?;
     match (config, hp.max_length) {
         (Some(cfg), Some(max)) if max > cfg.n_positions => Err(ApiError::invalid(
             "hyperparameters.max_length",
@@ -373,9 +371,7 @@ pub async fn get(
         eval: newest(Split::Eval),
     });
     let folder = state.data_dir.job(&id);
-    let bytes = tokio::task::spawn_blocking(move || disk_bytes(&folder))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = tokio::task::spawn_blocking(move || disk_bytes(&folder)).await?;
     job.disk_bytes = Some(bytes);
     Ok(Json(job))
 }

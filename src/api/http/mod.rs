@@ -31,7 +31,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::middleware::{
-    accept_encodings, json_errors, limit_uri, method_not_allowed, require_api_key, ApiKey,
+    accept_encodings, json_errors, limit_uri, log_server_errors, method_not_allowed,
+    require_api_key, ApiKey,
 };
 use super::AppState;
 use crate::train::Hyperparameters;
@@ -151,8 +152,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application router. Its layers wrap every route and the
 /// fallback (outermost first): request id, the request's tracing span,
-/// request-id propagation, metrics and the request's log line, JSON error
-/// bodies, the URI limit, the encodings taken and gzip's decompression, the
+/// request-id propagation, metrics and the request's log line, server
+/// errors' log lines, JSON error bodies, the URI limit, the encodings taken and gzip's decompression, the
 /// request timeout, the body limit (of decompressed bytes).
 pub fn router(state: AppState) -> Router {
     let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -170,13 +171,14 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                // `telemetry::track` logs each answer; a 500's cause is
-                // logged once, by `ApiError`.
+                // `telemetry::track` logs each answer; a server error's
+                // cause is logged once, by `log_server_errors`.
                 .on_response(())
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(axum::middleware::from_fn(super::telemetry::track))
+        .layer(axum::middleware::from_fn(log_server_errors))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(limit_uri))
         .layer(axum::middleware::from_fn(accept_encodings))

@@ -208,6 +208,6 @@ pub(crate) fn unloadable(id: &str, e: InferError) -> ApiError {
         ) => ApiError::Conflict(format!(
             "model `{id}` is registered but its files are missing or damaged; delete it, or use another"
         )),
-        other => ApiError::Internal(other.to_string()),
+        other => ApiError::internal(other),
     }
 }

@@ -119,7 +119,7 @@ impl Received {
         &self,
         params: &UploadParams,
     ) -> Result<(Dataset, DatasetFormat), ApiError> {
-        let io = |e: std::io::Error| ApiError::Internal(format!("reading an upload: {e}"));
+        let io = |e: std::io::Error| ApiError::internal_while("reading an upload", e);
         let file = self.file.as_file();
         // SAFETY: the temporary file is private to this request and nothing
         // writes to it while it is mapped.
