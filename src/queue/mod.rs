@@ -31,7 +31,7 @@ pub use log::{JobLog, LoggedEvent};
 
 use crate::data_dir::DataDir;
 use crate::infer::Registry;
-use crate::store::{Level, NewEvent, Store};
+use crate::store::{EventKind, Level, NewEvent, Store};
 
 /// How the queue runs.
 #[derive(Debug, Clone)]
@@ -229,7 +229,7 @@ async fn rescue(shared: Arc<Shared>) {
             tracing::warn!(job = %r.job_id, status = r.status.as_str(), "lease expired");
             let event = NewEvent {
                 level: Level::Warning,
-                kind: "lease_expired",
+                kind: EventKind::LeaseExpired,
                 message: format!(
                     "the worker's lease expired; job is now {}",
                     r.status.as_str()

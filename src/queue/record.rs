@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::Shared;
-use crate::store::{Fence, Level, NewEvent, Progress, Split, StoreError};
+use crate::store::{EventKind, Fence, Level, NewEvent, Progress, Split, StoreError};
 use crate::train::{EvalLog, History, StepLog, TrainEvent};
 
 /// Writes what the trainer reports, fenced by the attempt.
@@ -84,8 +84,13 @@ impl<'a> Recorder<'a> {
                 let message = format!("checkpoint {name} skipped: it does not load ({reason})");
                 tracing::warn!(job = %self.fence.job_id, "{message}");
                 let data = json!({"checkpoint": name, "reason": reason});
-                self.log(Level::Warning, "checkpoint_skipped", message, Some(data))
-                    .await;
+                self.log(
+                    Level::Warning,
+                    EventKind::CheckpointSkipped,
+                    message,
+                    Some(data),
+                )
+                .await;
             }
             TrainEvent::Resumed { step, history, .. } => self.resumed(*step, history).await,
             TrainEvent::Started {
@@ -110,7 +115,7 @@ impl<'a> Recorder<'a> {
                 let (job, attempt) = (&self.fence.job_id, self.fence.attempt);
                 tracing::info!(job = %job, attempt, "started: {message}");
                 let data = json!({"total_steps": total_steps, "start_step": start_step});
-                self.info("plan", message, Some(data)).await;
+                self.info(EventKind::Plan, message, Some(data)).await;
             }
             TrainEvent::Step(log) => self.step(log).await,
             TrainEvent::Eval(log) => self.eval(log).await,
@@ -125,7 +130,7 @@ impl<'a> Recorder<'a> {
                 let data = json!({"step": step, "path": path});
                 let message = format!("checkpoint at step {step}");
                 tracing::info!(job = %self.fence.job_id, "{message}");
-                self.info("checkpoint", message, Some(data)).await;
+                self.info(EventKind::Checkpoint, message, Some(data)).await;
             }
             TrainEvent::CheckpointRemoved { step, .. } => {
                 let removed = self.store().remove_checkpoint(self.fence, *step as i64);
@@ -134,7 +139,7 @@ impl<'a> Recorder<'a> {
             TrainEvent::EarlyStopped { step } => {
                 let message = format!("early stopping at step {step}");
                 tracing::info!(job = %self.fence.job_id, "{message}");
-                self.info("early_stopped", message, None).await;
+                self.info(EventKind::EarlyStopped, message, None).await;
             }
         }
     }
@@ -155,7 +160,7 @@ impl<'a> Recorder<'a> {
         }
         let message = format!("resuming from checkpoint step-{step}");
         tracing::info!(job = %self.fence.job_id, "{message}");
-        self.info("note", message, None).await;
+        self.info(EventKind::Resumed, message, None).await;
     }
 
     async fn step(&mut self, log: &StepLog) {
@@ -173,7 +178,7 @@ impl<'a> Recorder<'a> {
         self.check(written);
         metrics::gauge!("tuneserve_training_tokens_per_second").set(log.tokens_per_second);
         let message = format!("step {}: loss {:.4}", log.step, log.loss);
-        self.info("step", message, Some(data)).await;
+        self.info(EventKind::Step, message, Some(data)).await;
     }
 
     async fn eval(&mut self, log: &EvalLog) {
@@ -187,7 +192,7 @@ impl<'a> Recorder<'a> {
             log.step, m.loss, m.accuracy, m.macro_f1
         );
         tracing::info!(job = %self.fence.job_id, "{message}");
-        self.info("eval", message, Some(data)).await;
+        self.info(EventKind::Eval, message, Some(data)).await;
     }
 
     async fn metric(
@@ -211,14 +216,14 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    async fn info(&self, kind: &'static str, message: String, data: Option<serde_json::Value>) {
+    async fn info(&self, kind: EventKind, message: String, data: Option<serde_json::Value>) {
         self.log(Level::Info, kind, message, data).await;
     }
 
     async fn log(
         &self,
         level: Level,
-        kind: &'static str,
+        kind: EventKind,
         message: String,
         data: Option<serde_json::Value>,
     ) {

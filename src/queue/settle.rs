@@ -16,7 +16,7 @@ use super::execute::{Executed, JobError};
 use super::Shared;
 use crate::fault::Cause;
 use crate::store::{
-    Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
+    EventKind, Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
 };
 use crate::train::{EvalMetrics, Finish, KeepCheckpoints, Promote};
 
@@ -45,7 +45,7 @@ pub(super) async fn settle(
         (_, Some(StopReason::LeaseLost)) => {}
         (_, Some(StopReason::Cancelled)) => {
             let message = "cancelled at the client's request";
-            let _ = log(NewEvent::info("cancelled", message, None)).await;
+            let _ = log(NewEvent::info(EventKind::Cancelled, message, None)).await;
             tracing::info!(job = %job.id, "cancelled");
             let end = || shared.store.end_attempt(fence, JobStatus::Cancelled, None);
             finished(persist(shared, fence, end).await, JobStatus::Cancelled);
@@ -53,7 +53,7 @@ pub(super) async fn settle(
         (_, Some(StopReason::Shutdown)) => {
             let message =
                 "interrupted by a shutdown; queued again to resume from its last checkpoint";
-            let _ = log(NewEvent::info("interrupted", message, None)).await;
+            let _ = log(NewEvent::info(EventKind::Interrupted, message, None)).await;
             tracing::info!(job = %job.id, "handed back to the queue for a shutdown");
             let _ = shared.store.hand_back(fence).await;
         }
@@ -111,7 +111,7 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
     };
     let event = NewEvent {
         level: Level::Error,
-        kind: "error",
+        kind: EventKind::Error,
         message: text,
         data: Some(data),
     };
@@ -167,7 +167,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
     match persist(shared, fence, finish).await {
         Ok(Finished::Registered(row)) => {
             tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{message}");
-            log("succeeded", message, Some(data)).await;
+            log(EventKind::Succeeded, message, Some(data)).await;
             if let Some(rank) = row.promoted_at {
                 shared.registry.promote(model, rank);
             }
@@ -178,7 +178,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
             let message = "cancelled at the client's request, as the model was being registered; \
                            the model was not kept";
             tracing::info!(job = %job.id, "cancelled at success");
-            log("cancelled", message.to_string(), None).await;
+            log(EventKind::Cancelled, message.to_string(), None).await;
             finished(Ok(true), JobStatus::Cancelled);
         }
         Ok(Finished::Fenced) => {

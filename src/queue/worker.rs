@@ -13,7 +13,7 @@ use super::execute::{self, JobError, Msg, Plan};
 use super::record::Recorder;
 use super::settle::{persist, settle, settle_error, StopReason};
 use super::Shared;
-use crate::store::{Fence, JobRow, Lease, Level, NewEvent, StoreError};
+use crate::store::{EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
 /// Runs one claimed attempt of `job` to its end.
@@ -37,7 +37,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         .write(
             &job.id,
             Some(&fence),
-            NewEvent::info("started", message, Some(data)),
+            NewEvent::info(EventKind::Started, message, Some(data)),
         )
         .await;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -65,7 +65,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
                     );
                     let event = NewEvent {
                         level: Level::Warning,
-                        kind: "export_retry",
+                        kind: EventKind::ExportRetry,
                         message,
                         data: Some(json!({"retry_in_ms": delay.as_millis() as u64})),
                     };

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use sqlx::types::Json;
 
 use super::dialect::begin_write;
+use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Store, StoreError};
+use crate::data::DatasetFormat;
+
+text_enum!(DatasetFormat);
 
 /// An uploaded dataset.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -14,8 +18,8 @@ pub struct DatasetRow {
     pub id: String,
     /// The name given at upload; `None` when none was.
     pub name: Option<String>,
-    /// `jsonl` or `csv`, as uploaded.
-    pub format: String,
+    /// The format it was uploaded in.
+    pub format: DatasetFormat,
     /// Number of examples.
     pub rows: i64,
     /// Class names, by label id.
@@ -37,8 +41,8 @@ pub struct NewDataset {
     pub id: String,
     /// An optional name.
     pub name: Option<String>,
-    /// `jsonl` or `csv`.
-    pub format: String,
+    /// The format it was uploaded in.
+    pub format: DatasetFormat,
     /// Number of examples.
     pub rows: i64,
     /// Class names, by label id.
@@ -63,7 +67,7 @@ impl Store {
             let row = sqlx::query_as(&sql)
                 .bind(&new.id)
                 .bind(&new.name)
-                .bind(&new.format)
+                .bind(new.format)
                 .bind(new.rows)
                 .bind(Json(&new.labels))
                 .bind(Json(&new.label_counts))

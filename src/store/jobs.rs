@@ -10,8 +10,22 @@ use super::{now_ms, with_pool, Store, StoreError};
 use crate::train::Hyperparameters;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a worker.
     Queued,
@@ -26,26 +40,6 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// Every status, in life order.
-    pub const ALL: [JobStatus; 5] = [
-        Self::Queued,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether the job can no longer change.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
@@ -53,19 +47,6 @@ impl JobStatus {
 }
 
 text_enum!(JobStatus);
-
-impl std::str::FromStr for JobStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown status `{s}` (queued, running, succeeded, failed, cancelled)")
-            })
-    }
-}
 
 /// A fine-tuning job as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -287,8 +268,9 @@ impl Store {
         let rows: Vec<(JobStatus, i64)> = with_pool!(self, |pool, Db| {
             sqlx::query_as(SQL).fetch_all(pool).await?
         });
-        Ok(JobStatus::ALL
-            .into_iter()
+        Ok(<JobStatus as strum::VariantArray>::VARIANTS
+            .iter()
+            .copied()
             .map(|st| {
                 let n = rows.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
                 (st, n)

@@ -47,7 +47,7 @@ pub use leases::Lease;
 pub use models::{Finished, ModelRow, NewModel};
 pub use nodes::NodeRow;
 pub use notices::{Notice, Notices};
-pub use records::{CheckpointRow, EventRow, Level, MetricRow, NewEvent, Split};
+pub use records::{CheckpointRow, EventKind, EventRow, Level, MetricRow, NewEvent, Split};
 pub use url::DatabaseUrl;
 
 /// Store failures.

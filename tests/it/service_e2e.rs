@@ -268,7 +268,9 @@ async fn shutdown_hands_a_running_job_back_to_the_queue() {
     assert_eq!(job.lease_owner, None);
     let events = store.list_events(&id, 0, 1000).await.unwrap();
     assert!(
-        events.iter().any(|e| e.kind == "interrupted"),
+        events
+            .iter()
+            .any(|e| e.kind == tuneserve::store::EventKind::Interrupted),
         "{events:#?}"
     );
 }

@@ -24,8 +24,8 @@ pub struct Dataset {
     pub id: String,
     /// The name given at upload (or `repo:split` for an import); null when none.
     pub name: Option<String>,
-    /// The format it was uploaded in: `jsonl` or `csv`.
-    pub format: String,
+    /// The format it was uploaded in.
+    pub format: DatasetFormat,
     /// Number of examples kept (rows with empty text dropped on request are
     /// not counted).
     pub rows: i64,
@@ -147,7 +147,7 @@ async fn store(
         .insert_dataset(NewDataset {
             id,
             name,
-            format: format.as_str().into(),
+            format,
             rows,
             labels: parsed.labels,
             label_counts,

@@ -9,10 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::job_records::flatten;
 use super::{new_id, timestamp};
 use crate::api::error::ErrorBody;
-use crate::api::{ApiError, AppState, Json, Query};
-use crate::model::Precision;
+use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
 use crate::queue::{local_config, BaseModelError};
-use crate::store::{JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
+use crate::store::{EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
 
 /// A job to submit.
@@ -72,8 +71,8 @@ pub struct LatestMetrics {
 pub struct Job {
     /// `job-` and 16 hex digits; what every `/jobs/{id}` route takes.
     pub id: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
     /// The model it fine-tunes, as submitted: a model id of this service,
     /// a folder name under `--model-dir`, or a Hub id.
     pub base_model: String,
@@ -140,7 +139,7 @@ impl From<JobRow> for Job {
         };
         Self {
             id: row.id,
-            status: row.status.as_str().into(),
+            status: row.status,
             base_model: row.base_model,
             train_dataset: row.train_dataset,
             eval_dataset: row.eval_dataset,
@@ -177,7 +176,11 @@ impl From<JobRow> for Job {
     }
 }
 
-fn validate(req: &CreateJob, hp: &Hyperparameters, devices: &[String]) -> Result<(), ApiError> {
+fn validate(
+    req: &CreateJob,
+    hp: &Hyperparameters,
+    devices: &[ServiceDevice],
+) -> Result<(), ApiError> {
     if req.base_model.trim().is_empty() {
         return Err(ApiError::invalid("base_model", "must not be empty"));
     }
@@ -195,13 +198,19 @@ fn validate(req: &CreateJob, hp: &Hyperparameters, devices: &[String]) -> Result
     }
     hp.validate()
         .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))?;
-    if hp.precision == Precision::Bf16 && !devices.iter().any(|d| d.starts_with("cuda")) {
+    let mut training = devices.iter().filter(|d| d.training);
+    if !training.any(|d| hp.validate_for_device(&d.device).is_ok()) {
+        let names: Vec<&str> = devices
+            .iter()
+            .filter(|d| d.training)
+            .map(|d| d.name.as_str())
+            .collect();
         return Err(ApiError::invalid(
             "hyperparameters.precision",
             format!(
                 "\"bf16\" needs a GPU worker and this service trains on {} \
                  (start it with --devices cuda:N); use \"fp32\"",
-                devices.join(", ")
+                names.join(", ")
             ),
         ));
     }
@@ -261,7 +270,7 @@ pub async fn create(
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let hp = req.hyperparameters.clone().unwrap_or_default();
-    validate(&req, &hp, &state.config.devices)?;
+    validate(&req, &hp, &state.devices)?;
     check_base_model(&state, &req.base_model, &hp).await?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
@@ -287,7 +296,7 @@ pub async fn create(
             suffix: req.suffix,
         })
         .await?;
-    let event = NewEvent::info("created", "job queued", None);
+    let event = NewEvent::info(EventKind::Created, "job queued", None);
     state.queue.log().write(&row.id, None, event).await?;
     state.queue.notify();
     Ok((StatusCode::ACCEPTED, Json(row.into())))
@@ -325,9 +334,15 @@ pub async fn list(
     let status = q
         .status
         .as_deref()
-        .map(str::parse::<JobStatus>)
-        .transpose()
-        .map_err(|e| ApiError::invalid("status", e))?;
+        .map(|name| {
+            name.parse::<JobStatus>().map_err(|_| {
+                let all = <JobStatus as strum::VariantArray>::VARIANTS.iter();
+                let names: Vec<&str> = all.map(|s| s.as_str()).collect();
+                let names = names.join(", ");
+                ApiError::invalid("status", format!("unknown status `{name}` ({names})"))
+            })
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 100"));
@@ -433,7 +448,7 @@ pub async fn cancel(
         JobStatus::Cancelled => "cancelled while queued",
         _ => "cancel requested; the trainer stops at its next step",
     };
-    let event = NewEvent::info("cancel_requested", message, None);
+    let event = NewEvent::info(EventKind::CancelRequested, message, None);
     state.queue.log().write(&id, None, event).await?;
     Ok(Json(row.into()))
 }
@@ -455,7 +470,7 @@ pub async fn retry(
 ) -> Result<Json<Job>, ApiError> {
     let row = state.store.retry_failed(&id).await?;
     let event = NewEvent::info(
-        "retried",
+        EventKind::Retried,
         "queued again by a client; resumes from its newest checkpoint",
         None,
     );
