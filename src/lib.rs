@@ -32,6 +32,7 @@ pub mod data_dir;
 pub mod fault;
 pub(crate) mod hub;
 pub mod infer;
+pub mod metric_names;
 pub mod model;
 pub(crate) mod queue;
 pub mod simd;

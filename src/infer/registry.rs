@@ -177,8 +177,8 @@ impl Registry {
     /// Puts [`Registry::footprint`] into the metrics.
     fn report(&self) {
         let (models, bytes) = self.footprint();
-        metrics::gauge!("tuneserve_loaded_models").set(models as f64);
-        metrics::gauge!("tuneserve_loaded_model_bytes").set(bytes as f64);
+        metrics::gauge!(crate::metric_names::LOADED_MODELS).set(models as f64);
+        metrics::gauge!(crate::metric_names::LOADED_MODEL_BYTES).set(bytes as f64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ServedModel>>> {

@@ -176,7 +176,7 @@ impl<'a> Recorder<'a> {
         };
         let written = self.store().update_progress(self.fence, &progress).await;
         self.check(written);
-        metrics::gauge!("tuneserve_training_tokens_per_second").set(log.tokens_per_second);
+        metrics::gauge!(crate::metric_names::TRAINING_TOKENS_PER_SECOND).set(log.tokens_per_second);
         let message = format!("step {}: loss {:.4}", log.step, log.loss);
         self.info(EventKind::Step, message, Some(data)).await;
     }

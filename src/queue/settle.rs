@@ -301,7 +301,7 @@ fn finished(result: Result<bool, StoreError>, status: JobStatus) {
         Ok(true) => {
             // Attempts that end in a requeue are not counted: the job is not finished.
             if status.is_terminal() {
-                metrics::counter!("tuneserve_jobs_finished_total", "status" => status.as_str())
+                metrics::counter!(crate::metric_names::JOBS_FINISHED, "status" => status.as_str())
                     .increment(1);
             }
         }

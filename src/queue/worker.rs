@@ -13,7 +13,7 @@ use super::execute::{self, JobError, Msg, Plan};
 use super::record::Recorder;
 use super::settle::{persist, settle, settle_error, StopReason};
 use super::Shared;
-use crate::store::{EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
+use crate::store::{new_id, EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
 /// Runs one claimed attempt of `job` to its end.
@@ -92,7 +92,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         recorder.flush().await;
     }
     settle(shared, &fence, &job, done, reason).await;
-    metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
+    metrics::gauge!(crate::metric_names::TRAINING_TOKENS_PER_SECOND).set(0.0);
 }
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease
@@ -140,10 +140,9 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
             name: job.base_model.clone(),
             source,
         })?;
-    let short = uuid::Uuid::new_v4().simple().to_string();
     let model_id = match &job.suffix {
-        Some(suffix) => format!("model-{suffix}-{}", &short[..12]),
-        None => format!("model-{}", &short[..12]),
+        Some(suffix) => new_id(&format!("model-{suffix}")),
+        None => new_id("model"),
     };
     let dir = &shared.config.data_dir;
     let named = |d: &crate::store::DatasetRow| d.name.clone().unwrap_or_else(|| d.id.clone());

@@ -99,6 +99,7 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Vec<DatasetRow>, StoreError> {
         let before = self.seq_of("datasets", "dataset", after).await?;
+        let before = before.unwrap_or(i64::MAX);
         let sql =
             format!("SELECT {COLUMNS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
         with_pool!(self, |pool, Db| {

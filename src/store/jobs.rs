@@ -244,15 +244,8 @@ impl Store {
             "SELECT {COLUMNS} FROM jobs WHERE seq > $1 AND ($2 IS NULL OR status = $2)
              ORDER BY seq LIMIT $3"
         );
+        let after_seq = self.seq_of("jobs", "job", after).await?.unwrap_or(0);
         with_pool!(self, |pool, Db| {
-            let after_seq: i64 = match after {
-                Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await?
-                    .ok_or_else(|| not_found(id))?,
-                None => 0,
-            };
             Ok(sqlx::query_as(&sql)
                 .bind(after_seq)
                 .bind(status)

@@ -9,13 +9,13 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::paging::PageParams;
-use super::{new_id, timestamp, upload};
+use super::paging::{page_type, PageParams};
+use super::{timestamp, upload};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
 use crate::hub::HubError;
-use crate::store::{DatasetRow, NewDataset};
+use crate::store::{new_id, DatasetRow, NewDataset};
 
 /// A stored dataset.
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,13 +51,9 @@ impl From<DatasetRow> for Dataset {
     }
 }
 
-/// A page of datasets, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DatasetList {
-    /// Up to `limit` datasets, newest first.
-    pub data: Vec<Dataset>,
-    /// More follow: pass the last id as `after`.
-    pub has_more: bool,
+page_type! {
+    /// A page of datasets, newest first.
+    DatasetList of Dataset
 }
 
 /// Upload options.

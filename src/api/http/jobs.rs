@@ -4,14 +4,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::job_records::flatten;
-use super::{new_id, timestamp};
+use super::paging::{page_type, JobListParams};
+use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
 use crate::queue::{local_config, BaseModelError};
-use crate::store::{EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
+use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
 
 /// A job to submit.
@@ -302,34 +303,18 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
 
-/// Listing filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only jobs in this status.
-    pub status: Option<String>,
-    /// At most this many (1–100, default 20).
-    pub limit: Option<i64>,
-    /// Jobs submitted after this job id (pagination).
-    pub after: Option<String>,
-}
-
-/// A page of jobs, in submission order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    /// Up to `limit` jobs, oldest first.
-    pub data: Vec<Job>,
-    /// More follow: pass the last id as `after`.
-    pub has_more: bool,
+page_type! {
+    /// A page of jobs, in submission order (oldest first).
+    JobList of Job
 }
 
 /// Jobs in submission order.
-#[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs", params(ListParams),
+#[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs", params(JobListParams),
     responses((status = 200, body = JobList), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListParams>,
+    Query(q): Query<JobListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let status = q
         .status
@@ -343,19 +328,14 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
-    }
-    let after = q.after.as_deref();
-    let mut rows = match state.store.list_jobs(status, limit + 1, after).await {
-        Err(StoreError::NotFound { id, .. }) => {
-            return Err(ApiError::invalid("after", format!("job `{id}` not found")))
-        }
-        other => other?,
-    };
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let page = q.page();
+    let limit = page.limit()?;
+    let rows = (state
+        .store
+        .list_jobs(status, limit + 1, page.after.as_deref())
+        .await)
+        .map_err(|e| page.unknown_after(e))?;
+    let (rows, has_more) = page.cut(rows);
     Ok(Json(JobList {
         data: rows.into_iter().map(Into::into).collect(),
         has_more,

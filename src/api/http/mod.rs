@@ -233,9 +233,3 @@ pub(crate) fn timestamp(ms: i64) -> String {
         })
         .unwrap_or_default()
 }
-
-/// A short random id with a prefix (`ds-`, `job-`).
-pub(crate) fn new_id(prefix: &str) -> String {
-    let raw = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}-{}", &raw[..16])
-}

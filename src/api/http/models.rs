@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::paging::PageParams;
+use super::paging::{page_type, PageParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
@@ -42,14 +42,10 @@ pub struct Model {
     pub promoted_at: Option<String>,
 }
 
-/// A page of models, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelList {
-    /// The models (the one the service was started with first, on the first
-    /// page).
-    pub data: Vec<Model>,
-    /// More follow: pass the last id as `after`.
-    pub has_more: bool,
+page_type! {
+    /// A page of models, newest first (the one the service was started with
+    /// first, on the first page).
+    ModelList of Model
 }
 
 fn view(state: &AppState, row: ModelRow) -> Model {

@@ -36,7 +36,7 @@ pub(super) async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let dir = state.data_dir.root().join("datasets");
+    let dir = state.data_dir.datasets();
     let file = tempfile::Builder::new()
         .prefix(".upload.tmp-")
         .tempfile_in(&dir)
