@@ -30,6 +30,7 @@ pub(crate) mod cluster;
 pub mod data;
 pub mod data_dir;
 pub mod fault;
+pub(crate) mod host;
 pub(crate) mod hub;
 pub mod infer;
 pub mod metric_names;

@@ -7,10 +7,11 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::paging::{page_type, PageParams};
-use super::{timestamp, upload};
+use super::timestamp;
+use super::upload::{self, dataset_error, UploadForm, UploadParams};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
@@ -56,21 +57,6 @@ page_type! {
     DatasetList of Dataset
 }
 
-/// Upload options.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct UploadParams {
-    /// `jsonl` or `csv` (default: the file name's extension in a multipart
-    /// form, else `Content-Type`, else the content's look).
-    pub format: Option<String>,
-    /// A name to remember the dataset by.
-    pub name: Option<String>,
-    /// Drop rows whose text is empty (counted, not refused); default false.
-    /// The Kaggle CSV of the tweets has one such row.
-    pub drop_empty_text: Option<bool>,
-}
-
 /// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"][, "idx"]}` per
 /// line) or CSV with `text` and `label` columns, as the raw body or as the
 /// `file` part of a `multipart/form-data` form (`curl -F file=@train.jsonl`).
@@ -103,15 +89,6 @@ pub async fn upload(
     let (parsed, format) = tokio::task::spawn_blocking(move || received.parse(&params)).await??;
     let row = store(&state, parsed, format, name).await?;
     Ok((StatusCode::CREATED, Json(row)))
-}
-
-/// The multipart form `POST /datasets` takes.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct UploadForm {
-    /// The JSONL or CSV file (its name's extension tells the format).
-    #[schema(format = Binary, content_media_type = "application/octet-stream")]
-    file: String,
 }
 
 /// Writes the normalised copy (JSONL) and records the dataset.
@@ -196,16 +173,6 @@ pub async fn import(
     let name = req.name.or(Some(format!("{}:{}", req.repo, req.split)));
     let row = store(&state, parsed, DatasetFormat::Jsonl, name).await?;
     Ok((StatusCode::CREATED, Json(row)))
-}
-
-/// 422 naming the body; row errors (line, field, message) in `details`.
-pub(super) fn dataset_error(e: DatasetError) -> ApiError {
-    let rows = e.row_errors();
-    ApiError::Validation {
-        message: e.to_string(),
-        param: Some("body".into()),
-        details: (!rows.is_empty()).then(|| serde_json::to_value(rows).unwrap_or_default()),
-    }
 }
 
 /// Datasets, newest first, a page at a time.
