@@ -190,7 +190,6 @@ async fn work(shared: Arc<Shared>, owner: String, device: Device) {
             .await
         {
             Ok(Some(job)) => {
-                tracing::info!(worker = %owner, job = %job.id, attempt = job.attempt, "claimed");
                 worker::run_job(&shared, &owner, &device, job).await;
                 continue;
             }

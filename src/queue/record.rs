@@ -82,7 +82,7 @@ impl<'a> Recorder<'a> {
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
                 let name = name.unwrap_or_default();
                 let message = format!("checkpoint {name} skipped: it does not load ({reason})");
-                tracing::warn!(job = %self.fence.job_id, "{message}");
+                tracing::warn!("{message}");
                 let data = json!({"checkpoint": name, "reason": reason});
                 self.log(
                     Level::Warning,
@@ -112,8 +112,7 @@ impl<'a> Recorder<'a> {
                     "training {total_steps} steps on {train_examples} examples \
                      ({eval_examples} for evaluation) from step {start_step}"
                 );
-                let (job, attempt) = (&self.fence.job_id, self.fence.attempt);
-                tracing::info!(job = %job, attempt, "started: {message}");
+                tracing::info!("started: {message}");
                 let data = json!({"total_steps": total_steps, "start_step": start_step});
                 self.info(EventKind::Plan, message, Some(data)).await;
             }
@@ -129,7 +128,7 @@ impl<'a> Recorder<'a> {
                 self.check(c.await);
                 let data = json!({"step": step, "path": path});
                 let message = format!("checkpoint at step {step}");
-                tracing::info!(job = %self.fence.job_id, "{message}");
+                tracing::info!("{message}");
                 self.info(EventKind::Checkpoint, message, Some(data)).await;
             }
             TrainEvent::CheckpointRemoved { step, .. } => {
@@ -138,7 +137,7 @@ impl<'a> Recorder<'a> {
             }
             TrainEvent::EarlyStopped { step } => {
                 let message = format!("early stopping at step {step}");
-                tracing::info!(job = %self.fence.job_id, "{message}");
+                tracing::info!("{message}");
                 self.info(EventKind::EarlyStopped, message, None).await;
             }
         }
@@ -159,7 +158,7 @@ impl<'a> Recorder<'a> {
                 .await;
         }
         let message = format!("resuming from checkpoint step-{step}");
-        tracing::info!(job = %self.fence.job_id, "{message}");
+        tracing::info!("{message}");
         self.info(EventKind::Resumed, message, None).await;
     }
 
@@ -191,7 +190,7 @@ impl<'a> Recorder<'a> {
             "eval at step {}: loss {:.4}, accuracy {:.4}, macro-F1 {:.4}",
             log.step, m.loss, m.accuracy, m.macro_f1
         );
-        tracing::info!(job = %self.fence.job_id, "{message}");
+        tracing::info!("{message}");
         self.info(EventKind::Eval, message, Some(data)).await;
     }
 
@@ -212,7 +211,10 @@ impl<'a> Recorder<'a> {
         });
         if let Err(e) = self.write_pending().await {
             let waiting = self.pending.len();
-            tracing::warn!(job = %self.fence.job_id, waiting, "recording metrics failed (kept to write again): {e}");
+            tracing::warn!(
+                waiting,
+                "recording metrics failed (kept to write again): {e}"
+            );
         }
     }
 
@@ -247,8 +249,8 @@ impl<'a> Recorder<'a> {
     fn check(&self, result: Result<bool, StoreError>) {
         match result {
             Ok(true) => {}
-            Ok(false) => tracing::debug!(job = %self.fence.job_id, "write fenced off (lease lost)"),
-            Err(e) => tracing::warn!(job = %self.fence.job_id, "recording progress failed: {e}"),
+            Ok(false) => tracing::debug!("write fenced off (lease lost)"),
+            Err(e) => tracing::warn!("recording progress failed: {e}"),
         }
     }
 }

@@ -39,14 +39,14 @@ pub(super) async fn settle(
     let log = |event: NewEvent| shared.log.write(&job.id, Some(fence), event);
     if let (Some(_), Ok(Executed { model: Some(m), .. })) = (reason, &done) {
         // Exported just as the attempt was told to stop: no row will name it.
-        discard_model(shared, job, &m.id);
+        discard_model(shared, &m.id);
     }
     match (done, reason) {
         (_, Some(StopReason::LeaseLost)) => {}
         (_, Some(StopReason::Cancelled)) => {
             let message = "cancelled at the client's request";
             let _ = log(NewEvent::info(EventKind::Cancelled, message, None)).await;
-            tracing::info!(job = %job.id, "cancelled");
+            tracing::info!("cancelled");
             let end = || shared.store.end_attempt(fence, JobStatus::Cancelled, None);
             finished(persist(shared, fence, end).await, JobStatus::Cancelled);
         }
@@ -54,7 +54,7 @@ pub(super) async fn settle(
             let message =
                 "interrupted by a shutdown; queued again to resume from its last checkpoint";
             let _ = log(NewEvent::info(EventKind::Interrupted, message, None)).await;
-            tracing::info!(job = %job.id, "handed back to the queue for a shutdown");
+            tracing::info!("handed back to the queue for a shutdown");
             let _ = shared.store.hand_back(fence).await;
         }
         (Err(e), None) => settle_error(shared, fence, job, e).await,
@@ -89,7 +89,7 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
         ),
     };
     let counted = cause != Cause::Transient;
-    tracing::warn!(job = %job.id, attempt = job.attempt, ?cause, next = status.as_str(), "attempt failed: {message}");
+    tracing::warn!(?cause, next = status.as_str(), "attempt failed: {message}");
     let (text, data) = match delay {
         Some(delay) => (
             format!(
@@ -166,7 +166,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
     };
     match persist(shared, fence, finish).await {
         Ok(Finished::Registered(row)) => {
-            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{message}");
+            tracing::info!(model = %model.id, promoted = promote, "{message}");
             log(EventKind::Succeeded, message, Some(data)).await;
             if let Some(rank) = row.promoted_at {
                 shared.registry.promote(model, rank);
@@ -174,27 +174,27 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
             finished(Ok(true), JobStatus::Succeeded);
         }
         Ok(Finished::Cancelled) => {
-            discard_model(shared, job, &model.id);
+            discard_model(shared, &model.id);
             let message = "cancelled at the client's request, as the model was being registered; \
                            the model was not kept";
-            tracing::info!(job = %job.id, "cancelled at success");
+            tracing::info!("cancelled at success");
             log(EventKind::Cancelled, message.to_string(), None).await;
             finished(Ok(true), JobStatus::Cancelled);
         }
         Ok(Finished::Fenced) => {
-            discard_model(shared, job, &model.id);
-            tracing::warn!(job = %job.id, "finished after losing its lease; model not registered")
+            discard_model(shared, &model.id);
+            tracing::warn!("finished after losing its lease; model not registered")
         }
-        Err(e) => tracing::error!(job = %job.id, "recording success failed: {e}"),
+        Err(e) => tracing::error!("recording success failed: {e}"),
     }
 }
 
 /// Removes the folder of a model that no row will name (the job was
 /// cancelled, or the attempt had lost its lease).
-fn discard_model(shared: &Shared, job: &JobRow, model_id: &str) {
+fn discard_model(shared: &Shared, model_id: &str) {
     let dir = shared.config.data_dir.model(model_id);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
-        tracing::warn!(job = %job.id, "removing the unregistered model folder: {e}");
+        tracing::warn!("removing the unregistered model folder: {e}");
     }
 }
 
@@ -256,7 +256,7 @@ async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
     for row in rows.into_iter().filter(|r| Some(r.step) != keep) {
         let path = shared.config.data_dir.resolve(&row.path);
         if let Err(e) = std::fs::remove_dir_all(&path) {
-            tracing::warn!(job = %job.id, step = row.step, "removing a checkpoint: {e}");
+            tracing::warn!(step = row.step, "removing a checkpoint: {e}");
             continue;
         }
         let _ = shared.store.forget_checkpoint(&job.id, row.step).await;
@@ -279,7 +279,7 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        tracing::warn!(job = %fence.job_id, "recording the outcome failed (will retry): {error}");
+        tracing::warn!("recording the outcome failed (will retry): {error}");
         tokio::select! {
             _ = tokio::time::sleep(shared.config.heartbeat) => {}
             _ = shared.shutdown.cancelled() => return Err(error),

@@ -16,8 +16,13 @@ use super::Shared;
 use crate::store::{new_id, EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
-/// Runs one claimed attempt of `job` to its end.
+/// Runs one claimed attempt of `job` to its end, in the attempt's span (job
+/// id, attempt, worker): every log line of the attempt, the training
+/// thread's included, carries them.
+#[tracing::instrument(name = "attempt", skip_all,
+    fields(job = %job.id, attempt = job.attempt, worker = %owner))]
 pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: JobRow) {
+    tracing::info!("claimed");
     let fence = Fence {
         job_id: job.id.clone(),
         attempt: job.attempt,
@@ -43,9 +48,10 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
+    let span = tracing::Span::current();
     let spawned = std::thread::Builder::new()
         .name(format!("train-{}", job.id))
-        .spawn(move || execute::run(plan, tx, thread_stop));
+        .spawn(move || span.in_scope(|| execute::run(plan, tx, thread_stop)));
     if let Err(e) = spawned {
         let error = JobError::Thread(format!("cannot start: {e}"));
         return settle_error(shared, &fence, &job, error).await;
@@ -109,12 +115,12 @@ async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Opti
         Ok(Lease::Held { .. }) => None,
         Ok(Lease::Lost) => {
             if given != Some(StopReason::LeaseLost) {
-                tracing::warn!(job = %fence.job_id, attempt = fence.attempt, "lease lost; stopping");
+                tracing::warn!("lease lost; stopping");
             }
             Some(StopReason::LeaseLost)
         }
         Err(e) => {
-            tracing::warn!(job = %fence.job_id, "heartbeat failed: {e}");
+            tracing::warn!("heartbeat failed: {e}");
             None
         }
     }

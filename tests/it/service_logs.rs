@@ -72,11 +72,12 @@ impl Server {
             .collect()
     }
 
-    /// Log lines about `job` whose message starts with `prefix`.
+    /// Log lines of an attempt of `job` (in its `attempt` span) whose
+    /// message starts with `prefix`.
     fn job_lines(&self, job: &str, prefix: &str) -> usize {
         self.json_lines()
             .iter()
-            .filter(|l| l["fields"]["job"] == job)
+            .filter(|l| l["span"]["name"] == "attempt" && l["span"]["job"] == job)
             .filter(|l| {
                 let message = l["fields"]["message"].as_str().unwrap_or_default();
                 message.starts_with(prefix)
