@@ -213,6 +213,36 @@ mod tests {
         assert!(response.extensions().get::<AnsweredError>().is_some());
     }
 
+    /// Through a router, without a socket: a 500's body says nothing of its
+    /// cause, and the cause stays on the response for the log.
+    #[tokio::test]
+    async fn a_server_error_answers_the_same_body_and_keeps_its_cause() {
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route(
+                "/fail",
+                axum::routing::get(|| async {
+                    ApiError::internal_while("opening a model file", std::io::Error::other("gone"))
+                }),
+            )
+            .layer(axum::middleware::from_fn(log_server_errors));
+        let request = Request::builder()
+            .uri("/fail")
+            .body(axum::body::Body::empty());
+        let response = router.oneshot(request.unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let Some(AnsweredError(error)) = response.extensions().get::<AnsweredError>().cloned()
+        else {
+            panic!("no error recorded")
+        };
+        assert!(cause_chain(error.as_ref()).ends_with("opening a model file: gone"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10).await;
+        let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        let expected = serde_json::json!({"error": {"code": "internal_error",
+            "message": "internal server error", "param": null}});
+        assert_eq!(body, expected);
+    }
+
     #[test]
     fn keys_of_any_length_compare() {
         let expected = ApiKey::new(Some("s3cret")).0.unwrap();

@@ -49,12 +49,7 @@ async fn upload_train_watch_classify_and_switch_models() {
     assert_eq!(evals.last(), Some(&6), "{metrics:#}");
 
     let (_, events) = app.get(&format!("/jobs/{job_id}/events")).await;
-    let kinds: Vec<&str> = events["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = crate::support::event_kinds(&events);
     for kind in [
         "created",
         "started",

@@ -270,12 +270,7 @@ async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes(backend: B
     let (_, models) = app.get("/models").await;
     assert_eq!(models["data"].as_array().unwrap().len(), 1);
     let (_, events) = app.get(&format!("/jobs/{id}/events")).await;
-    let kinds: Vec<&str> = events["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = crate::support::event_kinds(&events);
     assert_eq!(
         kinds.iter().filter(|k| **k == "started").count(),
         2,

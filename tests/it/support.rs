@@ -299,6 +299,15 @@ async fn split(resp: reqwest::Response) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// The kinds of a page of a job's log (`GET /jobs/{id}/events`), in order.
+pub fn event_kinds(events: &Value) -> Vec<&str> {
+    let entries = events["data"].as_array().expect("a page of events");
+    entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect()
+}
+
 /// Asserts an error answer: status, code, and a message fragment.
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str, fragment: &str) {
     let (s, body) = got;
