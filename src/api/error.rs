@@ -107,7 +107,7 @@ pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 
-/// The error schema.
+/// What every error answer's `error` holds.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorDetail {
     /// Stable machine-readable code.

@@ -14,7 +14,7 @@
 mod config;
 mod devices;
 mod error;
-pub mod http;
+mod http;
 mod middleware;
 mod preload;
 mod server;
@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, Json, Query};
+pub use http::{openapi, openapi_yaml};
 
 use crate::cluster::{self, Node};
 use crate::data_dir::DataDir;
@@ -38,28 +39,27 @@ use crate::infer::{Batcher, Registry};
 use crate::queue::{Queue, QueueConfig};
 use crate::store::{DatabaseUrl, Store};
 
-/// What handlers share.
+/// What handlers share, cloned into each request (every field is cheap to
+/// clone). Its fields are private to [`crate::api`]: the handlers under
+/// [`http`] read them, nothing outside the service does.
 #[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Store,
-    /// The job queue (and the job log).
-    pub queue: Queue,
-    /// Loaded models.
-    pub registry: Arc<Registry>,
-    /// The inference thread.
-    pub batcher: Batcher,
-    /// The data folder's layout.
-    pub data_dir: DataDir,
+pub(crate) struct AppState {
+    store: Store,
+    /// The job queue; its log is where handlers write clients' actions.
+    queue: Queue,
+    /// Models loaded for `/classify`, and which one is `latest`.
+    registry: Arc<Registry>,
+    /// The inference thread `/classify` submits to.
+    batcher: Batcher,
+    data_dir: DataDir,
     /// The training devices and the inference device, each once.
-    pub devices: Arc<Vec<ServiceDevice>>,
+    devices: Arc<Vec<ServiceDevice>>,
     /// The id the model the service was started with (`--model`) is served
     /// under; `None` without one.
-    pub preloaded: Option<String>,
-    /// The configuration.
-    pub config: Arc<ServeConfig>,
+    preloaded: Option<String>,
+    config: Arc<ServeConfig>,
     /// Cancelled on shutdown (ends event streams).
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
 }
 
 /// A built service, bound and ready to run.

@@ -32,7 +32,7 @@ pub struct Node {
     pub id: String,
     /// Its training devices.
     pub devices: Vec<String>,
-    /// The database.
+    /// Where the node's row is kept and announcements are heard.
     pub store: Store,
     /// The queue, woken when another node queues a job.
     pub queue: Queue,

@@ -85,7 +85,7 @@ impl QueueConfig {
 }
 
 /// State every worker shares.
-pub(crate) struct Shared {
+pub(crate) struct WorkerContext {
     pub config: QueueConfig,
     pub store: Store,
     pub log: JobLog,
@@ -95,7 +95,7 @@ pub(crate) struct Shared {
     pub wake: Notify,
 }
 
-impl Shared {
+impl WorkerContext {
     /// `text` without the server's folders: the data folder becomes `<data>`
     /// and each model folder `<model-dir>`, so a job's error tells a client
     /// which file is at fault but not where the server keeps it.
@@ -114,7 +114,7 @@ impl Shared {
 /// The API's handle on the queue.
 #[derive(Clone)]
 pub struct Queue {
-    shared: Arc<Shared>,
+    shared: Arc<WorkerContext>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -138,7 +138,7 @@ impl Queue {
             config.data_dir.clone(),
             config.model_dirs.clone(),
         );
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WorkerContext {
             config,
             base_models,
             log: JobLog::new(store.clone()),
@@ -181,7 +181,7 @@ pub fn owner_node(owner: &str) -> &str {
     owner.split_once('/').map_or(owner, |(node, _)| node)
 }
 
-async fn work(shared: Arc<Shared>, owner: String, device: Device) {
+async fn work(shared: Arc<WorkerContext>, owner: String, device: Device) {
     tracing::info!(worker = %owner, "worker started");
     while !shared.shutdown.is_cancelled() {
         match shared
@@ -205,7 +205,7 @@ async fn work(shared: Arc<Shared>, owner: String, device: Device) {
     tracing::info!(worker = %owner, "worker stopped");
 }
 
-async fn rescue(shared: Arc<Shared>) {
+async fn rescue(shared: Arc<WorkerContext>) {
     let every = (shared.config.lease / 2).max(Duration::from_millis(50));
     let mut swept = std::time::Instant::now();
     loop {

@@ -4,13 +4,13 @@
 
 use serde_json::json;
 
-use super::Shared;
+use super::WorkerContext;
 use crate::store::{EventKind, Fence, Level, NewEvent, Progress, Split, StoreError};
 use crate::train::{EvalLog, History, StepLog, TrainEvent};
 
 /// Writes what the trainer reports, fenced by the attempt.
 pub(super) struct Recorder<'a> {
-    shared: &'a Shared,
+    shared: &'a WorkerContext,
     fence: &'a Fence,
     total_steps: Option<i64>,
     /// Metrics the store refused (a full disk, the database away), written
@@ -29,7 +29,7 @@ struct Metric {
 }
 
 impl<'a> Recorder<'a> {
-    pub(super) fn new(shared: &'a Shared, fence: &'a Fence) -> Self {
+    pub(super) fn new(shared: &'a WorkerContext, fence: &'a Fence) -> Self {
         Self {
             shared,
             fence,

@@ -13,7 +13,7 @@ use std::future::Future;
 use serde_json::json;
 
 use super::execute::{Executed, JobError};
-use super::Shared;
+use super::WorkerContext;
 use crate::fault::Cause;
 use crate::store::{
     EventKind, Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
@@ -30,7 +30,7 @@ pub(super) enum StopReason {
 
 /// Records how the attempt ended.
 pub(super) async fn settle(
-    shared: &Shared,
+    shared: &WorkerContext,
     fence: &Fence,
     job: &JobRow,
     done: Result<Executed, JobError>,
@@ -48,7 +48,7 @@ pub(super) async fn settle(
             let _ = log(NewEvent::info(EventKind::Cancelled, message, None)).await;
             tracing::info!("cancelled");
             let end = || shared.store.end_attempt(fence, JobStatus::Cancelled, None);
-            finished(persist(shared, fence, end).await, JobStatus::Cancelled);
+            count_outcome(persist(shared, fence, end).await, JobStatus::Cancelled);
         }
         (_, Some(StopReason::Shutdown)) => {
             let message =
@@ -76,7 +76,12 @@ pub(super) async fn settle(
 /// queues it again after a backoff (a transient cause gives the attempt back,
 /// an unknown one counts it, failing the job once `max_attempts` are spent).
 /// The error, with its cause, is recorded either way.
-pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, error: JobError) {
+pub(super) async fn settle_error(
+    shared: &WorkerContext,
+    fence: &Fence,
+    job: &JobRow,
+    error: JobError,
+) {
     let cause = error.cause();
     let exhausted = cause == Cause::Unknown && job.attempt >= job.max_attempts;
     let message = shared.scrub(&error.to_string());
@@ -130,12 +135,12 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
             persist(shared, fence, end).await
         }
     };
-    finished(ended, status);
+    count_outcome(ended, status);
 }
 
 /// A succeeded attempt: register the model (promoted or not), serve it if
 /// promoted, prune the checkpoints.
-async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
+async fn succeed(shared: &WorkerContext, fence: &Fence, job: &JobRow, exec: Executed) {
     let Some(model) = exec.model else { return };
     let (promote, why) = promotion(shared, job, exec.final_metrics.as_ref()).await;
     let dir = &shared.config.data_dir;
@@ -171,7 +176,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
             if let Some(rank) = row.promoted_at {
                 shared.registry.promote(model, rank);
             }
-            finished(Ok(true), JobStatus::Succeeded);
+            count_outcome(Ok(true), JobStatus::Succeeded);
         }
         Ok(Finished::Cancelled) => {
             discard_model(shared, &model.id);
@@ -179,7 +184,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
                            the model was not kept";
             tracing::info!("cancelled at success");
             log(EventKind::Cancelled, message.to_string(), None).await;
-            finished(Ok(true), JobStatus::Cancelled);
+            count_outcome(Ok(true), JobStatus::Cancelled);
         }
         Ok(Finished::Fenced) => {
             discard_model(shared, &model.id);
@@ -191,7 +196,7 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
 
 /// Removes the folder of a model that no row will name (the job was
 /// cancelled, or the attempt had lost its lease).
-fn discard_model(shared: &Shared, model_id: &str) {
+fn discard_model(shared: &WorkerContext, model_id: &str) {
     let dir = shared.config.data_dir.model(model_id);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         tracing::warn!("removing the unregistered model folder: {e}");
@@ -199,7 +204,11 @@ fn discard_model(shared: &Shared, model_id: &str) {
 }
 
 /// Whether the job's model becomes `latest`, and why not when it does not.
-async fn promotion(shared: &Shared, job: &JobRow, metrics: Option<&EvalMetrics>) -> (bool, String) {
+async fn promotion(
+    shared: &WorkerContext,
+    job: &JobRow,
+    metrics: Option<&EvalMetrics>,
+) -> (bool, String) {
     let h = &job.hyperparameters;
     match h.promote {
         Promote::Always => return (true, String::new()),
@@ -244,7 +253,7 @@ async fn promotion(shared: &Shared, job: &JobRow, metrics: Option<&EvalMetrics>)
 
 /// Deletes the succeeded job's checkpoints that `keep_checkpoints` does not
 /// keep (the best one, by default).
-async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
+async fn prune(shared: &WorkerContext, job: &JobRow, best_step: Option<usize>) {
     let keep = match job.hyperparameters.keep_checkpoints {
         KeepCheckpoints::All => return,
         KeepCheckpoints::Best => best_step.map(|s| s as i64),
@@ -266,7 +275,7 @@ async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
 /// Runs `write` until the store takes it, renewing the lease between tries;
 /// gives up when the lease is lost or the service shuts down.
 pub(super) async fn persist<T, F, Fut>(
-    shared: &Shared,
+    shared: &WorkerContext,
     fence: &Fence,
     mut write: F,
 ) -> Result<T, StoreError>
@@ -295,7 +304,7 @@ where
 }
 
 /// Counts a job that reached a final status (`Ok(true)`: the write applied).
-fn finished(result: Result<bool, StoreError>, status: JobStatus) {
+fn count_outcome(result: Result<bool, StoreError>, status: JobStatus) {
     match result {
         Ok(false) => tracing::debug!("outcome fenced off (lease lost)"),
         Ok(true) => {

@@ -9,10 +9,10 @@ use candle_core::Device;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::execute::{self, JobError, Msg, Plan};
+use super::execute::{self, FromTrainer, JobError, Plan};
 use super::record::Recorder;
 use super::settle::{persist, settle, settle_error, StopReason};
-use super::Shared;
+use super::WorkerContext;
 use crate::store::{new_id, EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
@@ -21,7 +21,7 @@ use crate::train::Provenance;
 /// thread's included, carries them.
 #[tracing::instrument(name = "attempt", skip_all,
     fields(job = %job.id, attempt = job.attempt, worker = %owner))]
-pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: JobRow) {
+pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device, job: JobRow) {
     tracing::info!("claimed");
     let fence = Fence {
         job_id: job.id.clone(),
@@ -62,8 +62,8 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
     let done = loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(Msg::Event(event)) => recorder.record(&event).await,
-                Some(Msg::ExportRetry { error, delay }) => {
+                Some(FromTrainer::Event(event)) => recorder.record(&event).await,
+                Some(FromTrainer::ExportRetry { error, delay }) => {
                     let message = format!(
                         "exporting the model failed: {}; trying again in {:.1} s (the trained weights are kept)",
                         shared.scrub(&error),
@@ -79,7 +79,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
                     let write = || shared.log.write(&job.id, Some(&fence), event.clone());
                     let _ = persist(shared, &fence, write).await;
                 }
-                Some(Msg::Done(result)) => break result,
+                Some(FromTrainer::Done(result)) => break result,
                 None => break Err(JobError::Thread("panicked".into())),
             },
             _ = heartbeat.tick() => {
@@ -103,7 +103,11 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease
 /// is lost (and no reason was given before).
-async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Option<StopReason> {
+async fn beat(
+    shared: &WorkerContext,
+    fence: &Fence,
+    given: Option<StopReason>,
+) -> Option<StopReason> {
     match shared
         .store
         .heartbeat(fence, shared.config.lease_ms())
@@ -126,7 +130,7 @@ async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Opti
     }
 }
 
-async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, JobError> {
+async fn plan(shared: &WorkerContext, device: &Device, job: &JobRow) -> Result<Plan, JobError> {
     let dataset = |id: String| async move {
         shared.store.get_dataset(&id).await.map_err(|e| match e {
             StoreError::NotFound { .. } => JobError::DatasetGone(id),

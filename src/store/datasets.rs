@@ -39,7 +39,7 @@ pub struct DatasetRow {
 pub struct NewDataset {
     /// `ds-` and 16 hex digits, made by the API.
     pub id: String,
-    /// An optional name.
+    /// The name given at upload; `None` when none was.
     pub name: Option<String>,
     /// The format it was uploaded in.
     pub format: DatasetFormat,

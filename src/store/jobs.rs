@@ -135,7 +135,7 @@ pub struct NewJob {
 /// applies while that attempt still holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
-    /// The job.
+    /// The id of the job the attempt belongs to.
     pub job_id: String,
     /// The attempt number the claim returned.
     pub attempt: i64,
@@ -161,7 +161,7 @@ impl Fence {
 /// A job the rescuer moved after its lease expired.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Rescued {
-    /// The job.
+    /// Its id.
     #[sqlx(rename = "id")]
     pub job_id: String,
     /// Its new status (`queued`, `failed` or `cancelled`).

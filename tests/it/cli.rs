@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::tokenizer_dir;
+use crate::fixtures::tokenizer_dir;
 
 fn tuneserve() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tuneserve"))
@@ -64,7 +64,7 @@ fn init_model_then_classify_prints_json_lines() {
 
 #[test]
 fn classify_rejects_empty_text_and_bad_input_lines() {
-    let fixture = crate::common::fixture_dir();
+    let fixture = crate::fixtures::fixture_dir();
     let out = tuneserve()
         .arg("classify")
         .arg("--model")

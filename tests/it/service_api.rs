@@ -1,7 +1,7 @@
 //! Bad input and edge cases through a real server: each answer's status,
 //! error code and message.
 
-use crate::support::{assert_error, spawn_app, spawn_app_with};
+use crate::test_app::{assert_error, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -174,7 +174,7 @@ async fn job_submissions_are_validated() {
 async fn classify_inputs_are_validated() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("m");
-    crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = spawn_app_with(|c| {
         c.model = Some(source.clone());
@@ -363,7 +363,7 @@ async fn classify_before_any_model_is_503() {
 async fn a_full_inference_queue_answers_429() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("m");
-    crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = std::sync::Arc::new(
         spawn_app_with(|c| {

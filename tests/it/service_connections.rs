@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::spawn_app_with;
+use crate::test_app::spawn_app_with;
 
 /// How long a connection may take to send a request head in these tests.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
-async fn connect(app: &crate::support::TestApp) -> TcpStream {
+async fn connect(app: &crate::test_app::TestApp) -> TcpStream {
     let addr = app.base.trim_start_matches("http://").to_string();
     TcpStream::connect(addr).await.unwrap()
 }

@@ -93,7 +93,7 @@ impl Server {
             if job["status"] == want {
                 return job;
             }
-            let terminal = crate::support::is_terminal(&job);
+            let terminal = crate::test_app::is_terminal(&job);
             assert!(!terminal && Instant::now() < deadline, "{job:#}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -116,7 +116,7 @@ async fn submit(server: &Server, client: &reqwest::Client, body: Value) -> Strin
 async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let base_model = dir.path().join("models/base");
-    crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let mut server = start(&dir.path().join("data"));
     let client = reqwest::Client::new();
     let base = server.base.clone();
@@ -126,7 +126,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     }
     let resp = client
         .post(format!("{base}/datasets?format=jsonl"))
-        .body(crate::support::tiny_dataset())
+        .body(crate::test_app::tiny_dataset())
         .send()
         .await
         .unwrap();
@@ -134,7 +134,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let dataset = resp.json::<Value>().await.unwrap()["id"].clone();
     let model = "base";
     let quick = json!({"base_model": model, "train_dataset": dataset, "eval_dataset": dataset,
-                       "hyperparameters": crate::support::quick_hyperparameters()});
+                       "hyperparameters": crate::test_app::quick_hyperparameters()});
     let done = submit(&server, &client, quick).await;
     server.wait_status(&client, &done, "succeeded").await;
     let resp = client

@@ -68,7 +68,12 @@ pub struct ClassifyResponse {
 
 /// The response's view of a prediction: probabilities or logits, all
 /// classes or the `top_k` best.
-fn shown(p: Prediction, labels: &[String], raw: bool, top_k: Option<usize>) -> ClassPrediction {
+fn prediction_view(
+    p: Prediction,
+    labels: &[String],
+    raw: bool,
+    top_k: Option<usize>,
+) -> ClassPrediction {
     let mut ranked: Vec<(String, f32)> = match raw {
         true => labels
             .iter()
@@ -152,7 +157,7 @@ pub async fn classify(
         model: id,
         predictions: predictions
             .into_iter()
-            .map(|p| shown(p, &labels, raw, req.top_k))
+            .map(|p| prediction_view(p, &labels, raw, req.top_k))
             .collect(),
     }))
 }

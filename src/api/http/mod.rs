@@ -1,19 +1,19 @@
 //! Routes, one module per resource, assembled with their OpenAPI description.
 
-pub mod classify;
+mod classify;
 mod common_responses;
-pub mod datasets;
-pub mod events;
-pub mod health;
-pub mod job_records;
-pub mod jobs;
-pub mod model_files;
-pub mod models;
-pub mod nodes;
+mod datasets;
+mod events;
+mod health;
+mod job_records;
+mod jobs;
+mod model_files;
+mod models;
+mod nodes;
 mod openapi_yaml;
 mod paging;
 mod upload;
-pub mod web;
+mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -111,7 +111,7 @@ impl utoipa::Modify for HyperparameterBounds {
 }
 
 /// The routes that need the API key (when one is set).
-fn protected() -> OpenApiRouter<AppState> {
+fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(datasets::upload, datasets::list))
         .routes(routes!(datasets::get, datasets::delete))
@@ -132,7 +132,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::list))
 }
 
-fn open() -> OpenApiRouter<AppState> {
+/// The routes anyone may call: probes and scrapers carry no key.
+fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::health))
         .routes(routes!(health::metrics))
@@ -141,8 +142,8 @@ fn open() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(protected())
-        .merge(open())
+        .merge(protected_routes())
+        .merge(public_routes())
         .split_for_parts()
         .1;
     utoipa::Modify::modify(&HyperparameterBounds, &mut doc);
@@ -158,12 +159,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
-            protected().route_layer(axum::middleware::from_fn_with_state(
+            protected_routes().route_layer(axum::middleware::from_fn_with_state(
                 ApiKey::new(state.config.api_key()),
                 require_api_key,
             )),
         )
-        .merge(open())
+        .merge(public_routes())
         .split_for_parts();
     let config = &state.config;
     let layers = ServiceBuilder::new()

@@ -13,7 +13,7 @@ use tuneserve::api::{Application, ServeConfig};
 use tuneserve::model::WeightLayout;
 use tuneserve::store::Store;
 
-use crate::common::write_tiny_model;
+use crate::fixtures::write_tiny_model;
 use crate::test_db::{Backend, TestDb};
 
 /// A running service.
