@@ -20,8 +20,16 @@ pub struct DataDir {
     root: PathBuf,
 }
 
+/// The datasets' folder, under the root.
+const DATASETS: &str = "datasets";
+/// The jobs' folders' folder, under the root.
+const JOBS: &str = "jobs";
+/// The models' folder, under the root.
+const MODELS: &str = "models";
+/// A job's checkpoints' folder, under its folder.
+const CHECKPOINTS: &str = "checkpoints";
 /// The folders directly under the root that hold files.
-const SUBDIRS: [&str; 3] = ["datasets", "jobs", "models"];
+const SUBDIRS: [&str; 3] = [DATASETS, JOBS, MODELS];
 
 impl DataDir {
     /// The folder at `root` (nothing is created yet: see [`DataDir::create`]).
@@ -47,24 +55,30 @@ impl DataDir {
         self.root.join("tuneserve.db")
     }
 
+    /// The folder of the datasets' normalised copies (and of uploads while
+    /// they arrive).
+    pub fn datasets(&self) -> PathBuf {
+        self.root.join(DATASETS)
+    }
+
     /// The normalised copy of dataset `id`.
     pub fn dataset(&self, id: &str) -> PathBuf {
-        self.root.join("datasets").join(format!("{id}.jsonl"))
+        self.datasets().join(format!("{id}.jsonl"))
     }
 
     /// Job `id`'s folder (its checkpoints are in `checkpoints/` under it).
     pub fn job(&self, job_id: &str) -> PathBuf {
-        self.root.join("jobs").join(job_id)
+        self.root.join(JOBS).join(job_id)
     }
 
     /// Where job `id` keeps its checkpoints.
     pub fn checkpoints(&self, job_id: &str) -> PathBuf {
-        self.job(job_id).join("checkpoints")
+        self.job(job_id).join(CHECKPOINTS)
     }
 
     /// The folder of fine-tuned model `id`.
     pub fn model(&self, id: &str) -> PathBuf {
-        self.root.join("models").join(id)
+        self.root.join(MODELS).join(id)
     }
 
     /// `path` as stored in the database: relative to the folder when inside it.
@@ -99,7 +113,7 @@ impl DataDir {
 
     /// The model folders (not temporaries) untouched for `min_age`, by name.
     pub fn model_folders(&self, min_age: std::time::Duration) -> Vec<(String, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(self.root.join("models")) else {
+        let Ok(entries) = std::fs::read_dir(self.root.join(MODELS)) else {
             return Vec::new();
         };
         entries
@@ -119,9 +133,9 @@ impl DataDir {
     /// folders untouched for `min_age`) in the dataset, model and checkpoint
     /// folders; returns how many.
     pub fn sweep_temporaries(&self, min_age: std::time::Duration) -> std::io::Result<usize> {
-        let mut dirs = vec![self.root.join("datasets"), self.root.join("models")];
-        if let Ok(jobs) = std::fs::read_dir(self.root.join("jobs")) {
-            dirs.extend(jobs.flatten().map(|job| job.path().join("checkpoints")));
+        let mut dirs = vec![self.datasets(), self.root.join(MODELS)];
+        if let Ok(jobs) = std::fs::read_dir(self.root.join(JOBS)) {
+            dirs.extend(jobs.flatten().map(|job| job.path().join(CHECKPOINTS)));
         }
         let mut removed = 0;
         for dir in dirs {

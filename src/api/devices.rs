@@ -12,7 +12,7 @@ use crate::model::parse_device;
 pub struct ServiceDevice {
     /// As named on the command line.
     pub name: String,
-    /// The device.
+    /// Opened once, shared by the worker and the inference thread on it.
     pub device: Device,
     /// Whether a training worker runs on it.
     pub training: bool,

@@ -73,9 +73,10 @@ pub enum ApiError {
     /// The disk the data folder (or the database) lives on is full (507).
     #[error("{0}")]
     InsufficientStorage(String),
-    /// Anything else (500): logged, never shown.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Anything else (500): its cause is logged with its whole chain of
+    /// sources (by [`crate::api::middleware::log_server_errors`]), never shown.
+    #[error("internal error")]
+    Internal(#[source] Cause),
     /// An error answered below the handlers (axum's rejections, the request
     /// timeout), given this body by [`crate::api::middleware::json_errors`].
     #[error("{message}")]
@@ -86,6 +87,14 @@ pub enum ApiError {
         message: String,
     },
 }
+
+/// What made a 500: the error itself, its sources intact for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// The error an [`ApiError`] response was made from, kept in the
+/// response's extensions for the layer that logs server errors.
+#[derive(Debug, Clone)]
+pub(crate) struct AnsweredError(pub std::sync::Arc<ApiError>);
 
 /// Seconds a client told 429 should wait before trying again.
 const RETRY_AFTER_SECS: &str = "1";
@@ -98,7 +107,7 @@ pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 
-/// The error schema.
+/// What every error answer's `error` holds.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorDetail {
     /// Stable machine-readable code.
@@ -121,6 +130,19 @@ impl ApiError {
             param: Some(param.into()),
             details: None,
         }
+    }
+
+    /// A 500 caused by `cause`.
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    /// A 500 caused by `cause`, met while doing `what` ("reading an upload").
+    pub fn internal_while<E>(what: &'static str, cause: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Self::internal(anyhow::Error::new(cause).context(what))
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -166,18 +188,19 @@ fn code_of(status: StatusCode) -> &'static str {
     }
 }
 
+/// The JSON error body and its status (and `Retry-After` or
+/// `WWW-Authenticate` where they apply); the error itself goes into the
+/// response's extensions ([`AnsweredError`]), where the logging layer finds
+/// it: answering logs nothing.
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
-            Self::Internal(detail) => {
-                tracing::error!("internal error: {detail}");
-                "internal server error".to_string()
-            }
+            Self::Internal(_) => "internal server error".to_string(),
             other => other.to_string(),
         };
-        let (param, details) = match self {
-            Self::Validation { param, details, .. } => (param, details),
+        let (param, details) = match &mut self {
+            Self::Validation { param, details, .. } => (param.take(), details.take()),
             _ => (None, None),
         };
         let body = ErrorBody {
@@ -199,6 +222,7 @@ impl IntoResponse for ApiError {
             let value = HeaderValue::from_static(value);
             response.headers_mut().insert(name, value);
         }
+        (response.extensions_mut()).insert(AnsweredError(std::sync::Arc::new(self)));
         response
     }
 }
@@ -213,14 +237,14 @@ impl From<crate::atomic::IoError> for ApiError {
                 "no space left on the data folder's disk{}; free space and try again",
                 e.note()
             )),
-            false => Self::Internal(e.to_string()),
+            false => Self::internal(e),
         }
     }
 }
 
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
-        Self::Internal(format!("a blocking task failed: {e}"))
+        Self::internal_while("running a blocking task", e)
     }
 }
 
@@ -235,7 +259,7 @@ impl From<StoreError> for ApiError {
             e if e.is_unreachable() => Self::Unavailable(format!(
                 "the database is out of reach; try again shortly ({e})"
             )),
-            other => Self::Internal(other.to_string()),
+            other => Self::internal(other),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Request middleware: bearer-token auth, the URI length limit, the body
-//! encodings taken (gzip or none), and the JSON
-//! error body for errors answered below the handlers (405, 408, axum's
-//! plain-text rejections), so that every error has the same shape.
+//! encodings taken (gzip or none), the JSON error body for errors answered
+//! below the handlers (405, 408, axum's plain-text rejections), so that every
+//! error has the same shape, and the log line of every server error (with
+//! its cause chain, which the client never sees).
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::error::AnsweredError;
 use super::ApiError;
 
 /// Longest URI (path and query) the service reads; longer ones are 414.
@@ -144,6 +146,39 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
+/// Logs each 5xx an [`ApiError`] answered, at error level with the chain of
+/// its causes (`internal error: a blocking task failed: …`), in the
+/// request's span. Answering an error logs nothing itself: this layer sees
+/// every error response, including those of other layers.
+pub async fn log_server_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if status.is_server_error() {
+        if let Some(AnsweredError(error)) = response.extensions().get::<AnsweredError>() {
+            let chain = cause_chain(error.as_ref());
+            tracing::error!(status = status.as_u16(), "{chain}");
+        }
+    }
+    response
+}
+
+/// `error: its source: that one's source: …`, leaving out a source whose text
+/// its parent already shows (errors that print their source as well).
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut shown = chain.clone();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !shown.contains(&text) {
+            chain = format!("{chain}: {text}");
+        }
+        shown = text;
+        next = source.source();
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +198,49 @@ mod tests {
         ] {
             assert_eq!(bearer_token(refused), None, "{refused:?}");
         }
+    }
+
+    #[test]
+    fn the_cause_chain_is_logged_once_each() {
+        let io = std::io::Error::other("disk on fire");
+        let error = ApiError::internal_while("reading an upload", io);
+        assert_eq!(
+            cause_chain(&error),
+            "internal error: reading an upload: disk on fire"
+        );
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.extensions().get::<AnsweredError>().is_some());
+    }
+
+    /// Through a router, without a socket: a 500's body says nothing of its
+    /// cause, and the cause stays on the response for the log.
+    #[tokio::test]
+    async fn a_server_error_answers_the_same_body_and_keeps_its_cause() {
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route(
+                "/fail",
+                axum::routing::get(|| async {
+                    ApiError::internal_while("opening a model file", std::io::Error::other("gone"))
+                }),
+            )
+            .layer(axum::middleware::from_fn(log_server_errors));
+        let request = Request::builder()
+            .uri("/fail")
+            .body(axum::body::Body::empty());
+        let response = router.oneshot(request.unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let Some(AnsweredError(error)) = response.extensions().get::<AnsweredError>().cloned()
+        else {
+            panic!("no error recorded")
+        };
+        assert!(cause_chain(error.as_ref()).ends_with("opening a model file: gone"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10).await;
+        let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        let expected = serde_json::json!({"error": {"code": "internal_error",
+            "message": "internal server error", "param": null}});
+        assert_eq!(body, expected);
     }
 
     #[test]

@@ -11,17 +11,18 @@
 //! connections, which finish their requests, and to the workers, which hand
 //! their jobs back to the queue, both within one deadline.
 
+mod config;
 mod devices;
 mod error;
-pub mod http;
+mod http;
 mod middleware;
 mod preload;
 mod server;
 mod telemetry;
 
+pub use config::ServeConfig;
 pub use devices::ServiceDevice;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,139 +30,36 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// How long a job waits before a retry ([`ServeConfig::backoff`]).
-pub use crate::queue::Backoff;
 pub use error::{ApiError, Json, Query};
+pub use http::{openapi, openapi_yaml};
 
 use crate::cluster::{self, Node};
 use crate::data_dir::DataDir;
-use crate::infer::{BatchLimits, Batcher, BatchingConfig, Registry};
+use crate::infer::{Batcher, Registry};
 use crate::queue::{Queue, QueueConfig};
 use crate::store::{DatabaseUrl, Store};
 
-/// Everything `tuneserve serve` can be told.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Interface to listen on.
-    pub host: String,
-    /// Port (0: any free port).
-    pub port: u16,
-    /// Datasets, checkpoints and models go here (and the SQLite database,
-    /// unless `database_url` says otherwise). Shared by every node of a cluster.
-    pub data_dir: PathBuf,
-    /// The store: `None` is the SQLite file in the data folder.
-    pub database_url: Option<DatabaseUrl>,
-    /// This node's name: its workers' lease owner, its row in `GET /nodes`.
-    pub node_id: String,
-    /// One training worker per device (`cpu`, `cuda:N`).
-    pub devices: Vec<String>,
-    /// Where `/classify` runs (`cpu`, `cuda:N`).
-    pub infer_device: String,
-    /// A model (folder or Hub id) to serve before any job succeeds.
-    pub model: Option<String>,
-    /// Folders whose subfolders clients may name as base models.
-    pub model_dirs: Vec<PathBuf>,
-    /// Bearer token required on every route but `/health`, `/metrics` and the docs.
-    pub api_key: Option<String>,
-    /// Texts per forward pass of the inference thread.
-    pub max_batch_size: usize,
-    /// Padded tokens (texts × the longest one's tokens) per forward pass of
-    /// the inference thread.
-    pub max_batch_tokens: usize,
-    /// Tokens one `/classify` request may hold (after truncation).
-    pub max_request_tokens: usize,
-    /// Classification requests waiting at most (more: 429).
-    pub queue_capacity: usize,
-    /// Texts in one `/classify` request at most.
-    pub max_inputs: usize,
-    /// Largest JSON body.
-    pub max_json_bytes: usize,
-    /// Largest dataset upload.
-    pub max_dataset_bytes: usize,
-    /// Lease of a running job.
-    pub lease: Duration,
-    /// Lease renewal (and cancel polling) interval.
-    pub heartbeat: Duration,
-    /// Idle workers' polling interval.
-    pub poll: Duration,
-    /// How long a job waits before it is retried after a failure that may pass.
-    pub backoff: Backoff,
-    /// Longest time a request may take to produce its response.
-    pub request_timeout: Duration,
-    /// Models kept loaded for `/classify` besides `latest` (least recently
-    /// used ones are unloaded beyond this).
-    pub max_loaded_models: usize,
-    /// How often the newest model is looked for when no node announced one.
-    pub model_poll: Duration,
-    /// Time a connection has to send a complete request head, from when it
-    /// opens or from its previous response (so also the keep-alive idle
-    /// timeout).
-    pub header_timeout: Duration,
-    /// Client connections open at once at most (fewer if the limit on open
-    /// files is lower); more wait to be accepted.
-    pub max_connections: usize,
-    /// On SIGINT/SIGTERM, how long requests in flight and the workers'
-    /// handing back of their jobs may take before the process exits anyway.
-    pub shutdown_timeout: Duration,
-}
-
-impl ServeConfig {
-    /// The defaults, storing under `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 8080,
-            data_dir: data_dir.into(),
-            database_url: None,
-            node_id: cluster::default_node_id(),
-            devices: vec!["cpu".into()],
-            infer_device: "cpu".into(),
-            model: None,
-            model_dirs: Vec::new(),
-            api_key: None,
-            max_batch_size: 32,
-            max_batch_tokens: 8192,
-            max_request_tokens: 16384,
-            queue_capacity: 64,
-            max_inputs: 64,
-            max_json_bytes: 1 << 20,
-            max_dataset_bytes: 256 << 20,
-            lease: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(2),
-            poll: Duration::from_secs(1),
-            backoff: Backoff::default(),
-            request_timeout: Duration::from_secs(120),
-            max_loaded_models: 2,
-            model_poll: Duration::from_secs(2),
-            header_timeout: Duration::from_secs(15),
-            max_connections: 1024,
-            shutdown_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// What handlers share.
+/// What handlers share, cloned into each request (every field is cheap to
+/// clone). Its fields are private to [`crate::api`]: the handlers under
+/// [`http`] read them, nothing outside the service does.
 #[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Store,
-    /// The job queue (and the job log).
-    pub queue: Queue,
-    /// Loaded models.
-    pub registry: Arc<Registry>,
-    /// The inference thread.
-    pub batcher: Batcher,
-    /// The data folder's layout.
-    pub data_dir: DataDir,
+pub(crate) struct AppState {
+    store: Store,
+    /// The job queue; its log is where handlers write clients' actions.
+    queue: Queue,
+    /// Models loaded for `/classify`, and which one is `latest`.
+    registry: Arc<Registry>,
+    /// The inference thread `/classify` submits to.
+    batcher: Batcher,
+    data_dir: DataDir,
     /// The training devices and the inference device, each once.
-    pub devices: Arc<Vec<ServiceDevice>>,
+    devices: Arc<Vec<ServiceDevice>>,
     /// The id the model the service was started with (`--model`) is served
     /// under; `None` without one.
-    pub preloaded: Option<String>,
-    /// The configuration.
-    pub config: Arc<ServeConfig>,
+    preloaded: Option<String>,
+    config: Arc<ServeConfig>,
     /// Cancelled on shutdown (ends event streams).
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
 }
 
 /// A built service, bound and ready to run.
@@ -176,27 +74,6 @@ pub struct Application {
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
-}
-
-impl ServeConfig {
-    /// Refuses settings the service cannot run with.
-    fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !self.devices.is_empty(),
-            "--devices: give at least one device"
-        );
-        anyhow::ensure!(
-            !self.header_timeout.is_zero() && self.max_connections > 0,
-            "the header timeout and the connection cap must be positive"
-        );
-        anyhow::ensure!(
-            !self.heartbeat.is_zero() && self.heartbeat < self.lease,
-            "the heartbeat ({:?}) must be shorter than the lease ({:?})",
-            self.heartbeat,
-            self.lease
-        );
-        cluster::validate_node_id(&self.node_id).map_err(anyhow::Error::msg)
-    }
 }
 
 /// Creates the data folder's layout and removes what interrupted writes left.
@@ -220,20 +97,6 @@ async fn open_store(config: &ServeConfig, data_dir: &DataDir) -> anyhow::Result<
     Ok(store)
 }
 
-impl ServeConfig {
-    /// The inference thread's queue and batch limits.
-    fn batching(&self) -> BatchingConfig {
-        BatchingConfig {
-            capacity: self.queue_capacity,
-            limits: BatchLimits {
-                texts: self.max_batch_size.max(1),
-                tokens: self.max_batch_tokens.max(1),
-            },
-            max_request_tokens: self.max_request_tokens,
-        }
-    }
-}
-
 impl Application {
     /// Opens the store (`config.database_url`, or SQLite under
     /// `config.data_dir`), starts the inference thread, the workers and the
@@ -247,10 +110,9 @@ impl Application {
         let service_devices = ServiceDevice::open(&config)?;
         let device = |name: &str| ServiceDevice::named(&service_devices, name);
         let devices = config.devices.iter().map(|d| (d.clone(), device(d)));
-        let registry = Arc::new(Registry::new(
-            device(&config.infer_device),
-            config.max_loaded_models,
-        ));
+        let registry = Registry::new(device(&config.infer_device), config.max_loaded_models)
+            .with_adapter_memory(config.adapter_memory_mib << 20);
+        let registry = Arc::new(registry);
         let preloaded = preload::preload(&config, &store, &data_dir, &registry).await?;
         let batcher = Batcher::start(config.batching())?;
         let shutdown = CancellationToken::new();
@@ -261,7 +123,7 @@ impl Application {
             lease: config.lease,
             heartbeat: config.heartbeat,
             poll: config.poll,
-            backoff: config.backoff,
+            backoff: config.backoff(),
             model_dirs: config.model_dirs.clone(),
         };
         let (queue, workers) = Queue::start(

@@ -160,14 +160,14 @@ struct Open {
 
 impl Open {
     fn new(permit: OwnedSemaphorePermit) -> Self {
-        metrics::gauge!("tuneserve_http_connections").increment(1.0);
+        metrics::gauge!(crate::metric_names::HTTP_CONNECTIONS).increment(1.0);
         Self { _permit: permit }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        metrics::gauge!("tuneserve_http_connections").decrement(1.0);
+        metrics::gauge!(crate::metric_names::HTTP_CONNECTIONS).decrement(1.0);
     }
 }
 

@@ -17,6 +17,8 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::Unit;
+
+use crate::metric_names as names;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets (seconds): a millisecond to the request timeout's order.
@@ -39,28 +41,28 @@ pub(crate) fn install() -> &'static PrometheusHandle {
             .unwrap_or_else(|_| builder().build_recorder().handle());
         describe();
         metrics::gauge!(
-            "tuneserve_build_info",
+            names::BUILD_INFO,
             "version" => env!("CARGO_PKG_VERSION"),
             "commit" => env!("TUNESERVE_COMMIT"),
         )
         .set(1.0);
         // Present, at 0, before the first job: no job, no throughput.
-        metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
+        metrics::gauge!(names::TRAINING_TOKENS_PER_SECOND).set(0.0);
         handle
     })
 }
 
 fn builder() -> PrometheusBuilder {
     let buckets = [
-        ("tuneserve_http_request_duration_seconds", SECONDS),
-        ("tuneserve_inference_seconds", SECONDS),
-        ("tuneserve_inference_batch_size", TEXTS),
+        (names::HTTP_REQUEST_DURATION, SECONDS),
+        (names::INFERENCE_SECONDS, SECONDS),
+        (names::INFERENCE_BATCH_SIZE, TEXTS),
     ];
     buckets
         .into_iter()
         .fold(PrometheusBuilder::new(), |builder, (name, values)| {
             builder
-                .set_buckets_for_metric(Matcher::Full(name.into()), values)
+                .set_buckets_for_metric(Matcher::Full(name.to_string()), values)
                 .expect("bucket lists are not empty")
         })
 }
@@ -69,65 +71,62 @@ fn builder() -> PrometheusBuilder {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(
-        "tuneserve_build_info",
+        names::BUILD_INFO,
         "Always 1; the labels say which build runs (version, commit)"
     );
     describe_counter!(
-        "tuneserve_http_requests_total",
+        names::HTTP_REQUESTS,
         "HTTP requests answered, by method (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or \
          other), route template (or unmatched) and status"
     );
     describe_histogram!(
-        "tuneserve_http_request_duration_seconds",
+        names::HTTP_REQUEST_DURATION,
         Unit::Seconds,
         "Time to answer an HTTP request (to the response head), by method, route and status"
     );
     describe_gauge!(
-        "tuneserve_http_connections",
+        names::HTTP_CONNECTIONS,
         "Client connections open (at most --max-connections)"
     );
     describe_histogram!(
-        "tuneserve_inference_batch_size",
+        names::INFERENCE_BATCH_SIZE,
         Unit::Count,
         "Texts classified together in one pass of the inference thread"
     );
     describe_histogram!(
-        "tuneserve_inference_seconds",
+        names::INFERENCE_SECONDS,
         Unit::Seconds,
         "Time the inference thread took for one batch (tokenizing included)"
     );
     describe_gauge!(
-        "tuneserve_inference_queue_depth",
+        names::INFERENCE_QUEUE_DEPTH,
         "Classification requests waiting for the inference thread (a full queue answers 429)"
     );
     describe_gauge!(
-        "tuneserve_loaded_models",
+        names::LOADED_MODELS,
         "Models held in memory for /classify: `latest` and up to --max-loaded-models others"
     );
     describe_gauge!(
-        "tuneserve_loaded_model_bytes",
+        names::LOADED_MODEL_BYTES,
         Unit::Bytes,
         "Bytes of the weights of the models held for /classify (an adapter's own, not its base's)"
     );
     describe_gauge!(
-        "tuneserve_loaded_adapters",
+        names::LOADED_ADAPTERS,
         "LoRA adapters held in memory for /classify (their bases are held once each)"
     );
     describe_gauge!(
-        "tuneserve_loaded_adapter_bytes",
+        names::LOADED_ADAPTER_BYTES,
         Unit::Bytes,
         "Bytes of the LoRA adapters held for /classify, without their bases"
     );
-    describe_gauge!(
-        "tuneserve_jobs",
-        "Jobs by status, counted when /metrics is read"
-    );
+    describe_gauge!(names::JOBS, "Jobs by status, counted when /metrics is read");
     describe_counter!(
-        "tuneserve_jobs_finished_total",
+        names::JOBS_FINISHED,
         "Jobs that reached a final status (succeeded, failed, cancelled)"
     );
     describe_gauge!(
-        "tuneserve_training_tokens_per_second",
+        names::TRAINING_TOKENS_PER_SECOND,
         "Training throughput of the newest logged step; 0 when no job is running"
     );
 }
@@ -173,9 +172,8 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
         ("path", path),
         ("status", status.to_string()),
     ];
-    metrics::counter!("tuneserve_http_requests_total", &labels).increment(1);
-    metrics::histogram!("tuneserve_http_request_duration_seconds", &labels)
-        .record(elapsed.as_secs_f64());
+    metrics::counter!(names::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(names::HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
     response
 }
 

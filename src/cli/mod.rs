@@ -50,7 +50,7 @@ pub enum Command {
     /// Time a training step (8×64) and a forward pass (32×64), as reference/hf_bench.py does for PyTorch.
     Bench(bench::BenchArgs),
     /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
-    Serve(serve::ServeArgs),
+    Serve(crate::api::ServeConfig),
     /// Merge a LoRA adapter into its base and write a plain Hugging Face classifier.
     Merge(merge::MergeArgs),
     /// Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).

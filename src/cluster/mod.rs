@@ -32,7 +32,7 @@ pub struct Node {
     pub id: String,
     /// Its training devices.
     pub devices: Vec<String>,
-    /// The database.
+    /// Where the node's row is kept and announcements are heard.
     pub store: Store,
     /// The queue, woken when another node queues a job.
     pub queue: Queue,
@@ -73,7 +73,7 @@ pub async fn start(node: Node) -> Result<Vec<JoinHandle<()>>, StoreError> {
 
 /// `--node-id`'s default: the host name and the process id.
 pub fn default_node_id() -> String {
-    let host = host_name();
+    let host = crate::host::host_name();
     let host: String = host
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
@@ -96,19 +96,6 @@ pub fn validate_node_id(id: &str) -> Result<(), String> {
         Err(format!(
             "--node-id `{id}`: use 1 to 100 of letters, digits, `.`, `-`, `_` and `:`"
         ))
-    }
-}
-
-/// This machine's host name (empty when the kernel will not say).
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes within it.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    if ok {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
     }
 }
 

@@ -185,7 +185,7 @@ fn run_group(model: &ServedModel, group: Vec<Request>, config: &BatchingConfig) 
     if all.is_empty() {
         return;
     }
-    metrics::histogram!("tuneserve_inference_batch_size").record(all.len() as f64);
+    metrics::histogram!(crate::metric_names::INFERENCE_BATCH_SIZE).record(all.len() as f64);
     match model.classifier.classify_ids(&all, limits) {
         Ok(mut predictions) => {
             for req in ready {
@@ -213,7 +213,8 @@ fn run_group(model: &ServedModel, group: Vec<Request>, config: &BatchingConfig) 
             }
         }
     }
-    metrics::histogram!("tuneserve_inference_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metric_names::INFERENCE_SECONDS)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// `ids` when their tokens fit one request's budget.

@@ -22,8 +22,9 @@ use candle_core::Device;
 use super::{Classifier, InferError};
 use crate::model::{self, LoadOptions, LoadedModel, ModelSource};
 
-/// Bytes of adapters kept loaded by default (beside their bases): about
-/// 1,700 adapters of rank 8 on `c_attn` at GPT-2 size.
+/// Bytes of adapters kept loaded unless told otherwise (the service's
+/// `--adapter-memory-mib` default): about 1,700 adapters of rank 8 on
+/// `c_attn` at GPT-2 size, beside their bases.
 pub const DEFAULT_ADAPTER_MEMORY: usize = 2 << 30;
 
 /// A classifier with the id clients name it by.
@@ -293,11 +294,11 @@ impl Registry {
     /// Puts [`Registry::footprint`] into the metrics.
     fn report(&self) {
         let (models, bytes) = self.footprint();
-        metrics::gauge!("tuneserve_loaded_models").set(models as f64);
-        metrics::gauge!("tuneserve_loaded_model_bytes").set(bytes as f64);
+        metrics::gauge!(crate::metric_names::LOADED_MODELS).set(models as f64);
+        metrics::gauge!(crate::metric_names::LOADED_MODEL_BYTES).set(bytes as f64);
         let (adapters, bytes) = self.adapters();
-        metrics::gauge!("tuneserve_loaded_adapters").set(adapters as f64);
-        metrics::gauge!("tuneserve_loaded_adapter_bytes").set(bytes as f64);
+        metrics::gauge!(crate::metric_names::LOADED_ADAPTERS).set(adapters as f64);
+        metrics::gauge!(crate::metric_names::LOADED_ADAPTER_BYTES).set(bytes as f64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ServedModel>>> {

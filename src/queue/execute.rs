@@ -55,7 +55,7 @@ pub(crate) struct Plan {
 
 /// What the thread sends.
 #[derive(Debug)]
-pub(crate) enum Msg {
+pub(crate) enum FromTrainer {
     /// A trainer event.
     Event(TrainEvent),
     /// Writing the model failed on a cause that may pass; it is tried again
@@ -92,7 +92,6 @@ pub(crate) enum JobError {
     Data {
         /// The dataset's file.
         path: PathBuf,
-        /// Why.
         source: DatasetError,
     },
     /// The base model did not load.
@@ -100,7 +99,6 @@ pub(crate) enum JobError {
     BaseModel {
         /// The base model as named.
         source_name: String,
-        /// Why.
         source: ModelError,
     },
     /// Training failed.
@@ -154,13 +152,13 @@ pub(crate) struct Executed {
 }
 
 struct ChannelObserver {
-    tx: UnboundedSender<Msg>,
+    tx: UnboundedSender<FromTrainer>,
     stop: Arc<AtomicBool>,
 }
 
 impl Observer for ChannelObserver {
     fn on_event(&mut self, event: &TrainEvent) {
-        let _ = self.tx.send(Msg::Event(event.clone()));
+        let _ = self.tx.send(FromTrainer::Event(event.clone()));
     }
 
     fn should_stop(&mut self) -> bool {
@@ -168,15 +166,15 @@ impl Observer for ChannelObserver {
     }
 }
 
-/// Runs the plan to its end, sending events and finally [`Msg::Done`].
-pub(crate) fn run(plan: Plan, tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
+/// Runs the plan to its end, sending events and finally [`FromTrainer::Done`].
+pub(crate) fn run(plan: Plan, tx: UnboundedSender<FromTrainer>, stop: Arc<AtomicBool>) {
     let result = execute(&plan, &tx, &stop);
-    let _ = tx.send(Msg::Done(result));
+    let _ = tx.send(FromTrainer::Done(result));
 }
 
 fn execute(
     plan: &Plan,
-    tx: &UnboundedSender<Msg>,
+    tx: &UnboundedSender<FromTrainer>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Executed, JobError> {
     // The stored copies were validated at upload; read them with the same label map.
@@ -256,7 +254,7 @@ fn execute(
 fn export(
     plan: &Plan,
     outcome: &train::TrainOutcome,
-    tx: &UnboundedSender<Msg>,
+    tx: &UnboundedSender<FromTrainer>,
     stop: &AtomicBool,
 ) -> Result<(), JobError> {
     let mut tries = 0;
@@ -271,7 +269,7 @@ fn export(
         let delay = plan.backoff.delay(tries);
         tries += 1;
         let error = error.to_string();
-        let _ = tx.send(Msg::ExportRetry { error, delay });
+        let _ = tx.send(FromTrainer::ExportRetry { error, delay });
         let until = Instant::now() + delay;
         while Instant::now() < until {
             if stop.load(Ordering::Relaxed) {

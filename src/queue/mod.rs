@@ -31,7 +31,7 @@ pub use log::{JobLog, LoggedEvent};
 
 use crate::data_dir::DataDir;
 use crate::infer::Registry;
-use crate::store::{Level, NewEvent, Store};
+use crate::store::{EventKind, Level, NewEvent, Store};
 
 /// How the queue runs.
 #[derive(Debug, Clone)]
@@ -62,19 +62,10 @@ pub struct QueueConfig {
 /// all come back in the same second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    /// The first wait (`--retry-initial-secs`, 5 s).
+    /// The first wait (`--retry-initial-secs`).
     pub initial: Duration,
-    /// The longest wait (`--retry-max-secs`, 5 min).
+    /// The longest wait (`--retry-max-secs`).
     pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(5),
-            max: Duration::from_secs(300),
-        }
-    }
 }
 
 impl Backoff {
@@ -94,7 +85,7 @@ impl QueueConfig {
 }
 
 /// State every worker shares.
-pub(crate) struct Shared {
+pub(crate) struct WorkerContext {
     pub config: QueueConfig,
     pub store: Store,
     pub log: JobLog,
@@ -104,7 +95,7 @@ pub(crate) struct Shared {
     pub wake: Notify,
 }
 
-impl Shared {
+impl WorkerContext {
     /// `text` without the server's folders: the data folder becomes `<data>`
     /// and each model folder `<model-dir>`, so a job's error tells a client
     /// which file is at fault but not where the server keeps it.
@@ -123,7 +114,7 @@ impl Shared {
 /// The API's handle on the queue.
 #[derive(Clone)]
 pub struct Queue {
-    shared: Arc<Shared>,
+    shared: Arc<WorkerContext>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -147,7 +138,7 @@ impl Queue {
             config.data_dir.clone(),
             config.model_dirs.clone(),
         );
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WorkerContext {
             config,
             base_models,
             log: JobLog::new(store.clone()),
@@ -190,7 +181,7 @@ pub fn owner_node(owner: &str) -> &str {
     owner.split_once('/').map_or(owner, |(node, _)| node)
 }
 
-async fn work(shared: Arc<Shared>, owner: String, device: Device) {
+async fn work(shared: Arc<WorkerContext>, owner: String, device: Device) {
     tracing::info!(worker = %owner, "worker started");
     while !shared.shutdown.is_cancelled() {
         match shared
@@ -199,7 +190,6 @@ async fn work(shared: Arc<Shared>, owner: String, device: Device) {
             .await
         {
             Ok(Some(job)) => {
-                tracing::info!(worker = %owner, job = %job.id, attempt = job.attempt, "claimed");
                 worker::run_job(&shared, &owner, &device, job).await;
                 continue;
             }
@@ -215,7 +205,7 @@ async fn work(shared: Arc<Shared>, owner: String, device: Device) {
     tracing::info!(worker = %owner, "worker stopped");
 }
 
-async fn rescue(shared: Arc<Shared>) {
+async fn rescue(shared: Arc<WorkerContext>) {
     let every = (shared.config.lease / 2).max(Duration::from_millis(50));
     let mut swept = std::time::Instant::now();
     loop {
@@ -238,7 +228,7 @@ async fn rescue(shared: Arc<Shared>) {
             tracing::warn!(job = %r.job_id, status = r.status.as_str(), "lease expired");
             let event = NewEvent {
                 level: Level::Warning,
-                kind: "lease_expired",
+                kind: EventKind::LeaseExpired,
                 message: format!(
                     "the worker's lease expired; job is now {}",
                     r.status.as_str()

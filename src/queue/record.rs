@@ -4,13 +4,13 @@
 
 use serde_json::json;
 
-use super::Shared;
-use crate::store::{Fence, Level, NewEvent, Progress, Split, StoreError};
+use super::WorkerContext;
+use crate::store::{EventKind, Fence, Level, NewEvent, Progress, Split, StoreError};
 use crate::train::{EvalLog, History, StepLog, TrainEvent};
 
 /// Writes what the trainer reports, fenced by the attempt.
 pub(super) struct Recorder<'a> {
-    shared: &'a Shared,
+    shared: &'a WorkerContext,
     fence: &'a Fence,
     total_steps: Option<i64>,
     /// Metrics the store refused (a full disk, the database away), written
@@ -29,7 +29,7 @@ struct Metric {
 }
 
 impl<'a> Recorder<'a> {
-    pub(super) fn new(shared: &'a Shared, fence: &'a Fence) -> Self {
+    pub(super) fn new(shared: &'a WorkerContext, fence: &'a Fence) -> Self {
         Self {
             shared,
             fence,
@@ -82,10 +82,15 @@ impl<'a> Recorder<'a> {
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
                 let name = name.unwrap_or_default();
                 let message = format!("checkpoint {name} skipped: it does not load ({reason})");
-                tracing::warn!(job = %self.fence.job_id, "{message}");
+                tracing::warn!("{message}");
                 let data = json!({"checkpoint": name, "reason": reason});
-                self.log(Level::Warning, "checkpoint_skipped", message, Some(data))
-                    .await;
+                self.log(
+                    Level::Warning,
+                    EventKind::CheckpointSkipped,
+                    message,
+                    Some(data),
+                )
+                .await;
             }
             TrainEvent::Resumed { step, history, .. } => self.resumed(*step, history).await,
             TrainEvent::Started {
@@ -107,10 +112,9 @@ impl<'a> Recorder<'a> {
                     "training {total_steps} steps on {train_examples} examples \
                      ({eval_examples} for evaluation) from step {start_step}"
                 );
-                let (job, attempt) = (&self.fence.job_id, self.fence.attempt);
-                tracing::info!(job = %job, attempt, "started: {message}");
+                tracing::info!("started: {message}");
                 let data = json!({"total_steps": total_steps, "start_step": start_step});
-                self.info("plan", message, Some(data)).await;
+                self.info(EventKind::Plan, message, Some(data)).await;
             }
             TrainEvent::Step(log) => self.step(log).await,
             TrainEvent::Eval(log) => self.eval(log).await,
@@ -124,8 +128,8 @@ impl<'a> Recorder<'a> {
                 self.check(c.await);
                 let data = json!({"step": step, "path": path});
                 let message = format!("checkpoint at step {step}");
-                tracing::info!(job = %self.fence.job_id, "{message}");
-                self.info("checkpoint", message, Some(data)).await;
+                tracing::info!("{message}");
+                self.info(EventKind::Checkpoint, message, Some(data)).await;
             }
             TrainEvent::CheckpointRemoved { step, .. } => {
                 let removed = self.store().remove_checkpoint(self.fence, *step as i64);
@@ -133,8 +137,8 @@ impl<'a> Recorder<'a> {
             }
             TrainEvent::EarlyStopped { step } => {
                 let message = format!("early stopping at step {step}");
-                tracing::info!(job = %self.fence.job_id, "{message}");
-                self.info("early_stopped", message, None).await;
+                tracing::info!("{message}");
+                self.info(EventKind::EarlyStopped, message, None).await;
             }
         }
     }
@@ -154,8 +158,8 @@ impl<'a> Recorder<'a> {
                 .await;
         }
         let message = format!("resuming from checkpoint step-{step}");
-        tracing::info!(job = %self.fence.job_id, "{message}");
-        self.info("note", message, None).await;
+        tracing::info!("{message}");
+        self.info(EventKind::Resumed, message, None).await;
     }
 
     async fn step(&mut self, log: &StepLog) {
@@ -171,9 +175,9 @@ impl<'a> Recorder<'a> {
         };
         let written = self.store().update_progress(self.fence, &progress).await;
         self.check(written);
-        metrics::gauge!("tuneserve_training_tokens_per_second").set(log.tokens_per_second);
+        metrics::gauge!(crate::metric_names::TRAINING_TOKENS_PER_SECOND).set(log.tokens_per_second);
         let message = format!("step {}: loss {:.4}", log.step, log.loss);
-        self.info("step", message, Some(data)).await;
+        self.info(EventKind::Step, message, Some(data)).await;
     }
 
     async fn eval(&mut self, log: &EvalLog) {
@@ -186,8 +190,8 @@ impl<'a> Recorder<'a> {
             "eval at step {}: loss {:.4}, accuracy {:.4}, macro-F1 {:.4}",
             log.step, m.loss, m.accuracy, m.macro_f1
         );
-        tracing::info!(job = %self.fence.job_id, "{message}");
-        self.info("eval", message, Some(data)).await;
+        tracing::info!("{message}");
+        self.info(EventKind::Eval, message, Some(data)).await;
     }
 
     async fn metric(
@@ -207,18 +211,21 @@ impl<'a> Recorder<'a> {
         });
         if let Err(e) = self.write_pending().await {
             let waiting = self.pending.len();
-            tracing::warn!(job = %self.fence.job_id, waiting, "recording metrics failed (kept to write again): {e}");
+            tracing::warn!(
+                waiting,
+                "recording metrics failed (kept to write again): {e}"
+            );
         }
     }
 
-    async fn info(&self, kind: &'static str, message: String, data: Option<serde_json::Value>) {
+    async fn info(&self, kind: EventKind, message: String, data: Option<serde_json::Value>) {
         self.log(Level::Info, kind, message, data).await;
     }
 
     async fn log(
         &self,
         level: Level,
-        kind: &'static str,
+        kind: EventKind,
         message: String,
         data: Option<serde_json::Value>,
     ) {
@@ -242,8 +249,8 @@ impl<'a> Recorder<'a> {
     fn check(&self, result: Result<bool, StoreError>) {
         match result {
             Ok(true) => {}
-            Ok(false) => tracing::debug!(job = %self.fence.job_id, "write fenced off (lease lost)"),
-            Err(e) => tracing::warn!(job = %self.fence.job_id, "recording progress failed: {e}"),
+            Ok(false) => tracing::debug!("write fenced off (lease lost)"),
+            Err(e) => tracing::warn!("recording progress failed: {e}"),
         }
     }
 }

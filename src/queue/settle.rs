@@ -13,10 +13,10 @@ use std::future::Future;
 use serde_json::json;
 
 use super::execute::{Executed, JobError};
-use super::Shared;
+use super::WorkerContext;
 use crate::fault::Cause;
 use crate::store::{
-    Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
+    EventKind, Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
 };
 use crate::train::{EvalMetrics, Finish, KeepCheckpoints, Promote};
 
@@ -30,7 +30,7 @@ pub(super) enum StopReason {
 
 /// Records how the attempt ended.
 pub(super) async fn settle(
-    shared: &Shared,
+    shared: &WorkerContext,
     fence: &Fence,
     job: &JobRow,
     done: Result<Executed, JobError>,
@@ -39,22 +39,22 @@ pub(super) async fn settle(
     let log = |event: NewEvent| shared.log.write(&job.id, Some(fence), event);
     if let (Some(_), Ok(Executed { model: Some(m), .. })) = (reason, &done) {
         // Exported just as the attempt was told to stop: no row will name it.
-        discard_model(shared, job, &m.id);
+        discard_model(shared, &m.id);
     }
     match (done, reason) {
         (_, Some(StopReason::LeaseLost)) => {}
         (_, Some(StopReason::Cancelled)) => {
             let message = "cancelled at the client's request";
-            let _ = log(NewEvent::info("cancelled", message, None)).await;
-            tracing::info!(job = %job.id, "cancelled");
+            let _ = log(NewEvent::info(EventKind::Cancelled, message, None)).await;
+            tracing::info!("cancelled");
             let end = || shared.store.end_attempt(fence, JobStatus::Cancelled, None);
-            finished(persist(shared, fence, end).await, JobStatus::Cancelled);
+            count_outcome(persist(shared, fence, end).await, JobStatus::Cancelled);
         }
         (_, Some(StopReason::Shutdown)) => {
             let message =
                 "interrupted by a shutdown; queued again to resume from its last checkpoint";
-            let _ = log(NewEvent::info("interrupted", message, None)).await;
-            tracing::info!(job = %job.id, "handed back to the queue for a shutdown");
+            let _ = log(NewEvent::info(EventKind::Interrupted, message, None)).await;
+            tracing::info!("handed back to the queue for a shutdown");
             let _ = shared.store.hand_back(fence).await;
         }
         (Err(e), None) => settle_error(shared, fence, job, e).await,
@@ -76,7 +76,12 @@ pub(super) async fn settle(
 /// queues it again after a backoff (a transient cause gives the attempt back,
 /// an unknown one counts it, failing the job once `max_attempts` are spent).
 /// The error, with its cause, is recorded either way.
-pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, error: JobError) {
+pub(super) async fn settle_error(
+    shared: &WorkerContext,
+    fence: &Fence,
+    job: &JobRow,
+    error: JobError,
+) {
     let cause = error.cause();
     let exhausted = cause == Cause::Unknown && job.attempt >= job.max_attempts;
     let message = shared.scrub(&error.to_string());
@@ -89,7 +94,7 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
         ),
     };
     let counted = cause != Cause::Transient;
-    tracing::warn!(job = %job.id, attempt = job.attempt, ?cause, next = status.as_str(), "attempt failed: {message}");
+    tracing::warn!(?cause, next = status.as_str(), "attempt failed: {message}");
     let (text, data) = match delay {
         Some(delay) => (
             format!(
@@ -111,7 +116,7 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
     };
     let event = NewEvent {
         level: Level::Error,
-        kind: "error",
+        kind: EventKind::Error,
         message: text,
         data: Some(data),
     };
@@ -130,12 +135,12 @@ pub(super) async fn settle_error(shared: &Shared, fence: &Fence, job: &JobRow, e
             persist(shared, fence, end).await
         }
     };
-    finished(ended, status);
+    count_outcome(ended, status);
 }
 
 /// A succeeded attempt: register the model (promoted or not), serve it if
 /// promoted, prune the checkpoints.
-async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
+async fn succeed(shared: &WorkerContext, fence: &Fence, job: &JobRow, exec: Executed) {
     let Some(model) = exec.model else { return };
     let (promote, why) = promotion(shared, job, exec.final_metrics.as_ref()).await;
     let dir = &shared.config.data_dir;
@@ -166,40 +171,44 @@ async fn succeed(shared: &Shared, fence: &Fence, job: &JobRow, exec: Executed) {
     };
     match persist(shared, fence, finish).await {
         Ok(Finished::Registered(row)) => {
-            tracing::info!(job = %job.id, model = %model.id, promoted = promote, "{message}");
-            log("succeeded", message, Some(data)).await;
+            tracing::info!(model = %model.id, promoted = promote, "{message}");
+            log(EventKind::Succeeded, message, Some(data)).await;
             if let Some(rank) = row.promoted_at {
                 shared.registry.promote(model, rank);
             }
-            finished(Ok(true), JobStatus::Succeeded);
+            count_outcome(Ok(true), JobStatus::Succeeded);
         }
         Ok(Finished::Cancelled) => {
-            discard_model(shared, job, &model.id);
+            discard_model(shared, &model.id);
             let message = "cancelled at the client's request, as the model was being registered; \
                            the model was not kept";
-            tracing::info!(job = %job.id, "cancelled at success");
-            log("cancelled", message.to_string(), None).await;
-            finished(Ok(true), JobStatus::Cancelled);
+            tracing::info!("cancelled at success");
+            log(EventKind::Cancelled, message.to_string(), None).await;
+            count_outcome(Ok(true), JobStatus::Cancelled);
         }
         Ok(Finished::Fenced) => {
-            discard_model(shared, job, &model.id);
-            tracing::warn!(job = %job.id, "finished after losing its lease; model not registered")
+            discard_model(shared, &model.id);
+            tracing::warn!("finished after losing its lease; model not registered")
         }
-        Err(e) => tracing::error!(job = %job.id, "recording success failed: {e}"),
+        Err(e) => tracing::error!("recording success failed: {e}"),
     }
 }
 
 /// Removes the folder of a model that no row will name (the job was
 /// cancelled, or the attempt had lost its lease).
-fn discard_model(shared: &Shared, job: &JobRow, model_id: &str) {
+fn discard_model(shared: &WorkerContext, model_id: &str) {
     let dir = shared.config.data_dir.model(model_id);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
-        tracing::warn!(job = %job.id, "removing the unregistered model folder: {e}");
+        tracing::warn!("removing the unregistered model folder: {e}");
     }
 }
 
 /// Whether the job's model becomes `latest`, and why not when it does not.
-async fn promotion(shared: &Shared, job: &JobRow, metrics: Option<&EvalMetrics>) -> (bool, String) {
+async fn promotion(
+    shared: &WorkerContext,
+    job: &JobRow,
+    metrics: Option<&EvalMetrics>,
+) -> (bool, String) {
     let h = &job.hyperparameters;
     match h.promote {
         Promote::Always => return (true, String::new()),
@@ -244,7 +253,7 @@ async fn promotion(shared: &Shared, job: &JobRow, metrics: Option<&EvalMetrics>)
 
 /// Deletes the succeeded job's checkpoints that `keep_checkpoints` does not
 /// keep (the best one, by default).
-async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
+async fn prune(shared: &WorkerContext, job: &JobRow, best_step: Option<usize>) {
     let keep = match job.hyperparameters.keep_checkpoints {
         KeepCheckpoints::All => return,
         KeepCheckpoints::Best => best_step.map(|s| s as i64),
@@ -256,7 +265,7 @@ async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
     for row in rows.into_iter().filter(|r| Some(r.step) != keep) {
         let path = shared.config.data_dir.resolve(&row.path);
         if let Err(e) = std::fs::remove_dir_all(&path) {
-            tracing::warn!(job = %job.id, step = row.step, "removing a checkpoint: {e}");
+            tracing::warn!(step = row.step, "removing a checkpoint: {e}");
             continue;
         }
         let _ = shared.store.forget_checkpoint(&job.id, row.step).await;
@@ -266,7 +275,7 @@ async fn prune(shared: &Shared, job: &JobRow, best_step: Option<usize>) {
 /// Runs `write` until the store takes it, renewing the lease between tries;
 /// gives up when the lease is lost or the service shuts down.
 pub(super) async fn persist<T, F, Fut>(
-    shared: &Shared,
+    shared: &WorkerContext,
     fence: &Fence,
     mut write: F,
 ) -> Result<T, StoreError>
@@ -279,7 +288,7 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        tracing::warn!(job = %fence.job_id, "recording the outcome failed (will retry): {error}");
+        tracing::warn!("recording the outcome failed (will retry): {error}");
         tokio::select! {
             _ = tokio::time::sleep(shared.config.heartbeat) => {}
             _ = shared.shutdown.cancelled() => return Err(error),
@@ -295,13 +304,13 @@ where
 }
 
 /// Counts a job that reached a final status (`Ok(true)`: the write applied).
-fn finished(result: Result<bool, StoreError>, status: JobStatus) {
+fn count_outcome(result: Result<bool, StoreError>, status: JobStatus) {
     match result {
         Ok(false) => tracing::debug!("outcome fenced off (lease lost)"),
         Ok(true) => {
             // Attempts that end in a requeue are not counted: the job is not finished.
             if status.is_terminal() {
-                metrics::counter!("tuneserve_jobs_finished_total", "status" => status.as_str())
+                metrics::counter!(crate::metric_names::JOBS_FINISHED, "status" => status.as_str())
                     .increment(1);
             }
         }

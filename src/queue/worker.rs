@@ -9,15 +9,20 @@ use candle_core::Device;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::execute::{self, JobError, Msg, Plan};
+use super::execute::{self, FromTrainer, JobError, Plan};
 use super::record::Recorder;
 use super::settle::{persist, settle, settle_error, StopReason};
-use super::Shared;
-use crate::store::{Fence, JobRow, Lease, Level, NewEvent, StoreError};
+use super::WorkerContext;
+use crate::store::{new_id, EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
-/// Runs one claimed attempt of `job` to its end.
-pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: JobRow) {
+/// Runs one claimed attempt of `job` to its end, in the attempt's span (job
+/// id, attempt, worker): every log line of the attempt, the training
+/// thread's included, carries them.
+#[tracing::instrument(name = "attempt", skip_all,
+    fields(job = %job.id, attempt = job.attempt, worker = %owner))]
+pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device, job: JobRow) {
+    tracing::info!("claimed");
     let fence = Fence {
         job_id: job.id.clone(),
         attempt: job.attempt,
@@ -37,15 +42,16 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         .write(
             &job.id,
             Some(&fence),
-            NewEvent::info("started", message, Some(data)),
+            NewEvent::info(EventKind::Started, message, Some(data)),
         )
         .await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
+    let span = tracing::Span::current();
     let spawned = std::thread::Builder::new()
         .name(format!("train-{}", job.id))
-        .spawn(move || execute::run(plan, tx, thread_stop));
+        .spawn(move || span.in_scope(|| execute::run(plan, tx, thread_stop)));
     if let Err(e) = spawned {
         let error = JobError::Thread(format!("cannot start: {e}"));
         return settle_error(shared, &fence, &job, error).await;
@@ -56,8 +62,8 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
     let done = loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(Msg::Event(event)) => recorder.record(&event).await,
-                Some(Msg::ExportRetry { error, delay }) => {
+                Some(FromTrainer::Event(event)) => recorder.record(&event).await,
+                Some(FromTrainer::ExportRetry { error, delay }) => {
                     let message = format!(
                         "exporting the model failed: {}; trying again in {:.1} s (the trained weights are kept)",
                         shared.scrub(&error),
@@ -65,7 +71,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
                     );
                     let event = NewEvent {
                         level: Level::Warning,
-                        kind: "export_retry",
+                        kind: EventKind::ExportRetry,
                         message,
                         data: Some(json!({"retry_in_ms": delay.as_millis() as u64})),
                     };
@@ -73,7 +79,7 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
                     let write = || shared.log.write(&job.id, Some(&fence), event.clone());
                     let _ = persist(shared, &fence, write).await;
                 }
-                Some(Msg::Done(result)) => break result,
+                Some(FromTrainer::Done(result)) => break result,
                 None => break Err(JobError::Thread("panicked".into())),
             },
             _ = heartbeat.tick() => {
@@ -92,12 +98,16 @@ pub(super) async fn run_job(shared: &Shared, owner: &str, device: &Device, job: 
         recorder.flush().await;
     }
     settle(shared, &fence, &job, done, reason).await;
-    metrics::gauge!("tuneserve_training_tokens_per_second").set(0.0);
+    metrics::gauge!(crate::metric_names::TRAINING_TOKENS_PER_SECOND).set(0.0);
 }
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease
 /// is lost (and no reason was given before).
-async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Option<StopReason> {
+async fn beat(
+    shared: &WorkerContext,
+    fence: &Fence,
+    given: Option<StopReason>,
+) -> Option<StopReason> {
     match shared
         .store
         .heartbeat(fence, shared.config.lease_ms())
@@ -109,18 +119,18 @@ async fn beat(shared: &Shared, fence: &Fence, given: Option<StopReason>) -> Opti
         Ok(Lease::Held { .. }) => None,
         Ok(Lease::Lost) => {
             if given != Some(StopReason::LeaseLost) {
-                tracing::warn!(job = %fence.job_id, attempt = fence.attempt, "lease lost; stopping");
+                tracing::warn!("lease lost; stopping");
             }
             Some(StopReason::LeaseLost)
         }
         Err(e) => {
-            tracing::warn!(job = %fence.job_id, "heartbeat failed: {e}");
+            tracing::warn!("heartbeat failed: {e}");
             None
         }
     }
 }
 
-async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, JobError> {
+async fn plan(shared: &WorkerContext, device: &Device, job: &JobRow) -> Result<Plan, JobError> {
     let dataset = |id: String| async move {
         shared.store.get_dataset(&id).await.map_err(|e| match e {
             StoreError::NotFound { .. } => JobError::DatasetGone(id),
@@ -140,10 +150,9 @@ async fn plan(shared: &Shared, device: &Device, job: &JobRow) -> Result<Plan, Jo
             name: job.base_model.clone(),
             source,
         })?;
-    let short = uuid::Uuid::new_v4().simple().to_string();
     let model_id = match &job.suffix {
-        Some(suffix) => format!("model-{suffix}-{}", &short[..12]),
-        None => format!("model-{}", &short[..12]),
+        Some(suffix) => new_id(&format!("model-{suffix}")),
+        None => new_id("model"),
     };
     let dir = &shared.config.data_dir;
     let named = |d: &crate::store::DatasetRow| d.name.clone().unwrap_or_else(|| d.id.clone());

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use sqlx::types::Json;
 
 use super::dialect::begin_write;
+use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Store, StoreError};
+use crate::data::DatasetFormat;
+
+text_enum!(DatasetFormat);
 
 /// An uploaded dataset.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -14,8 +18,8 @@ pub struct DatasetRow {
     pub id: String,
     /// The name given at upload; `None` when none was.
     pub name: Option<String>,
-    /// `jsonl` or `csv`, as uploaded.
-    pub format: String,
+    /// The format it was uploaded in.
+    pub format: DatasetFormat,
     /// Number of examples.
     pub rows: i64,
     /// Class names, by label id.
@@ -35,10 +39,10 @@ pub struct DatasetRow {
 pub struct NewDataset {
     /// `ds-` and 16 hex digits, made by the API.
     pub id: String,
-    /// An optional name.
+    /// The name given at upload; `None` when none was.
     pub name: Option<String>,
-    /// `jsonl` or `csv`.
-    pub format: String,
+    /// The format it was uploaded in.
+    pub format: DatasetFormat,
     /// Number of examples.
     pub rows: i64,
     /// Class names, by label id.
@@ -63,7 +67,7 @@ impl Store {
             let row = sqlx::query_as(&sql)
                 .bind(&new.id)
                 .bind(&new.name)
-                .bind(&new.format)
+                .bind(new.format)
                 .bind(new.rows)
                 .bind(Json(&new.labels))
                 .bind(Json(&new.label_counts))
@@ -95,6 +99,7 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Vec<DatasetRow>, StoreError> {
         let before = self.seq_of("datasets", "dataset", after).await?;
+        let before = before.unwrap_or(i64::MAX);
         let sql =
             format!("SELECT {COLUMNS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
         with_pool!(self, |pool, Db| {

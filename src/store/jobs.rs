@@ -10,8 +10,22 @@ use super::{now_ms, with_pool, Store, StoreError};
 use crate::train::Hyperparameters;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a worker.
     Queued,
@@ -26,26 +40,6 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// Every status, in life order.
-    pub const ALL: [JobStatus; 5] = [
-        Self::Queued,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether the job can no longer change.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
@@ -53,19 +47,6 @@ impl JobStatus {
 }
 
 text_enum!(JobStatus);
-
-impl std::str::FromStr for JobStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown status `{s}` (queued, running, succeeded, failed, cancelled)")
-            })
-    }
-}
 
 /// A fine-tuning job as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -154,7 +135,7 @@ pub struct NewJob {
 /// applies while that attempt still holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
-    /// The job.
+    /// The id of the job the attempt belongs to.
     pub job_id: String,
     /// The attempt number the claim returned.
     pub attempt: i64,
@@ -180,7 +161,7 @@ impl Fence {
 /// A job the rescuer moved after its lease expired.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Rescued {
-    /// The job.
+    /// Its id.
     #[sqlx(rename = "id")]
     pub job_id: String,
     /// Its new status (`queued`, `failed` or `cancelled`).
@@ -263,15 +244,8 @@ impl Store {
             "SELECT {COLUMNS} FROM jobs WHERE seq > $1 AND ($2 IS NULL OR status = $2)
              ORDER BY seq LIMIT $3"
         );
+        let after_seq = self.seq_of("jobs", "job", after).await?.unwrap_or(0);
         with_pool!(self, |pool, Db| {
-            let after_seq: i64 = match after {
-                Some(id) => sqlx::query_scalar("SELECT seq FROM jobs WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await?
-                    .ok_or_else(|| not_found(id))?,
-                None => 0,
-            };
             Ok(sqlx::query_as(&sql)
                 .bind(after_seq)
                 .bind(status)
@@ -287,8 +261,9 @@ impl Store {
         let rows: Vec<(JobStatus, i64)> = with_pool!(self, |pool, Db| {
             sqlx::query_as(SQL).fetch_all(pool).await?
         });
-        Ok(JobStatus::ALL
-            .into_iter()
+        Ok(<JobStatus as strum::VariantArray>::VARIANTS
+            .iter()
+            .copied()
             .map(|st| {
                 let n = rows.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
                 (st, n)

@@ -47,7 +47,7 @@ pub use leases::Lease;
 pub use models::{Finished, ModelRow, NewModel};
 pub use nodes::NodeRow;
 pub use notices::{Notice, Notices};
-pub use records::{CheckpointRow, EventRow, Level, MetricRow, NewEvent, Split};
+pub use records::{CheckpointRow, EventKind, EventRow, Level, MetricRow, NewEvent, Split};
 pub use url::DatabaseUrl;
 
 /// Store failures.
@@ -196,6 +196,13 @@ pub fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A new random row id: `prefix`, `-` and 16 hex digits (`ds-…`, `job-…`,
+/// `model-…`), the one form of every id the service makes.
+pub fn new_id(prefix: &str) -> String {
+    let raw = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &raw[..16])
+}
+
 impl Store {
     /// Connects to `url` (creating a SQLite file if needed) and migrates it.
     /// A SQLite file serves one node: a second store on the same file, in
@@ -245,17 +252,17 @@ impl Store {
         Ok(())
     }
 
-    /// The `seq` a page of `table` listed newest first starts below: that of
-    /// row `after`, or past the end without one. [`StoreError::NotFound`]
-    /// (naming `what`) for an unknown `after`.
+    /// The `seq` of row `after` of `table`, where a page that follows it
+    /// starts; `None` without one (the page starts at the list's start).
+    /// [`StoreError::NotFound`] (naming `what`) for an unknown `after`.
     async fn seq_of(
         &self,
         table: &str,
         what: &'static str,
         after: Option<&str>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let Some(id) = after else {
-            return Ok(i64::MAX);
+            return Ok(None);
         };
         let sql = format!("SELECT seq FROM {table} WHERE id = $1");
         let seq: Option<i64> = with_pool!(self, |pool, Db| {
@@ -264,7 +271,7 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        seq.ok_or_else(|| StoreError::NotFound {
+        seq.map(Some).ok_or_else(|| StoreError::NotFound {
             what,
             id: id.to_string(),
         })

@@ -14,7 +14,7 @@ use super::{now_ms, with_pool, Fence, Store, StoreError};
 /// A fine-tuned model.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ModelRow {
-    /// `model-`, the job's suffix if any, and 12 hex digits.
+    /// `model-`, the job's suffix if any, and 16 hex digits.
     pub id: String,
     /// The job that made it.
     pub job_id: String,
@@ -188,6 +188,7 @@ impl Store {
         after: Option<&str>,
     ) -> Result<Vec<ModelRow>, StoreError> {
         let before = self.seq_of("models", "model", after).await?;
+        let before = before.unwrap_or(i64::MAX);
         let sql =
             format!("SELECT {MODEL_COLUMNS} FROM models WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
         with_pool!(self, |pool, Db| {

@@ -47,11 +47,7 @@ impl NodeLock {
                 holder.trim()
             )));
         }
-        let holder = format!(
-            "pid {} on {}",
-            std::process::id(),
-            crate::cluster::host_name()
-        );
+        let holder = format!("pid {} on {}", std::process::id(), crate::host::host_name());
         let _ = file
             .set_len(0)
             .and_then(|()| file.rewind())

@@ -15,7 +15,21 @@ use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Fence, Store, StoreError};
 
 /// Which numbers a metrics row holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Split {
     /// A training-loss logging window.
     Train,
@@ -23,30 +37,22 @@ pub enum Split {
     Eval,
 }
 
-impl Split {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Train => "train",
-            Self::Eval => "eval",
-        }
-    }
-}
-
-impl std::str::FromStr for Split {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Train, Self::Eval]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown split `{s}` (train, eval)"))
-    }
-}
-
 /// How much a job log entry matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Level {
     /// The job's normal life (queued, started, steps, evaluations, …).
     Info,
@@ -56,29 +62,62 @@ pub enum Level {
     Error,
 }
 
-impl Level {
-    /// The stored and shown name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Error => "error",
-        }
-    }
+/// What a job log entry says happened: its `kind` in the API and the SSE
+/// event's name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum EventKind {
+    /// A client submitted the job.
+    Created,
+    /// A worker started an attempt (`data`: the worker and device).
+    Started,
+    /// The trainer planned its steps (`data`: `total_steps`, `start_step`).
+    Plan,
+    /// An attempt resumes from a checkpoint: the steps before it are not
+    /// trained again.
+    Resumed,
+    /// A training-loss logging window (`data`: its numbers).
+    Step,
+    /// An evaluation (`data`: its metrics).
+    Eval,
+    /// A checkpoint was written (`data`: `step`, `path`).
+    Checkpoint,
+    /// A checkpoint does not load and was skipped when resuming.
+    CheckpointSkipped,
+    /// Early stopping ended training.
+    EarlyStopped,
+    /// Exporting the model failed in a way that may pass; it is tried again.
+    ExportRetry,
+    /// The job succeeded (`data`: `model`, `promoted`).
+    Succeeded,
+    /// An attempt failed (`data`: `next_status`, `cause`, the retry's wait).
+    Error,
+    /// A client asked for a cancel.
+    CancelRequested,
+    /// The job was cancelled.
+    Cancelled,
+    /// A client queued the failed job again.
+    Retried,
+    /// The attempt was handed back to the queue for a shutdown.
+    Interrupted,
+    /// The worker's lease ran out; the job was queued again or failed.
+    LeaseExpired,
 }
 
-impl std::str::FromStr for Level {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Info, Self::Warning, Self::Error]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown level `{s}` (info, warning, error)"))
-    }
-}
-
-text_enum!(Split, Level);
+text_enum!(Split, Level, EventKind);
 
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -105,8 +144,8 @@ pub struct EventRow {
     pub attempt: i64,
     /// How much it matters.
     pub level: Level,
-    /// What happened (`created`, `started`, `step`, `eval`, `checkpoint`, …).
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// Human-readable text.
     pub message: String,
     /// Structured details, when the kind has any.
@@ -122,7 +161,7 @@ pub struct NewEvent {
     /// How much it matters.
     pub level: Level,
     /// What happened.
-    pub kind: &'static str,
+    pub kind: EventKind,
     /// Human-readable text.
     pub message: String,
     /// Structured details.
@@ -131,7 +170,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// An `info` entry.
-    pub fn info(kind: &'static str, message: impl Into<String>, data: Option<Value>) -> Self {
+    pub fn info(kind: EventKind, message: impl Into<String>, data: Option<Value>) -> Self {
         Self {
             level: Level::Info,
             kind,

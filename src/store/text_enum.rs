@@ -1,11 +1,25 @@
 //! Enums stored by name in TEXT columns (checked by the schema) on every
-//! backend: encoded with their `as_str`, decoded with their `FromStr`.
-//! (sqlx's derive would make them a PostgreSQL enum type of their own.)
+//! backend. (sqlx's derive would make them a PostgreSQL enum type of their
+//! own.)
+//!
+//! The names are the variants' names in snake case, written once: strum's
+//! derives (`IntoStaticStr` to encode, `EnumString` to decode,
+//! `VariantArray` for the list) with `#[strum(serialize_all = "snake_case")]`
+//! beside serde's `rename_all = "snake_case"`; a test checks that both give
+//! every variant the same name.
 
 /// Implements sqlx's `Type`, `Encode` and `Decode` for each enum given, for
-/// every database whose `str` is a type.
+/// every database whose `str` is a type, and `as_str`, the name stored and
+/// shown (strum's `IntoStaticStr`). Decoding uses the enum's `FromStr`.
 macro_rules! text_enum {
     ($($ty:ty),* $(,)?) => {$(
+        impl $ty {
+            /// The name stored in the database and shown by the API.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+
         impl<DB: sqlx::Database> sqlx::Type<DB> for $ty
         where
             str: sqlx::Type<DB>,
@@ -36,9 +50,41 @@ macro_rules! text_enum {
             &'r str: sqlx::Decode<'r, DB>,
         {
             fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-                Ok(<&str as sqlx::Decode<'r, DB>>::decode(value)?.parse()?)
+                let name = <&str as sqlx::Decode<'r, DB>>::decode(value)?;
+                name.parse::<$ty>()
+                    .map_err(|_| format!("unknown {} `{name}` in the database", stringify!($ty)).into())
             }
         }
     )*};
 }
 pub(super) use text_enum;
+
+#[cfg(test)]
+mod tests {
+    use strum::VariantArray;
+
+    use crate::data::DatasetFormat;
+    use crate::store::{EventKind, JobStatus, Level, Split};
+
+    /// serde's name of each variant is its stored name, and parses back.
+    fn same_names<T>()
+    where
+        T: VariantArray + Copy + serde::Serialize + std::str::FromStr + PartialEq + std::fmt::Debug,
+        &'static str: From<T>,
+    {
+        for &v in T::VARIANTS {
+            let name: &'static str = v.into();
+            assert_eq!(serde_json::to_value(v).unwrap(), name, "{v:?}");
+            assert_eq!(name.parse::<T>().ok(), Some(v), "{name}");
+        }
+    }
+
+    #[test]
+    fn serde_and_the_database_use_one_name_per_variant() {
+        same_names::<JobStatus>();
+        same_names::<Split>();
+        same_names::<Level>();
+        same_names::<EventKind>();
+        same_names::<DatasetFormat>();
+    }
+}

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{spawn_app, spawn_app_with, tiny_dataset};
+use crate::test_app::{spawn_app, spawn_app_with, tiny_dataset};
 
 const KEY: &str = "browser-test-key";
 

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::tokenizer_dir;
+use crate::fixtures::tokenizer_dir;
 
 fn tuneserve() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tuneserve"))
@@ -64,7 +64,7 @@ fn init_model_then_classify_prints_json_lines() {
 
 #[test]
 fn classify_rejects_empty_text_and_bad_input_lines() {
-    let fixture = crate::common::fixture_dir();
+    let fixture = crate::fixtures::fixture_dir();
     let out = tuneserve()
         .arg("classify")
         .arg("--model")
@@ -212,7 +212,7 @@ fn init_model_without_a_tokenizer_ships_gpt2s_own() {
 /// it: the same labels (the base's, PEFT saves none) and logits.
 #[test]
 fn an_adapter_classifies_as_its_merged_classifier() {
-    let adapter = crate::common::repo_path("tests/fixtures/gpt2-tiny-lora/adapter-r8");
+    let adapter = crate::fixtures::repo_path("tests/fixtures/gpt2-tiny-lora/adapter-r8");
     let tmp = tempfile::tempdir().unwrap();
     let merged = tmp.path().join("merged");
     let status = tuneserve()
@@ -249,7 +249,7 @@ fn an_adapter_classifies_as_its_merged_classifier() {
     let logits = |v: &serde_json::Value| -> Vec<f32> {
         serde_json::from_value(v["logits"].clone()).unwrap()
     };
-    assert!(crate::common::max_abs_diff(&logits(&a), &logits(&m)) < 1e-5);
+    assert!(crate::fixtures::max_abs_diff(&logits(&a), &logits(&m)) < 1e-5);
     let out = tuneserve()
         .arg("merge")
         .arg("--model")

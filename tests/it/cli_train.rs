@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::write_tiny_model;
+use crate::fixtures::write_tiny_model;
 use tuneserve::model::WeightLayout;
 
 fn tuneserve() -> Command {

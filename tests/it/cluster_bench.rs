@@ -131,7 +131,7 @@ async fn classify_requests_per_second_over_one_and_two_nodes() {
     let db = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("models/tiny");
-    crate::common::write_tiny_model(&model, 7, WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&model, 7, WeightLayout::Classifier);
     let data = dir.path().join("data");
     let url = db.url_arg();
     let model_arg = model.display().to_string();

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::support::{spawn_app_with, tiny_dataset};
+use crate::test_app::{spawn_app_with, tiny_dataset};
 
 /// The venv holding the Python tools, or `None` (after saying why) when the
 /// tests should pass without running.
@@ -93,7 +93,7 @@ async fn openapi_yaml_validates_and_reads_the_same_in_yaml_1_1() {
         .arg("openapi.yaml");
     let out = run_ok("PyYAML", reader).await;
     let read: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let generated = serde_json::to_value(tuneserve::api::http::openapi()).unwrap();
+    let generated = serde_json::to_value(tuneserve::api::openapi()).unwrap();
     assert!(
         read == generated,
         "PyYAML reads openapi.yaml differently from the generated document \

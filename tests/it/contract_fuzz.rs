@@ -14,7 +14,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::contract::{python_tools, tool};
-use crate::support::{spawn_app_with, TestApp};
+use crate::test_app::{spawn_app_with, TestApp};
 
 const KEY: &str = "fuzz-test-key";
 

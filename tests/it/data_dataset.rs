@@ -11,7 +11,7 @@ use tuneserve::data::{
 };
 
 fn tweets(file: &str) -> PathBuf {
-    crate::common::tweets_file(file)
+    crate::fixtures::tweets_file(file)
 }
 
 fn parse(text: &str, format: DatasetFormat) -> Result<Dataset, DatasetError> {
@@ -517,7 +517,7 @@ fn train_subset_1000_seed_42_picks_the_tutorials_rows() {
         })
         .collect();
     let fixture: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::common::repo_path(
+        &std::fs::read_to_string(crate::fixtures::repo_path(
             "tests/fixtures/numpy_permutations.json",
         ))
         .unwrap(),

@@ -14,7 +14,7 @@ use tuneserve::model::{
 };
 use tuneserve::train::{self, Hyperparameters, Method};
 
-use crate::common::{max_abs_diff, repo_path};
+use crate::fixtures::{max_abs_diff, repo_path};
 use crate::train_parity::{first_rows, reference_hyperparameters};
 
 fn lora_dir(name: &str) -> PathBuf {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tuneserve::infer::{BatchLimits, Batcher, BatchingConfig, Registry, ServedModel};
 use tuneserve::model::{load, LoadOptions, ModelCard, ModelSource};
 
-use crate::common::{max_abs_diff, repo_path};
+use crate::fixtures::{max_abs_diff, repo_path};
 
 /// `n` adapters in `dir`, alternating between the fixtures' two (3 and 5
 /// labels), each with its updates scaled differently so no two answer alike.

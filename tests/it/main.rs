@@ -3,8 +3,8 @@
 //! `cargo test --release --test it service_` or `cargo test --release --test it model_parity`.
 //! Tests of the store run on SQLite and on PostgreSQL (see [`test_db`]).
 
-mod common;
-mod support;
+mod fixtures;
+mod test_app;
 mod test_db;
 
 mod browser;

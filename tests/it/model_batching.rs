@@ -1,6 +1,6 @@
 //! Padding never changes a text's logits: batched equals one-by-one.
 
-use crate::common::{gpt2_tokenizer, max_abs_diff, tiny_config, tweets};
+use crate::fixtures::{gpt2_tokenizer, max_abs_diff, tiny_config, tweets};
 use candle_core::Device;
 use tuneserve::data::Padding;
 use tuneserve::model::{random_weights, BatchInput, Gpt2ForSequenceClassification, Mode};

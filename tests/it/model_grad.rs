@@ -1,6 +1,6 @@
 //! Gradients reach every parameter through one backward pass.
 
-use crate::common::{tweets, write_tiny_model};
+use crate::fixtures::{tweets, write_tiny_model};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use tuneserve::model::{

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{fixture_dir, max_abs_diff, tweets, write_tiny_model};
+use crate::fixtures::{fixture_dir, max_abs_diff, tweets, write_tiny_model};
 use tuneserve::infer::Classifier;
 use tuneserve::model::{load, LoadOptions, LoadedModel, ModelError, ModelSource, WeightLayout};
 

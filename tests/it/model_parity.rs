@@ -1,6 +1,6 @@
 //! The classifier reproduces Hugging Face's logits on the Hugging Face fixture.
 
-use crate::common::{fixture_dir, max_abs_diff};
+use crate::fixtures::{fixture_dir, max_abs_diff};
 use serde_json::Value;
 use tuneserve::infer::Classifier;
 use tuneserve::model::{load, LoadOptions, ModelSource, WeightLayout};

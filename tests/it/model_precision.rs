@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::fixture_dir;
+use crate::fixtures::fixture_dir;
 use crate::train_parity::{first_rows, reference_hyperparameters};
 use tuneserve::data::{Encoded, Padding};
 use tuneserve::model::{load, parameter_shapes, LoadOptions, LoadedModel, Mode};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 #[test]
 fn committed_openapi_yaml_is_up_to_date() {
-    let generated = tuneserve::api::http::openapi_yaml();
+    let generated = tuneserve::api::openapi_yaml();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -28,7 +28,7 @@ fn committed_openapi_yaml_is_up_to_date() {
 /// 422 with query parameters, 429 with `Retry-After`.
 #[test]
 fn shared_errors_are_documented_where_they_happen() {
-    let doc = serde_json::to_value(tuneserve::api::http::openapi()).unwrap();
+    let doc = serde_json::to_value(tuneserve::api::openapi()).unwrap();
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {

@@ -1,7 +1,7 @@
 //! Bad input and edge cases through a real server: each answer's status,
 //! error code and message.
 
-use crate::support::{assert_error, spawn_app, spawn_app_with};
+use crate::test_app::{assert_error, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -83,108 +83,87 @@ async fn job_submissions_are_validated() {
     let app = spawn_app().await;
     let dataset = app.upload_tiny_dataset().await;
     let base = app.base_model.clone();
+    let job = |extra: Value| {
+        let mut body = json!({"base_model": base, "train_dataset": dataset});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let hp = |hyperparameters: Value| job(json!({"hyperparameters": hyperparameters}));
+    // (body, the message's fragment, the field at fault); each one is a 422.
+    let test_cases = [
+        (
+            hp(json!({"epochz": 1})),
+            "unknown field `epochz`",
+            "hyperparameters.epochz",
+        ),
+        (
+            job(json!({"colour": "red"})),
+            "unknown field `colour`",
+            "colour",
+        ),
+        (
+            json!({"train_dataset": dataset}),
+            "missing field `base_model`",
+            "base_model",
+        ),
+        (
+            hp(json!({"learning_rate": 5})),
+            "learning_rate",
+            "hyperparameters.learning_rate",
+        ),
+        (
+            hp(json!({"epochs": "three"})),
+            "invalid type",
+            "hyperparameters.epochs",
+        ),
+        // bf16 needs a GPU worker; this service trains on the CPU.
+        (
+            hp(json!({"precision": "bf16"})),
+            "needs a GPU worker",
+            "hyperparameters.precision",
+        ),
+        (
+            hp(json!({"precision": "fp16"})),
+            "unknown variant `fp16`",
+            "hyperparameters.precision",
+        ),
+        (
+            job(json!({"train_dataset": "ds-missing"})),
+            "dataset `ds-missing` not found",
+            "train_dataset",
+        ),
+        (
+            job(json!({"base_model": "./no/such/dir"})),
+            "must be a model id of this service",
+            "base_model",
+        ),
+        (
+            job(json!({"suffix": "Bad Suffix"})),
+            "must be 1 to 40",
+            "suffix",
+        ),
+    ];
+    for (body, fragment, param) in test_cases {
+        let got = app.post("/jobs", &body).await;
+        assert_error(&got, 422, "validation_error", fragment);
+        assert_eq!(got.1["error"]["param"], param, "{body}: {}", got.1);
+    }
 
-    let resp = app
-        .client
-        .post(app.url("/jobs"))
-        .header("content-type", "application/json")
-        .body("{\"base_model\": ")
-        .send()
-        .await
-        .unwrap();
-    let got = (resp.status().as_u16(), resp.json::<Value>().await.unwrap());
+    let got = app
+        .post_raw("/jobs", "application/json", "{\"base_model\": ")
+        .await;
     assert_error(&got, 400, "invalid_request", "malformed JSON");
-
-    let got = app
-        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"epochz": 1}}))
-        .await;
-    assert_error(&got, 422, "validation_error", "unknown field `epochz`");
-    assert_eq!(got.1["error"]["param"], "hyperparameters.epochz");
-
-    let got = app
-        .post(
-            "/jobs",
-            &json!({"base_model": base, "train_dataset": dataset, "colour": "red"}),
-        )
-        .await;
-    assert_error(&got, 422, "validation_error", "unknown field `colour`");
-    assert_eq!(got.1["error"]["param"], "colour");
-
-    let got = app.post("/jobs", &json!({"train_dataset": dataset})).await;
-    assert_error(&got, 422, "validation_error", "missing field `base_model`");
-    assert_eq!(got.1["error"]["param"], "base_model");
-
-    let got = app
-        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"learning_rate": 5}}))
-        .await;
-    assert_error(&got, 422, "validation_error", "learning_rate");
-    assert_eq!(got.1["error"]["param"], "hyperparameters.learning_rate");
-
-    let got = app
-        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"epochs": "three"}}))
-        .await;
-    assert_error(&got, 422, "validation_error", "invalid type");
-    assert_eq!(got.1["error"]["param"], "hyperparameters.epochs");
-
-    // bf16 needs a GPU worker; this service trains on the CPU.
-    let got = app
-        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"precision": "bf16"}}))
-        .await;
-    assert_error(&got, 422, "validation_error", "needs a GPU worker");
-    assert_eq!(got.1["error"]["param"], "hyperparameters.precision");
-    let got = app
-        .post("/jobs", &json!({"base_model": base, "train_dataset": dataset, "hyperparameters": {"precision": "fp16"}}))
-        .await;
-    assert_error(&got, 422, "validation_error", "unknown variant `fp16`");
-
-    let got = app
-        .post(
-            "/jobs",
-            &json!({"base_model": base, "train_dataset": "ds-missing"}),
-        )
-        .await;
-    assert_error(
-        &got,
-        422,
-        "validation_error",
-        "dataset `ds-missing` not found",
-    );
-    assert_eq!(got.1["error"]["param"], "train_dataset");
-
-    let got = app
-        .post(
-            "/jobs",
-            &json!({"base_model": "./no/such/dir", "train_dataset": dataset}),
-        )
-        .await;
-    assert_error(
-        &got,
-        422,
-        "validation_error",
-        "must be a model id of this service",
-    );
-    assert_eq!(got.1["error"]["param"], "base_model");
-
-    let got = app
-        .post(
-            "/jobs",
-            &json!({"base_model": base, "train_dataset": dataset, "suffix": "Bad Suffix"}),
-        )
-        .await;
-    assert_eq!(got.1["error"]["param"], "suffix", "{}", got.1);
-
-    assert_error(
-        &app.get("/jobs?status=sleeping").await,
-        422,
-        "validation_error",
-        "unknown status",
-    );
-    assert_error(
-        &app.get("/jobs?limit=0").await,
-        422,
-        "validation_error",
-        "between 1 and 100",
-    );
+    for (query, fragment, param) in [
+        ("status=sleeping", "unknown status", "status"),
+        ("limit=0", "between 1 and 100", "limit"),
+        ("colour=red", "unknown field `colour`", "colour"),
+    ] {
+        let got = app.get(&format!("/jobs?{query}")).await;
+        assert_error(&got, 422, "validation_error", fragment);
+        assert_eq!(got.1["error"]["param"], param, "{query}: {}", got.1);
+    }
     let (status, list) = app.get("/jobs").await;
     assert_eq!(status, 200);
     assert_eq!(list["data"], json!([]), "no invalid job was stored");
@@ -195,7 +174,7 @@ async fn job_submissions_are_validated() {
 async fn classify_inputs_are_validated() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("m");
-    crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = spawn_app_with(|c| {
         c.model = Some(source.clone());
@@ -384,7 +363,7 @@ async fn classify_before_any_model_is_503() {
 async fn a_full_inference_queue_answers_429() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("m");
-    crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = std::sync::Arc::new(
         spawn_app_with(|c| {

@@ -62,7 +62,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
     let db = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let base_model = dir.path().join("models/base");
-    crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let data = dir.path().join("shared-data");
     let url = db.url_arg();
     let mut nodes: Vec<ServeProcess> = (1..=3)
@@ -77,7 +77,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{}/datasets?format=jsonl", bases[0]))
-        .body(crate::support::tiny_dataset())
+        .body(crate::test_app::tiny_dataset())
         .send()
         .await
         .unwrap();
@@ -105,7 +105,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
     let mut ran_on = BTreeSet::new();
     for (i, id) in ids.iter().enumerate() {
         let base = &bases[(i + 1) % 3]; // asked of a node other than the one submitted to
-        let done = wait(&client, base, id, 300, crate::support::is_terminal).await;
+        let done = wait(&client, base, id, 300, crate::test_app::is_terminal).await;
         assert_eq!(done["status"], "succeeded", "{done:#}");
         assert_eq!(
             steps(&client, base, id, "train").await,
@@ -157,7 +157,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
         &survivors[1],
         &id,
         300,
-        crate::support::is_terminal,
+        crate::test_app::is_terminal,
     )
     .await;
     assert_eq!(
@@ -166,13 +166,8 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
         "{done:#}"
     );
     let events = get(&client, format!("{}/jobs/{id}/events", survivors[0])).await;
-    let resumed = events["data"].as_array().unwrap().iter().any(|e| {
-        e["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("resuming from checkpoint")
-    });
-    assert!(resumed, "{events:#}");
+    let kinds = crate::test_app::event_kinds(&events);
+    assert!(kinds.contains(&"resumed"), "{events:#}");
     assert_eq!(
         steps(&client, &survivors[0], &id, "train").await,
         (1..=72).collect::<Vec<_>>()

@@ -2,19 +2,19 @@
 //! trickling clients are cut off by the header-read timeout (which is also the
 //! keep-alive idle timeout), open connections are capped, `/health` answers
 //! while idle sockets hold the cap, and a client that never finishes its
-//! upload cannot keep a stopping server alive past `--shutdown-timeout`.
+//! upload cannot keep a stopping server alive past `--shutdown-timeout-secs`.
 
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::spawn_app_with;
+use crate::test_app::spawn_app_with;
 
 /// How long a connection may take to send a request head in these tests.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
-async fn connect(app: &crate::support::TestApp) -> TcpStream {
+async fn connect(app: &crate::test_app::TestApp) -> TcpStream {
     let addr = app.base.trim_start_matches("http://").to_string();
     TcpStream::connect(addr).await.unwrap()
 }

@@ -2,7 +2,7 @@
 //! memory, and a GPU device in a build without CUDA is refused at startup
 //! with a message saying how to build one.
 
-use crate::support::spawn_app_with;
+use crate::test_app::spawn_app_with;
 use serde_json::json;
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::spawn_app_with;
+use crate::test_app::spawn_app_with;
 
 /// A `tmpfs` of `megabytes`, unmounted on drop.
 struct SmallDisk(PathBuf);
@@ -51,7 +51,7 @@ impl Drop for SmallDisk {
 
 /// A service on a 160 MB tmpfs with short retry delays; `None` (with the
 /// reason printed) where mounting is not allowed.
-async fn app_on_small_disk(tmp: &Path) -> Option<(SmallDisk, crate::support::TestApp)> {
+async fn app_on_small_disk(tmp: &Path) -> Option<(SmallDisk, crate::test_app::TestApp)> {
     let disk = match SmallDisk::mount(&tmp.join("disk"), 160) {
         Ok(disk) => disk,
         Err(why) => {
@@ -63,17 +63,15 @@ async fn app_on_small_disk(tmp: &Path) -> Option<(SmallDisk, crate::support::Tes
     let app = spawn_app_with(|c| {
         c.data_dir = data.clone();
         c.lease = Duration::from_secs(60);
-        c.backoff = tuneserve::api::Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-        };
+        c.retry_initial = Duration::from_millis(200);
+        c.retry_max = Duration::from_secs(1);
     })
     .await;
     Some((disk, app))
 }
 
 /// The job's train metrics: each logged step exactly once, 1..=last.
-async fn assert_every_step_once(app: &crate::support::TestApp, id: &str) {
+async fn assert_every_step_once(app: &crate::test_app::TestApp, id: &str) {
     let (status, metrics) = app.get(&format!("/jobs/{id}/metrics")).await;
     assert_eq!(status, 200, "{metrics}");
     let rows = metrics["train"].as_array().cloned().unwrap_or_default();
@@ -85,7 +83,7 @@ async fn assert_every_step_once(app: &crate::support::TestApp, id: &str) {
 }
 
 /// The messages of the job's error events.
-async fn error_messages(app: &crate::support::TestApp, id: &str) -> Vec<String> {
+async fn error_messages(app: &crate::test_app::TestApp, id: &str) -> Vec<String> {
     let (_, events) = app.get(&format!("/jobs/{id}/events?limit=1000")).await;
     let rows = events["data"].as_array().cloned().unwrap_or_default();
     rows.iter()
@@ -125,7 +123,7 @@ async fn a_full_disk_during_checkpoints_pauses_the_job_which_then_succeeds() {
         .post_raw(
             "/datasets?format=jsonl",
             "application/x-ndjson",
-            crate::support::tiny_dataset(),
+            crate::test_app::tiny_dataset(),
         )
         .await;
     assert_eq!(
@@ -146,7 +144,7 @@ async fn a_full_disk_during_checkpoints_pauses_the_job_which_then_succeeds() {
     std::fs::remove_file(filler).unwrap();
     std::fs::remove_file(topped_up).unwrap();
 
-    let job = app.wait_job(&id, 240, crate::support::is_terminal).await;
+    let job = app.wait_job(&id, 240, crate::test_app::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     let errors = error_messages(&app, &id).await;
     assert!(
@@ -196,7 +194,7 @@ async fn a_full_disk_at_export_retries_the_export_without_retraining() {
     let (_, job) = app.get(&format!("/jobs/{id}")).await;
     assert_ne!(job["status"], "failed", "{job:#}");
     std::fs::remove_file(filler).unwrap();
-    let job = app.wait_job(&id, 120, crate::support::is_terminal).await;
+    let job = app.wait_job(&id, 120, crate::test_app::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     assert_eq!(job["attempt"], 1, "not trained again: {job:#}");
     let errors = error_messages(&app, &id).await;

@@ -1,7 +1,7 @@
 //! End to end through a real server: upload, fine-tune, watch, classify,
 //! switch models without a restart, cancel.
 
-use crate::support::{quick_hyperparameters, spawn_app, spawn_app_with};
+use crate::test_app::{quick_hyperparameters, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +15,7 @@ async fn upload_train_watch_classify_and_switch_models() {
     assert_eq!(ds["label_counts"]["neutral"], 8);
 
     let before = app.post("/classify", &json!({"inputs": "hello"})).await;
-    crate::support::assert_error(&before, 503, "unavailable", "POST /jobs");
+    crate::test_app::assert_error(&before, 503, "unavailable", "POST /jobs");
 
     let job_id = app.submit(&dataset, quick_hyperparameters()).await;
     let job = app.wait_status(&job_id, "succeeded", 180).await;
@@ -49,12 +49,7 @@ async fn upload_train_watch_classify_and_switch_models() {
     assert_eq!(evals.last(), Some(&6), "{metrics:#}");
 
     let (_, events) = app.get(&format!("/jobs/{job_id}/events")).await;
-    let kinds: Vec<&str> = events["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = crate::test_app::event_kinds(&events);
     for kind in [
         "created",
         "started",
@@ -162,7 +157,7 @@ async fn cancel_queued_and_running_jobs() {
     let again = app
         .post(&format!("/jobs/{running}/cancel"), &Value::Null)
         .await;
-    crate::support::assert_error(&again, 409, "conflict", "already cancelled");
+    crate::test_app::assert_error(&again, 409, "conflict", "already cancelled");
     app.stop().await;
 }
 
@@ -170,7 +165,7 @@ async fn cancel_queued_and_running_jobs() {
 async fn preloaded_model_answers_before_any_job() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("m");
-    crate::common::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&model_dir, 3, tuneserve::model::WeightLayout::Classifier);
     let source = model_dir.display().to_string();
     let app = spawn_app_with(|c| c.model = Some(source.clone())).await;
     // Served (and listed) by its folder's name: no server path in any answer.
@@ -219,7 +214,7 @@ async fn a_job_that_cannot_train_fails_at_once_with_its_reason() {
     }
     std::fs::write(broken.join("model.safetensors"), b"not safetensors").unwrap();
     let body = json!({"base_model": "broken", "train_dataset": dataset,
-                      "hyperparameters": crate::support::quick_hyperparameters()});
+                      "hyperparameters": crate::test_app::quick_hyperparameters()});
     let (status, job) = app.post("/jobs", &body).await;
     assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
@@ -242,10 +237,10 @@ async fn a_job_that_cannot_train_fails_at_once_with_its_reason() {
     assert_eq!(status, 200, "{retried}");
     let picked = ["queued", "running"].map(serde_json::Value::from);
     assert!(picked.contains(&retried["status"]), "{retried}"); // a worker may take it at once
-    let job = app.wait_job(&id, 120, crate::support::is_terminal).await;
+    let job = app.wait_job(&id, 120, crate::test_app::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     let again = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
-    crate::support::assert_error(&again, 409, "conflict", "failed");
+    crate::test_app::assert_error(&again, 409, "conflict", "failed");
     app.stop().await;
 }
 
@@ -268,7 +263,9 @@ async fn shutdown_hands_a_running_job_back_to_the_queue() {
     assert_eq!(job.lease_owner, None);
     let events = store.list_events(&id, 0, 1000).await.unwrap();
     assert!(
-        events.iter().any(|e| e.kind == "interrupted"),
+        events
+            .iter()
+            .any(|e| e.kind == tuneserve::store::EventKind::Interrupted),
         "{events:#?}"
     );
 }

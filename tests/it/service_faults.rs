@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, spawn_app, spawn_app_with, tiny_dataset, TestApp};
+use crate::test_app::{assert_error, spawn_app, spawn_app_with, tiny_dataset, TestApp};
 
 /// POSTs `body` with the given content type and encoding.
 async fn post_encoded(
@@ -120,14 +120,14 @@ async fn a_cancel_at_export_or_success_either_wins_or_is_refused_and_leaves_no_o
         // Poll until the last step is done (the export follows), then wait
         // a little longer each round so the cancel lands at every moment.
         app.wait_job(&id, 60, |j| {
-            crate::support::is_terminal(j)
+            crate::test_app::is_terminal(j)
                 || (j["progress"]["step"].as_i64() >= j["progress"]["total_steps"].as_i64()
                     && j["progress"]["total_steps"].as_i64().is_some())
         })
         .await;
         tokio::time::sleep(std::time::Duration::from_millis(round % 8 * 15)).await;
         let (status, body) = app.post(&format!("/jobs/{id}/cancel"), &json!({})).await;
-        let job = app.wait_job(&id, 60, crate::support::is_terminal).await;
+        let job = app.wait_job(&id, 60, crate::test_app::is_terminal).await;
         match status {
             200 => {
                 assert_eq!(
@@ -169,21 +169,19 @@ async fn a_cancel_at_export_or_success_either_wins_or_is_refused_and_leaves_no_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_model_the_hub_cannot_give_is_retried_with_growing_delays() {
     let app = spawn_app_with(|c| {
-        c.backoff = tuneserve::api::Backoff {
-            initial: std::time::Duration::from_millis(200),
-            max: std::time::Duration::from_secs(5),
-        };
+        c.retry_initial = std::time::Duration::from_millis(200);
+        c.retry_max = std::time::Duration::from_secs(5);
     })
     .await;
     let dataset = app.upload_tiny_dataset().await;
     let body = json!({"base_model": "nope", "train_dataset": dataset,
-                      "hyperparameters": crate::support::quick_hyperparameters()});
+                      "hyperparameters": crate::test_app::quick_hyperparameters()});
     let (status, job) = app.post("/jobs", &body).await;
     assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
     let job = app
         .wait_job(&id, 60, |j| {
-            j["retries"].as_i64() >= Some(3) || crate::support::is_terminal(j)
+            j["retries"].as_i64() >= Some(3) || crate::test_app::is_terminal(j)
         })
         .await;
     if job["status"] == "failed" {

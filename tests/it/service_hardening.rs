@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{spawn_app, spawn_app_with};
+use crate::test_app::{spawn_app, spawn_app_with};
 
 /// Status, headers and JSON body of `method path`.
 async fn call(
-    app: &crate::support::TestApp,
+    app: &crate::test_app::TestApp,
     method: &str,
     path: &str,
 ) -> (u16, reqwest::header::HeaderMap, Value) {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, spawn_app, spawn_app_with};
+use crate::test_app::{assert_error, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn naming_many_models_keeps_a_bounded_number_loaded() {

@@ -3,7 +3,7 @@
 //! step of a job's life once with the job's id, polls of `/health` and
 //! `/metrics` kept out at `info`, and a `/metrics` page whose metrics all have
 //! `# HELP`, whose latencies are histograms and whose training throughput is
-//! back to 0 once no job runs. SIGTERM ends it within `--shutdown-timeout`.
+//! back to 0 once no job runs. SIGTERM ends it within `--shutdown-timeout-secs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -23,7 +23,7 @@ struct Server {
 fn start(data: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tuneserve"))
         .args(["serve", "--port", "0", "--log-format", "json"])
-        .args(["--heartbeat-secs", "0.2", "--shutdown-timeout", "5"])
+        .args(["--heartbeat-secs", "0.2", "--shutdown-timeout-secs", "5"])
         .arg("--data-dir")
         .arg(data)
         .arg("--model-dir")
@@ -72,11 +72,12 @@ impl Server {
             .collect()
     }
 
-    /// Log lines about `job` whose message starts with `prefix`.
+    /// Log lines of an attempt of `job` (in its `attempt` span) whose
+    /// message starts with `prefix`.
     fn job_lines(&self, job: &str, prefix: &str) -> usize {
         self.json_lines()
             .iter()
-            .filter(|l| l["fields"]["job"] == job)
+            .filter(|l| l["span"]["name"] == "attempt" && l["span"]["job"] == job)
             .filter(|l| {
                 let message = l["fields"]["message"].as_str().unwrap_or_default();
                 message.starts_with(prefix)
@@ -92,7 +93,7 @@ impl Server {
             if job["status"] == want {
                 return job;
             }
-            let terminal = crate::support::is_terminal(&job);
+            let terminal = crate::test_app::is_terminal(&job);
             assert!(!terminal && Instant::now() < deadline, "{job:#}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -115,7 +116,7 @@ async fn submit(server: &Server, client: &reqwest::Client, body: Value) -> Strin
 async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let base_model = dir.path().join("models/base");
-    crate::common::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&base_model, 7, WeightLayout::Classifier);
     let mut server = start(&dir.path().join("data"));
     let client = reqwest::Client::new();
     let base = server.base.clone();
@@ -125,7 +126,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     }
     let resp = client
         .post(format!("{base}/datasets?format=jsonl"))
-        .body(crate::support::tiny_dataset())
+        .body(crate::test_app::tiny_dataset())
         .send()
         .await
         .unwrap();
@@ -133,7 +134,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let dataset = resp.json::<Value>().await.unwrap()["id"].clone();
     let model = "base";
     let quick = json!({"base_model": model, "train_dataset": dataset, "eval_dataset": dataset,
-                       "hyperparameters": crate::support::quick_hyperparameters()});
+                       "hyperparameters": crate::test_app::quick_hyperparameters()});
     let done = submit(&server, &client, quick).await;
     server.wait_status(&client, &done, "succeeded").await;
     let resp = client
@@ -154,7 +155,7 @@ async fn an_operator_can_follow_jobs_in_the_log_and_metrics() {
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     check_metrics(&metrics.text().await.unwrap());
 
-    // SIGTERM: the process ends on its own, well within --shutdown-timeout.
+    // SIGTERM: the process ends on its own, well within --shutdown-timeout-secs.
     let pid = server.child.id() as libc::pid_t;
     // SAFETY: signals a child process this test started and still owns.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, quick_hyperparameters, spawn_app};
+use crate::test_app::{assert_error, quick_hyperparameters, spawn_app};
 
 fn lora_hyperparameters() -> Value {
     let mut h = quick_hyperparameters();
@@ -102,13 +102,13 @@ async fn a_killed_lora_job_resumes_exactly() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let base_model = dir.path().join("models/base");
-    crate::common::write_tiny_model(&base_model, 7, tuneserve::model::WeightLayout::Classifier);
+    crate::fixtures::write_tiny_model(&base_model, 7, tuneserve::model::WeightLayout::Classifier);
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
     let mut first = ServeProcess::start(&data, &[]);
     let resp = client
         .post(format!("{}/datasets?format=jsonl", first.base))
-        .body(crate::support::tiny_dataset())
+        .body(crate::test_app::tiny_dataset())
         .send()
         .await
         .unwrap();
@@ -155,7 +155,7 @@ async fn a_killed_lora_job_resumes_exactly() {
             let deadline = Instant::now() + Duration::from_secs(180);
             loop {
                 let job = get(&client, format!("{base}/jobs/{id}")).await;
-                if crate::support::is_terminal(&job) {
+                if crate::test_app::is_terminal(&job) {
                     break job;
                 }
                 assert!(Instant::now() < deadline, "job did not finish: {job:#}");

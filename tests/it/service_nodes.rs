@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::support::{is_terminal, quick_hyperparameters, spawn_app_on, TestApp};
+use crate::test_app::{is_terminal, quick_hyperparameters, spawn_app_on, TestApp};
 use crate::test_db::{on_both_backends, Backend};
 
 on_both_backends!(nodes_lists_this_node_and_the_job_it_runs);

@@ -27,7 +27,7 @@ pub async fn store_with_dataset(backend: Backend) -> (TestDb, Store) {
         .insert_dataset(NewDataset {
             id: "ds-1".into(),
             name: None,
-            format: "jsonl".into(),
+            format: tuneserve::data::DatasetFormat::Jsonl,
             rows: 1,
             labels: vec!["a".into()],
             label_counts: BTreeMap::from([("a".into(), 1)]),
@@ -190,7 +190,7 @@ async fn cancel_of_a_finished_job_conflicts(backend: Backend) {
 async fn fifty_concurrent_uploads_and_submissions_lose_nothing(backend: Backend) {
     // A worker that polls rarely: most submissions stay queued while we count.
     let app =
-        crate::support::spawn_app_on(backend, |c| c.poll = std::time::Duration::from_secs(3600))
+        crate::test_app::spawn_app_on(backend, |c| c.poll = std::time::Duration::from_secs(3600))
             .await;
     let app = std::sync::Arc::new(app);
     let uploads = (0..50).map(|_| {
@@ -200,7 +200,7 @@ async fn fifty_concurrent_uploads_and_submissions_lose_nothing(backend: Backend)
                 .post_raw(
                     "/datasets",
                     "application/x-ndjson",
-                    crate::support::tiny_dataset(),
+                    crate::test_app::tiny_dataset(),
                 )
                 .await;
             assert_eq!(status, 201, "{body}");
@@ -238,7 +238,7 @@ async fn fifty_concurrent_uploads_and_submissions_lose_nothing(backend: Backend)
 }
 
 async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes(backend: Backend) {
-    let app = crate::support::spawn_app_on(backend, |_| {}).await;
+    let app = crate::test_app::spawn_app_on(backend, |_| {}).await;
     let dataset = app.upload_tiny_dataset().await;
     let hyper = json!({"epochs": 30, "batch_size": 4, "logging_steps": 1, "eval_strategy": "no",
                        "save_strategy": "steps", "save_steps": 5, "save_total_limit": 1});
@@ -256,7 +256,7 @@ async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes(backend: B
             break;
         }
     }
-    let job = app.wait_job(&id, 180, crate::support::is_terminal).await;
+    let job = app.wait_job(&id, 180, crate::test_app::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     assert_eq!(job["attempt"], 2, "{job:#}");
     let (_, metrics) = app.get(&format!("/jobs/{id}/metrics")).await;
@@ -270,24 +270,13 @@ async fn a_worker_whose_lease_is_taken_away_stops_and_the_job_resumes(backend: B
     let (_, models) = app.get("/models").await;
     assert_eq!(models["data"].as_array().unwrap().len(), 1);
     let (_, events) = app.get(&format!("/jobs/{id}/events")).await;
-    let kinds: Vec<&str> = events["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = crate::test_app::event_kinds(&events);
     assert_eq!(
         kinds.iter().filter(|k| **k == "started").count(),
         2,
         "{kinds:?}"
     );
-    let resumed = events["data"].as_array().unwrap().iter().any(|e| {
-        e["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("resuming from checkpoint")
-    });
-    assert!(resumed, "{events:#}");
+    assert!(kinds.contains(&"resumed"), "{events:#}");
     assert_eq!(kinds.iter().filter(|k| **k == "succeeded").count(), 1);
     app.stop().await;
 }

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::support::{assert_error, spawn_app, spawn_app_with};
+use crate::test_app::{assert_error, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_is_explicit_and_survives_a_restart() {

@@ -106,7 +106,7 @@ async fn assert_stale(store: &Store, fence: &Fence) {
     let metric = store.record_metric(fence, Split::Train, 1, 0.1, Some(1.0), &data);
     assert!(!metric.await.unwrap());
     assert!(!store.add_checkpoint(fence, 1, "x", None).await.unwrap());
-    let event = tuneserve::store::NewEvent::info("step", "stale", None);
+    let event = tuneserve::store::NewEvent::info(tuneserve::store::EventKind::Step, "stale", None);
     let logged = store.add_event(&fence.job_id, Some(fence), event).await;
     assert!(logged.unwrap().is_none());
     let ended = store.end_attempt(fence, JobStatus::Failed, Some("stale"));
@@ -146,7 +146,7 @@ async fn nodes_starting_together_migrate_a_postgres_database_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![(1, true), (2, true), (3, true), (4, true)]);
+    assert_eq!(applied, (1..=5).map(|v| (v, true)).collect::<Vec<_>>());
     for store in stores {
         store.ping().await.unwrap();
         store.close().await;

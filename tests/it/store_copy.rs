@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::json;
-use tuneserve::store::{Fence, JobStatus, NewEvent, NewModel, Progress, Split, Store};
+use tuneserve::store::{EventKind, Fence, JobStatus, NewEvent, NewModel, Progress, Split, Store};
 
 use crate::service_queue::{queue_job, store_with_dataset};
 use crate::test_db::{Backend, TestDb};
@@ -39,7 +39,11 @@ async fn populated() -> (TestDb, Store) {
     let eval = json!({"accuracy": 0.75, "confusion": [[1, 0], [0, 1]]});
     let ckpt = store.add_checkpoint(&fence, 2, "jobs/job-a/checkpoints/step-2", Some(&eval));
     assert!(ckpt.await.unwrap());
-    let event = NewEvent::info("step", "step 2: loss 0.25", Some(json!({"step": 2})));
+    let event = NewEvent::info(
+        EventKind::Step,
+        "step 2: loss 0.25",
+        Some(json!({"step": 2})),
+    );
     store.add_event("job-a", Some(&fence), event).await.unwrap();
     let model = NewModel {
         id: "model-a".into(),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::write_tiny_model;
+use crate::fixtures::write_tiny_model;
 use tuneserve::data::Example;
 use tuneserve::model::{load, LoadOptions, LoadedModel, ModelSource, WeightLayout};
 use tuneserve::train::{

@@ -4,7 +4,7 @@
 //! (candle's composed ops, AdamW's device moments, device-side clipping and
 //! `index_add` for the embedding), forced on the CPU.
 
-use crate::common::{fixture_dir, max_abs_diff, tweets_file};
+use crate::fixtures::{fixture_dir, max_abs_diff, tweets_file};
 use serde_json::Value;
 use tuneserve::data::Example;
 use tuneserve::infer::Classifier;

@@ -68,7 +68,12 @@ pub struct ClassifyResponse {
 
 /// The response's view of a prediction: probabilities or logits, all
 /// classes or the `top_k` best.
-fn shown(p: Prediction, labels: &[String], raw: bool, top_k: Option<usize>) -> ClassPrediction {
+fn prediction_view(
+    p: Prediction,
+    labels: &[String],
+    raw: bool,
+    top_k: Option<usize>,
+) -> ClassPrediction {
     let mut ranked: Vec<(String, f32)> = match raw {
         true => labels
             .iter()
@@ -145,14 +150,14 @@ pub async fn classify(
             SubmitError::Infer(InferError::Tokenizer(t)) => {
                 ApiError::invalid("inputs", t.to_string())
             }
-            SubmitError::Infer(other) => ApiError::Internal(other.to_string()),
+            SubmitError::Infer(other) => ApiError::internal(other),
         })?;
     let raw = req.raw_scores.unwrap_or(false);
     Ok(Json(ClassifyResponse {
         model: id,
         predictions: predictions
             .into_iter()
-            .map(|p| shown(p, &labels, raw, req.top_k))
+            .map(|p| prediction_view(p, &labels, raw, req.top_k))
             .collect(),
     }))
 }
@@ -175,9 +180,9 @@ async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>,
     }
     let source = match state.store.get_model(id).await {
         Ok(row) => ModelSource::Dir(state.data_dir.resolve(&row.path)),
-        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => id
-            .parse()
-            .map_err(|e: ModelError| ApiError::Internal(e.to_string()))?,
+        Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => {
+            id.parse().map_err(|e: ModelError| ApiError::internal(e))?
+        }
         Err(e) => return Err(e.into()),
     };
     state

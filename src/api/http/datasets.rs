@@ -7,15 +7,16 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use super::paging::PageParams;
-use super::{new_id, timestamp, upload};
+use super::paging::{page_type, PageParams};
+use super::timestamp;
+use super::upload::{self, dataset_error, UploadForm, UploadParams};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
 use crate::hub::HubError;
-use crate::store::{DatasetRow, NewDataset};
+use crate::store::{new_id, DatasetRow, NewDataset};
 
 /// A stored dataset.
 #[derive(Debug, Serialize, ToSchema)]
@@ -24,8 +25,8 @@ pub struct Dataset {
     pub id: String,
     /// The name given at upload (or `repo:split` for an import); null when none.
     pub name: Option<String>,
-    /// The format it was uploaded in: `jsonl` or `csv`.
-    pub format: String,
+    /// The format it was uploaded in.
+    pub format: DatasetFormat,
     /// Number of examples kept (rows with empty text dropped on request are
     /// not counted).
     pub rows: i64,
@@ -51,28 +52,9 @@ impl From<DatasetRow> for Dataset {
     }
 }
 
-/// A page of datasets, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DatasetList {
-    /// Up to `limit` datasets, newest first.
-    pub data: Vec<Dataset>,
-    /// More follow: pass the last id as `after`.
-    pub has_more: bool,
-}
-
-/// Upload options.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct UploadParams {
-    /// `jsonl` or `csv` (default: the file name's extension in a multipart
-    /// form, else `Content-Type`, else the content's look).
-    pub format: Option<String>,
-    /// A name to remember the dataset by.
-    pub name: Option<String>,
-    /// Drop rows whose text is empty (counted, not refused); default false.
-    /// The Kaggle CSV of the tweets has one such row.
-    pub drop_empty_text: Option<bool>,
+page_type! {
+    /// A page of datasets, newest first.
+    DatasetList of Dataset
 }
 
 /// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"][, "idx"]}` per
@@ -109,15 +91,6 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
-/// The multipart form `POST /datasets` takes.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct UploadForm {
-    /// The JSONL or CSV file (its name's extension tells the format).
-    #[schema(format = Binary, content_media_type = "application/octet-stream")]
-    file: String,
-}
-
 /// Writes the normalised copy (JSONL) and records the dataset.
 async fn store(
     state: &AppState,
@@ -147,7 +120,7 @@ async fn store(
         .insert_dataset(NewDataset {
             id,
             name,
-            format: format.as_str().into(),
+            format,
             rows,
             labels: parsed.labels,
             label_counts,
@@ -187,8 +160,7 @@ pub async fn import(
     let parsed = tokio::task::spawn_blocking(move || {
         load_hub_split(&repo, &split, &ParseOptions::default())
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .await?
     .map_err(|e| match e {
         DatasetError::BadRepo(_) => ApiError::invalid("repo", e.to_string()),
         DatasetError::BadSplit(_) => ApiError::invalid("split", e.to_string()),
@@ -201,16 +173,6 @@ pub async fn import(
     let name = req.name.or(Some(format!("{}:{}", req.repo, req.split)));
     let row = store(&state, parsed, DatasetFormat::Jsonl, name).await?;
     Ok((StatusCode::CREATED, Json(row)))
-}
-
-/// 422 naming the body; row errors (line, field, message) in `details`.
-pub(super) fn dataset_error(e: DatasetError) -> ApiError {
-    let rows = e.row_errors();
-    ApiError::Validation {
-        message: e.to_string(),
-        param: Some("body".into()),
-        details: (!rows.is_empty()).then(|| serde_json::to_value(rows).unwrap_or_default()),
-    }
 }
 
 /// Datasets, newest first, a page at a time.

@@ -20,7 +20,7 @@ use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::queue::LoggedEvent;
-use crate::store::EventRow;
+use crate::store::{EventKind, EventRow, Level};
 
 /// A job log entry.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,10 +29,10 @@ pub struct JobEvent {
     pub id: i64,
     /// The attempt it belongs to.
     pub attempt: i64,
-    /// `info`, `warning` or `error`.
-    pub level: String,
-    /// `created`, `started`, `plan`, `step`, `eval`, `checkpoint`, `succeeded`, …
-    pub kind: String,
+    /// How much it matters.
+    pub level: Level,
+    /// What happened (also the SSE event's name).
+    pub kind: EventKind,
     /// Human-readable text.
     pub message: String,
     /// What the kind carries (a step's loss and learning rate, an
@@ -48,7 +48,7 @@ impl From<EventRow> for JobEvent {
         Self {
             id: e.seq,
             attempt: e.attempt,
-            level: e.level.as_str().to_string(),
+            level: e.level,
             kind: e.kind,
             message: e.message,
             data: e.data,
@@ -195,10 +195,9 @@ async fn wait_for(
 }
 
 fn sse(row: EventRow) -> Event {
-    let (kind, seq) = (row.kind.clone(), row.seq);
     Event::default()
-        .id(seq.to_string())
-        .event(kind)
+        .id(row.seq.to_string())
+        .event(row.kind.as_str())
         .json_data(JobEvent::from(row))
         .unwrap_or_default()
 }

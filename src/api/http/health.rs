@@ -143,10 +143,10 @@ async fn device_health(state: &AppState) -> Result<Vec<DeviceHealth>, ApiError> 
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let handle = crate::api::telemetry::install();
     for (status, n) in state.store.count_jobs_by_status().await? {
-        metrics::gauge!("tuneserve_jobs", "status" => status.as_str()).set(n as f64);
+        metrics::gauge!(crate::metric_names::JOBS, "status" => status.as_str()).set(n as f64);
     }
     let depth = state.batcher.queue_depth() as f64;
-    metrics::gauge!("tuneserve_inference_queue_depth").set(depth);
+    metrics::gauge!(crate::metric_names::INFERENCE_QUEUE_DEPTH).set(depth);
     handle.run_upkeep();
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -4,15 +4,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::job_records::flatten;
-use super::{new_id, timestamp};
+use super::paging::{page_type, JobListParams};
+use super::timestamp;
 use crate::api::error::ErrorBody;
-use crate::api::{ApiError, AppState, Json, Query};
-use crate::model::Precision;
+use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
 use crate::queue::{local_config, BaseModelError};
-use crate::store::{JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
+use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
 
 /// A job to submit.
@@ -72,8 +72,8 @@ pub struct LatestMetrics {
 pub struct Job {
     /// `job-` and 16 hex digits; what every `/jobs/{id}` route takes.
     pub id: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
     /// The model it fine-tunes, as submitted: a model id of this service,
     /// a folder name under `--model-dir`, or a Hub id.
     pub base_model: String,
@@ -140,7 +140,7 @@ impl From<JobRow> for Job {
         };
         Self {
             id: row.id,
-            status: row.status.as_str().into(),
+            status: row.status,
             base_model: row.base_model,
             train_dataset: row.train_dataset,
             eval_dataset: row.eval_dataset,
@@ -177,7 +177,11 @@ impl From<JobRow> for Job {
     }
 }
 
-fn validate(req: &CreateJob, hp: &Hyperparameters, devices: &[String]) -> Result<(), ApiError> {
+fn validate(
+    req: &CreateJob,
+    hp: &Hyperparameters,
+    devices: &[ServiceDevice],
+) -> Result<(), ApiError> {
     if req.base_model.trim().is_empty() {
         return Err(ApiError::invalid("base_model", "must not be empty"));
     }
@@ -195,13 +199,19 @@ fn validate(req: &CreateJob, hp: &Hyperparameters, devices: &[String]) -> Result
     }
     hp.validate()
         .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))?;
-    if hp.precision == Precision::Bf16 && !devices.iter().any(|d| d.starts_with("cuda")) {
+    let mut training = devices.iter().filter(|d| d.training);
+    if !training.any(|d| hp.validate_for_device(&d.device).is_ok()) {
+        let names: Vec<&str> = devices
+            .iter()
+            .filter(|d| d.training)
+            .map(|d| d.name.as_str())
+            .collect();
         return Err(ApiError::invalid(
             "hyperparameters.precision",
             format!(
                 "\"bf16\" needs a GPU worker and this service trains on {} \
                  (start it with --devices cuda:N); use \"fp32\"",
-                devices.join(", ")
+                names.join(", ")
             ),
         ));
     }
@@ -224,9 +234,7 @@ async fn check_base_model(
             BaseModelError::Store(s) => s.into(),
             other => ApiError::invalid("base_model", other.to_string()),
         })?;
-    let config = tokio::task::spawn_blocking(move || local_config(&source))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let config = tokio::task::spawn_blocking(move || local_config(&source)).await?;
     match (config, hp.max_length) {
         (Some(cfg), Some(max)) if max > cfg.n_positions => Err(ApiError::invalid(
             "hyperparameters.max_length",
@@ -263,7 +271,7 @@ pub async fn create(
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let hp = req.hyperparameters.clone().unwrap_or_default();
-    validate(&req, &hp, &state.config.devices)?;
+    validate(&req, &hp, &state.devices)?;
     check_base_model(&state, &req.base_model, &hp).await?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
@@ -289,60 +297,45 @@ pub async fn create(
             suffix: req.suffix,
         })
         .await?;
-    let event = NewEvent::info("created", "job queued", None);
+    let event = NewEvent::info(EventKind::Created, "job queued", None);
     state.queue.log().write(&row.id, None, event).await?;
     state.queue.notify();
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
 
-/// Listing filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only jobs in this status.
-    pub status: Option<String>,
-    /// At most this many (1–100, default 20).
-    pub limit: Option<i64>,
-    /// Jobs submitted after this job id (pagination).
-    pub after: Option<String>,
-}
-
-/// A page of jobs, in submission order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    /// Up to `limit` jobs, oldest first.
-    pub data: Vec<Job>,
-    /// More follow: pass the last id as `after`.
-    pub has_more: bool,
+page_type! {
+    /// A page of jobs, in submission order (oldest first).
+    JobList of Job
 }
 
 /// Jobs in submission order.
-#[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs", params(ListParams),
+#[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs", params(JobListParams),
     responses((status = 200, body = JobList), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListParams>,
+    Query(q): Query<JobListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let status = q
         .status
         .as_deref()
-        .map(str::parse::<JobStatus>)
-        .transpose()
-        .map_err(|e| ApiError::invalid("status", e))?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 100"));
-    }
-    let after = q.after.as_deref();
-    let mut rows = match state.store.list_jobs(status, limit + 1, after).await {
-        Err(StoreError::NotFound { id, .. }) => {
-            return Err(ApiError::invalid("after", format!("job `{id}` not found")))
-        }
-        other => other?,
-    };
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+        .map(|name| {
+            name.parse::<JobStatus>().map_err(|_| {
+                let all = <JobStatus as strum::VariantArray>::VARIANTS.iter();
+                let names: Vec<&str> = all.map(|s| s.as_str()).collect();
+                let names = names.join(", ");
+                ApiError::invalid("status", format!("unknown status `{name}` ({names})"))
+            })
+        })
+        .transpose()?;
+    let page = q.page();
+    let limit = page.limit()?;
+    let rows = (state
+        .store
+        .list_jobs(status, limit + 1, page.after.as_deref())
+        .await)
+        .map_err(|e| page.unknown_after(e))?;
+    let (rows, has_more) = page.cut(rows);
     Ok(Json(JobList {
         data: rows.into_iter().map(Into::into).collect(),
         has_more,
@@ -373,9 +366,7 @@ pub async fn get(
         eval: newest(Split::Eval),
     });
     let folder = state.data_dir.job(&id);
-    let bytes = tokio::task::spawn_blocking(move || disk_bytes(&folder))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = tokio::task::spawn_blocking(move || disk_bytes(&folder)).await?;
     job.disk_bytes = Some(bytes);
     Ok(Json(job))
 }
@@ -437,7 +428,7 @@ pub async fn cancel(
         JobStatus::Cancelled => "cancelled while queued",
         _ => "cancel requested; the trainer stops at its next step",
     };
-    let event = NewEvent::info("cancel_requested", message, None);
+    let event = NewEvent::info(EventKind::CancelRequested, message, None);
     state.queue.log().write(&id, None, event).await?;
     Ok(Json(row.into()))
 }
@@ -459,7 +450,7 @@ pub async fn retry(
 ) -> Result<Json<Job>, ApiError> {
     let row = state.store.retry_failed(&id).await?;
     let event = NewEvent::info(
-        "retried",
+        EventKind::Retried,
         "queued again by a client; resumes from its newest checkpoint",
         None,
     );

@@ -1,19 +1,19 @@
 //! Routes, one module per resource, assembled with their OpenAPI description.
 
-pub mod classify;
+mod classify;
 mod common_responses;
-pub mod datasets;
-pub mod events;
-pub mod health;
-pub mod job_records;
-pub mod jobs;
-pub mod model_files;
-pub mod models;
-pub mod nodes;
+mod datasets;
+mod events;
+mod health;
+mod job_records;
+mod jobs;
+mod model_files;
+mod models;
+mod nodes;
 mod openapi_yaml;
 mod paging;
 mod upload;
-pub mod web;
+mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -31,7 +31,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::middleware::{
-    accept_encodings, json_errors, limit_uri, method_not_allowed, require_api_key, ApiKey,
+    accept_encodings, json_errors, limit_uri, log_server_errors, method_not_allowed,
+    require_api_key, ApiKey,
 };
 use super::AppState;
 use crate::train::Hyperparameters;
@@ -144,7 +145,7 @@ fn property_at<'a>(
 }
 
 /// The routes that need the API key (when one is set).
-fn protected() -> OpenApiRouter<AppState> {
+fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(datasets::upload, datasets::list))
         .routes(routes!(datasets::get, datasets::delete))
@@ -165,7 +166,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::list))
 }
 
-fn open() -> OpenApiRouter<AppState> {
+/// The routes anyone may call: probes and scrapers carry no key.
+fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::health))
         .routes(routes!(health::metrics))
@@ -174,8 +176,8 @@ fn open() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(protected())
-        .merge(open())
+        .merge(protected_routes())
+        .merge(public_routes())
         .split_for_parts()
         .1;
     utoipa::Modify::modify(&HyperparameterBounds, &mut doc);
@@ -185,18 +187,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application router. Its layers wrap every route and the
 /// fallback (outermost first): request id, the request's tracing span,
-/// request-id propagation, metrics and the request's log line, JSON error
-/// bodies, the URI limit, the encodings taken and gzip's decompression, the
+/// request-id propagation, metrics and the request's log line, server
+/// errors' log lines, JSON error bodies, the URI limit, the encodings taken and gzip's decompression, the
 /// request timeout, the body limit (of decompressed bytes).
 pub fn router(state: AppState) -> Router {
     let (api, _) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(
-            protected().route_layer(axum::middleware::from_fn_with_state(
-                ApiKey::new(state.config.api_key.as_deref()),
+            protected_routes().route_layer(axum::middleware::from_fn_with_state(
+                ApiKey::new(state.config.api_key()),
                 require_api_key,
             )),
         )
-        .merge(open())
+        .merge(public_routes())
         .split_for_parts();
     let config = &state.config;
     let layers = ServiceBuilder::new()
@@ -204,13 +206,14 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                // `telemetry::track` logs each answer; a 500's cause is
-                // logged once, by `ApiError`.
+                // `telemetry::track` logs each answer; a server error's
+                // cause is logged once, by `log_server_errors`.
                 .on_response(())
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(axum::middleware::from_fn(super::telemetry::track))
+        .layer(axum::middleware::from_fn(log_server_errors))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(limit_uri))
         .layer(axum::middleware::from_fn(accept_encodings))
@@ -264,10 +267,4 @@ pub(crate) fn timestamp(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-/// A short random id with a prefix (`ds-`, `job-`).
-pub(crate) fn new_id(prefix: &str) -> String {
-    let raw = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}-{}", &raw[..16])
 }

@@ -116,7 +116,7 @@ pub async fn download(
     };
     let opened = tokio::fs::File::open(dir.join(&file.name))
         .await
-        .map_err(|e| ApiError::Internal(format!("opening a model file: {e}")))?;
+        .map_err(|e| ApiError::internal_while("opening a model file", e))?;
     let stream = tokio_util::io::ReaderStream::new(opened);
     let kind = match name.rsplit_once('.').map(|(_, ext)| ext) {
         Some("json") => "application/json",

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::paging::PageParams;
+use super::paging::{page_type, PageParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
@@ -53,14 +53,10 @@ pub struct Model {
     pub promoted_at: Option<String>,
 }
 
-/// A page of models, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelList {
-    /// The models (the one the service was started with first, on the first
-    /// page).
-    pub data: Vec<Model>,
-    /// More follow: pass the last id as `after`.
-    pub has_more: bool,
+page_type! {
+    /// A page of models, newest first (the one the service was started with
+    /// first, on the first page).
+    ModelList of Model
 }
 
 /// Bytes of the files directly in `dir`.
@@ -246,6 +242,6 @@ pub(crate) fn unloadable(id: &str, e: InferError) -> ApiError {
         ) => ApiError::Conflict(format!(
             "model `{id}` is registered but its files are missing or damaged; delete it, or use another"
         )),
-        other => ApiError::Internal(other.to_string()),
+        other => ApiError::internal(other),
     }
 }

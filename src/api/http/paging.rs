@@ -1,5 +1,7 @@
 //! Paging of the lists (`/jobs`, `/datasets`, `/models`): `limit` and `after`
-//! in, `data` and `has_more` out, one definition for all of them.
+//! in ([`PageParams`], or [`JobListParams`] for `/jobs`, which adds a status
+//! filter), `data` and `has_more` out ([`page_type!`]), one definition for
+//! all of them.
 
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -18,6 +20,49 @@ pub struct PageParams {
     /// when absent.
     pub after: Option<String>,
 }
+
+/// `GET /jobs`'s query: a page of jobs, optionally of one status. (serde
+/// cannot flatten [`PageParams`] into it: a flattened query reads its numbers
+/// as strings, and refuses `deny_unknown_fields`.)
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    /// Only jobs in this status (`queued`, `running`, `succeeded`, `failed`,
+    /// `cancelled`).
+    pub status: Option<String>,
+    /// At most this many jobs (1–100, default 20).
+    pub limit: Option<i64>,
+    /// Jobs submitted after this job id (the last id of the previous page);
+    /// from the first when absent.
+    pub after: Option<String>,
+}
+
+impl JobListParams {
+    /// The paging part of the query.
+    pub fn page(&self) -> PageParams {
+        PageParams {
+            limit: self.limit,
+            after: self.after.clone(),
+        }
+    }
+}
+
+/// Defines a page of a list, `$name`, holding `$item`s: `data`, up to
+/// `limit` of them in the list's order, and `has_more`.
+macro_rules! page_type {
+    ($(#[$doc:meta])* $name:ident of $item:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            /// Up to `limit` items, in the list's order.
+            pub data: Vec<$item>,
+            /// More follow: pass the last id as `after`.
+            pub has_more: bool,
+        }
+    };
+}
+pub(crate) use page_type;
 
 impl PageParams {
     /// The page size, checked.

@@ -1,4 +1,5 @@
-//! `POST /datasets`: the upload itself. The body (raw, or the `file` part of a
+//! `POST /datasets`: the upload itself (its query, its form, and how its row
+//! errors are answered; the route is in [`super::datasets`]). The body (raw, or the `file` part of a
 //! multipart form) streams to a temporary file in the datasets folder while
 //! its size is counted against `--max-dataset-bytes`, so a large upload never
 //! sits in memory whole; the file is then parsed through a memory map on a
@@ -10,12 +11,47 @@ use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use futures::{Stream, StreamExt, TryStreamExt};
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
 
-use super::datasets::{dataset_error, UploadParams};
 use crate::api::{ApiError, AppState};
 use crate::atomic::IoError;
 use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
+
+/// Upload options.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UploadParams {
+    /// `jsonl` or `csv` (default: the file name's extension in a multipart
+    /// form, else `Content-Type`, else the content's look).
+    pub format: Option<String>,
+    /// A name to remember the dataset by.
+    pub name: Option<String>,
+    /// Drop rows whose text is empty (counted, not refused); default false.
+    /// The Kaggle CSV of the tweets has one such row.
+    pub drop_empty_text: Option<bool>,
+}
+
+/// The multipart form `POST /datasets` takes.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The JSONL or CSV file (its name's extension tells the format).
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+}
+
+/// 422 naming the body; row errors (line, field, message) in `details`.
+pub(super) fn dataset_error(e: DatasetError) -> ApiError {
+    let rows = e.row_errors();
+    ApiError::Validation {
+        message: e.to_string(),
+        param: Some("body".into()),
+        details: (!rows.is_empty()).then(|| serde_json::to_value(rows).unwrap_or_default()),
+    }
+}
 
 /// An upload on disk, not yet parsed: its temporary file (removed when
 /// dropped) and what the request said about it.
@@ -36,7 +72,7 @@ pub(super) async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let dir = state.data_dir.root().join("datasets");
+    let dir = state.data_dir.datasets();
     let file = tempfile::Builder::new()
         .prefix(".upload.tmp-")
         .tempfile_in(&dir)
@@ -119,7 +155,7 @@ impl Received {
         &self,
         params: &UploadParams,
     ) -> Result<(Dataset, DatasetFormat), ApiError> {
-        let io = |e: std::io::Error| ApiError::Internal(format!("reading an upload: {e}"));
+        let io = |e: std::io::Error| ApiError::internal_while("reading an upload", e);
         let file = self.file.as_file();
         // SAFETY: the temporary file is private to this request and nothing
         // writes to it while it is mapped.

@@ -6,8 +6,21 @@ use std::str::FromStr;
 use super::DatasetError;
 
 /// The file format of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum DatasetFormat {
     /// One JSON object per line with `text` and `label` (and optionally `label_text`).
     Jsonl,
@@ -43,22 +56,15 @@ impl DatasetFormat {
         path.and_then(Self::from_extension)
             .unwrap_or_else(|| Self::sniff(bytes))
     }
-
-    /// `jsonl` or `csv`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Jsonl => "jsonl",
-            Self::Csv => "csv",
-        }
-    }
 }
 
 impl std::fmt::Display for DatasetFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str((*self).into())
     }
 }
 
+/// Also how the store reads the name it wrote (`jsonl`, `csv`).
 impl FromStr for DatasetFormat {
     type Err = DatasetError;
 

@@ -13,7 +13,7 @@ use tuneserve::api::{Application, ServeConfig};
 use tuneserve::model::WeightLayout;
 use tuneserve::store::Store;
 
-use crate::common::write_tiny_model;
+use crate::fixtures::write_tiny_model;
 use crate::test_db::{Backend, TestDb};
 
 /// A running service.
@@ -297,6 +297,15 @@ async fn split(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The kinds of a page of a job's log (`GET /jobs/{id}/events`), in order.
+pub fn event_kinds(events: &Value) -> Vec<&str> {
+    let entries = events["data"].as_array().expect("a page of events");
+    entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect()
 }
 
 /// Asserts an error answer: status, code, and a message fragment.
