@@ -9,7 +9,7 @@ use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Store, StoreError};
 use crate::data::DatasetFormat;
 
-text_enum!(DatasetFormat);
+text_enum!(impl DatasetFormat);
 
 /// An uploaded dataset.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -9,34 +9,20 @@ use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Store, StoreError};
 use crate::train::Hyperparameters;
 
-/// Where a job is in its life.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum JobStatus {
-    /// Waiting for a worker.
-    Queued,
-    /// A worker holds its lease.
-    Running,
-    /// Finished; its model is registered.
-    Succeeded,
-    /// Gave up (error with attempts exhausted).
-    Failed,
-    /// Cancelled by a client.
-    Cancelled,
+text_enum! {
+    /// Where a job is in its life.
+    pub enum JobStatus {
+        /// Waiting for a worker.
+        Queued,
+        /// A worker holds its lease.
+        Running,
+        /// Finished; its model is registered.
+        Succeeded,
+        /// Gave up (error with attempts exhausted).
+        Failed,
+        /// Cancelled by a client.
+        Cancelled,
+    }
 }
 
 impl JobStatus {
@@ -45,8 +31,6 @@ impl JobStatus {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 }
-
-text_enum!(JobStatus);
 
 /// A fine-tuning job as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

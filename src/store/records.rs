@@ -14,110 +14,69 @@ use super::steps::Steps;
 use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Fence, Store, StoreError};
 
-/// Which numbers a metrics row holds.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Split {
-    /// A training-loss logging window.
-    Train,
-    /// An evaluation.
-    Eval,
+text_enum! {
+    /// Which numbers a metrics row holds.
+    pub enum Split {
+        /// A training-loss logging window.
+        Train,
+        /// An evaluation.
+        Eval,
+    }
 }
 
-/// How much a job log entry matters.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Level {
-    /// The job's normal life (queued, started, steps, evaluations, …).
-    Info,
-    /// Something a person should look at (a lease expired, a checkpoint skipped).
-    Warning,
-    /// An attempt failed.
-    Error,
+text_enum! {
+    /// How much a job log entry matters.
+    pub enum Level {
+        /// The job's normal life (queued, started, steps, evaluations, …).
+        Info,
+        /// Something a person should look at (a lease expired, a checkpoint skipped).
+        Warning,
+        /// An attempt failed.
+        Error,
+    }
 }
 
-/// What a job log entry says happened: its `kind` in the API and the SSE
-/// event's name.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum EventKind {
-    /// A client submitted the job.
-    Created,
-    /// A worker started an attempt (`data`: the worker and device).
-    Started,
-    /// The trainer planned its steps (`data`: `total_steps`, `start_step`).
-    Plan,
-    /// An attempt resumes from a checkpoint: the steps before it are not
-    /// trained again.
-    Resumed,
-    /// A training-loss logging window (`data`: its numbers).
-    Step,
-    /// An evaluation (`data`: its metrics).
-    Eval,
-    /// A checkpoint was written (`data`: `step`, `path`).
-    Checkpoint,
-    /// A checkpoint does not load and was skipped when resuming.
-    CheckpointSkipped,
-    /// Early stopping ended training.
-    EarlyStopped,
-    /// Exporting the model failed in a way that may pass; it is tried again.
-    ExportRetry,
-    /// The job succeeded (`data`: `model`, `promoted`).
-    Succeeded,
-    /// An attempt failed (`data`: `next_status`, `cause`, the retry's wait).
-    Error,
-    /// A client asked for a cancel.
-    CancelRequested,
-    /// The job was cancelled.
-    Cancelled,
-    /// A client queued the failed job again.
-    Retried,
-    /// The attempt was handed back to the queue for a shutdown.
-    Interrupted,
-    /// The worker's lease ran out; the job was queued again or failed.
-    LeaseExpired,
+text_enum! {
+    /// What a job log entry says happened: its `kind` in the API and the SSE
+    /// event's name.
+    pub enum EventKind {
+        /// A client submitted the job.
+        Created,
+        /// A worker started an attempt (`data`: the worker and device).
+        Started,
+        /// The trainer planned its steps (`data`: `total_steps`, `start_step`).
+        Plan,
+        /// An attempt resumes from a checkpoint: the steps before it are not
+        /// trained again.
+        Resumed,
+        /// A training-loss logging window (`data`: its numbers).
+        Step,
+        /// An evaluation (`data`: its metrics).
+        Eval,
+        /// A checkpoint was written (`data`: `step`, `path`).
+        Checkpoint,
+        /// A checkpoint does not load and was skipped when resuming.
+        CheckpointSkipped,
+        /// Early stopping ended training.
+        EarlyStopped,
+        /// Exporting the model failed in a way that may pass; it is tried again.
+        ExportRetry,
+        /// The job succeeded (`data`: `model`, `promoted`).
+        Succeeded,
+        /// An attempt failed (`data`: `next_status`, `cause`, the retry's wait).
+        Error,
+        /// A client asked for a cancel.
+        CancelRequested,
+        /// The job was cancelled.
+        Cancelled,
+        /// A client queued the failed job again.
+        Retried,
+        /// The attempt was handed back to the queue for a shutdown.
+        Interrupted,
+        /// The worker's lease ran out; the job was queued again or failed.
+        LeaseExpired,
+    }
 }
-
-text_enum!(Split, Level, EventKind);
 
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

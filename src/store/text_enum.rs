@@ -2,17 +2,41 @@
 //! backend. (sqlx's derive would make them a PostgreSQL enum type of their
 //! own.)
 //!
-//! The names are the variants' names in snake case, written once: strum's
-//! derives (`IntoStaticStr` to encode, `EnumString` to decode,
-//! `VariantArray` for the list) with `#[strum(serialize_all = "snake_case")]`
-//! beside serde's `rename_all = "snake_case"`; a test checks that both give
-//! every variant the same name.
+//! A variant's name is its identifier in snake case, and the rule is written
+//! once, here: [`text_enum!`] gives an enum serde's names and strum's
+//! (`IntoStaticStr` to encode, `EnumString` to decode, `VariantArray` for the
+//! list) from the same `snake_case`; a test checks that they agree.
 
-/// Implements sqlx's `Type`, `Encode` and `Decode` for each enum given, for
-/// every database whose `str` is a type, and `as_str`, the name stored and
-/// shown (strum's `IntoStaticStr`). Decoding uses the enum's `FromStr`.
+/// Defines an enum stored by name (`text_enum! { /// doc pub enum Name {
+/// … } }`): serde, utoipa and strum derives with snake-case names, then what
+/// `text_enum!(impl Name)` gives. `text_enum!(impl Name)` alone, for an enum
+/// defined elsewhere with an `IntoStaticStr` and a `FromStr` of its own:
+/// sqlx's `Type`, `Encode` and `Decode` for every database whose `str` is a
+/// type, and `as_str`, the name stored and shown.
 macro_rules! text_enum {
-    ($($ty:ty),* $(,)?) => {$(
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+            strum::EnumString,
+            strum::IntoStaticStr,
+            strum::VariantArray,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        $vis enum $name { $($body)* }
+
+        text_enum!(impl $name);
+    };
+    (impl $ty:ty) => {
         impl $ty {
             /// The name stored in the database and shown by the API.
             pub fn as_str(self) -> &'static str {
@@ -51,11 +75,12 @@ macro_rules! text_enum {
         {
             fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
                 let name = <&str as sqlx::Decode<'r, DB>>::decode(value)?;
-                name.parse::<$ty>()
-                    .map_err(|_| format!("unknown {} `{name}` in the database", stringify!($ty)).into())
+                name.parse::<$ty>().map_err(|_| {
+                    format!("unknown {} `{name}` in the database", stringify!($ty)).into()
+                })
             }
         }
-    )*};
+    };
 }
 pub(super) use text_enum;
 
