@@ -121,6 +121,45 @@ fn backward_groups(micro: &[MicroBatch]) -> Vec<&[MicroBatch]> {
     groups
 }
 
+/// A token-embedding leaf variable and the token ids it was cut for.
+type Leaf = (Tensor, Var);
+
+/// The forward passes of one backward group: the group's share of the
+/// step's objective (its micro-batches' mean losses over `n`), and each
+/// token-embedding leaf with the ids it was cut for. The micro-batches run as
+/// one packed pass when [`pack`] allows, one after another otherwise; each
+/// loss value (without its graph) goes to `losses`.
+fn forward_group(
+    net: &Gpt2ForSequenceClassification,
+    group: &[MicroBatch],
+    n: f64,
+    rng: &mut ChaCha8Rng,
+    losses: &mut Vec<Tensor>,
+) -> candle_core::Result<(Option<Tensor>, Vec<Leaf>)> {
+    let mut leaves = Vec::with_capacity(group.len());
+    if let Some((input, labels, shares)) = pack(group)? {
+        // The sum of the micro-batches' mean losses, in one pass.
+        let (logits, tokens) = net.forward_train(&input, rng)?;
+        let loss = (row_losses(&logits, &labels)? * shares)?.sum_all()?;
+        losses.push(loss.detach());
+        leaves.extend(tokens.map(|t| (input.ids.clone(), t)));
+        return Ok((Some((loss / n)?), leaves));
+    }
+    let mut objective: Option<Tensor> = None;
+    for mb in group {
+        let (logits, tokens) = net.forward_train(&mb.input, rng)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
+        losses.push(loss.detach()); // the value only: the graph goes with its backward
+        let share = (loss / n)?;
+        objective = Some(match objective {
+            Some(o) => (o + share)?,
+            None => share,
+        });
+        leaves.extend(tokens.map(|t| (mb.input.ids.clone(), t)));
+    }
+    Ok((objective, leaves))
+}
+
 /// The gradients of the mean loss over `micro` for each of `vars` (in order;
 /// zeros for a variable the loss does not reach), that mean loss, and where the
 /// time went.
@@ -148,32 +187,7 @@ pub fn step_gradients(
     }
     for group in backward_groups(micro) {
         let start = Instant::now();
-        let mut objective: Option<Tensor> = None;
-        let mut leaves = Vec::with_capacity(group.len());
-        let packed = pack(group)?;
-        if let Some((input, labels, shares)) = &packed {
-            // The sum of the micro-batches' mean losses, in one pass.
-            let (logits, tokens) = net.forward_train(input, rng)?;
-            let loss = (row_losses(&logits, labels)? * shares)?.sum_all()?;
-            losses.push(loss.detach());
-            objective = Some((loss / n)?);
-            if let Some(tokens) = tokens {
-                leaves.push((&input.ids, tokens));
-            }
-        }
-        for mb in group.iter().filter(|_| packed.is_none()) {
-            let (logits, tokens) = net.forward_train(&mb.input, rng)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &mb.labels)?;
-            losses.push(loss.detach()); // the value only: the graph goes with its backward
-            let share = (loss / n)?;
-            objective = Some(match objective {
-                Some(o) => (o + share)?,
-                None => share,
-            });
-            if let Some(tokens) = tokens {
-                leaves.push((&mb.input.ids, tokens));
-            }
-        }
+        let (objective, leaves) = forward_group(net, group, n, rng, &mut losses)?;
         let Some(objective) = objective else { continue };
         let forward_done = Instant::now();
         timing.forward_s += (forward_done - start).as_secs_f64();
@@ -188,7 +202,7 @@ pub fn step_gradients(
         }
         for (mb_ids, tokens) in leaves {
             if let Some(g) = store.get(tokens.as_tensor()) {
-                ids.push(mb_ids.clone());
+                ids.push(mb_ids);
                 row_grads.push(g.clone());
             }
         }
