@@ -311,6 +311,7 @@ fn models(args: &BenchArgs) -> anyhow::Result<Vec<(String, LoadedModel)>> {
                 layout: crate::model::WeightLayout::Classifier,
                 new_head: true,
                 adapter: None,
+                origin: None,
             };
             Ok((format!("{preset:?}").to_lowercase(), loaded))
         })

@@ -230,6 +230,11 @@ pub struct LoadedModel {
     /// The LoRA adapter on top of `weights`, for an adapter folder (then
     /// `weights` is its base, with the adapter's head as `score.weight`).
     pub adapter: Option<Adapter>,
+    /// Where `weights` were read from, as an adapter's
+    /// `base_model_name_or_path` names its base (an absolute folder or a Hub
+    /// id), so an adapter trained on them records its base from the start
+    /// (checkpoints included); `None` for weights made in memory.
+    pub origin: Option<String>,
 }
 
 impl LoadedModel {
@@ -386,6 +391,7 @@ pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<LoadedModel, Mod
         layout,
         new_head,
         adapter: None,
+        origin: Some(source.peft_name()),
     })
 }
 

@@ -279,10 +279,12 @@ pub fn load_adapter_on(
         None => score,
     };
     weights.insert("score.weight".into(), score.clone());
+    // The base where it was found (an absolute folder, or the Hub id), so a
+    // copy of this adapter written elsewhere still finds it.
     let adapter = Adapter {
         lora,
         weights,
-        base: Some(named),
+        base: Some(base.origin.clone().unwrap_or(named)),
     };
     super::LoraNet::new(&config, &adapter.lora, &adapter.weights)?;
     let tokenizer = match TokenizerFiles::in_dir(dir) {
@@ -298,6 +300,7 @@ pub fn load_adapter_on(
         layout: base.layout,
         new_head,
         adapter: Some(adapter),
+        origin: base.origin.clone(),
     })
 }
 
@@ -311,9 +314,8 @@ fn saved_labels(dir: &Path) -> Result<Option<Vec<String>>, ModelError> {
 }
 
 /// Writes `adapter`'s files (and `config`'s labels) into the existing folder
-/// `tmp`; atomicity is the caller's (see `save.rs`). The tokenizer is the
-/// base's and stays with it, as PEFT leaves it (at GPT-2 size it would weigh
-/// more than the adapter).
+/// `tmp`; atomicity is the caller's (see `save.rs`). No tokenizer: a
+/// checkpoint uses the base's, and an exported model adds it (`export`).
 pub fn write_adapter_files(
     config: &Gpt2Config,
     adapter: &Adapter,

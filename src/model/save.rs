@@ -34,8 +34,9 @@ pub fn save(
     })
 }
 
-/// [`save`] in the classifier layout (PEFT's for a model with an adapter),
-/// with `card` as the folder's `README.md`.
+/// [`save`] in the classifier layout (PEFT's for a model with an adapter,
+/// with the tokenizer files beside it), with `card` as the folder's
+/// `README.md`.
 pub fn export(model: &LoadedModel, out: &Path, card: &ModelCard) -> Result<(), ModelError> {
     atomic::write_dir(out, |tmp| {
         let trained = match &model.adapter {
@@ -43,6 +44,13 @@ pub fn export(model: &LoadedModel, out: &Path, card: &ModelCard) -> Result<(), M
             None => Trained::Full(&model.weights),
         };
         write_trained(&model.config, &model.tokenizer, trained, tmp)?;
+        if model.adapter.is_some() {
+            // A checkpoint's adapter needs no tokenizer (the job has the
+            // base's); a model handed to users carries it, as PEFT's examples
+            // save it beside the adapter, so the folder alone serves.
+            model.tokenizer.save(&tmp.join("tokenizer.json"))?;
+            write_tokenizer_config(&model.config, &model.tokenizer, tmp)?;
+        }
         let readme = tmp.join("README.md");
         std::fs::write(&readme, card.render()).map_err(|e| ModelError::io(&readme, e))
     })

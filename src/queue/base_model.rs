@@ -65,7 +65,7 @@ impl BaseModels {
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(dir) = self.under_a_root(name) {
+        if let Some(dir) = self.in_model_dirs(name) {
             return Ok(ModelSource::Dir(dir));
         }
         match HubRepo::parse(name, RepoKind::Model) {
@@ -74,8 +74,9 @@ impl BaseModels {
         }
     }
 
-    /// `root/name` for the first root holding a model folder of that name.
-    fn under_a_root(&self, name: &str) -> Option<PathBuf> {
+    /// `root/name` for the first model root (`--model-dir`) holding a model
+    /// folder of that name; `None` for names that could leave a root.
+    pub fn in_model_dirs(&self, name: &str) -> Option<PathBuf> {
         let parts: Vec<&str> = name.split('/').collect();
         if !parts.iter().all(|p| is_name(p)) {
             return None;

@@ -213,14 +213,9 @@ fn execute(
         tx: tx.clone(),
         stop: stop.clone(),
     };
-    let mut outcome = train::run(spec, &mut observer)?;
-    if let Some(adapter) = outcome.adapter.as_mut() {
-        // Where this node found the base, so the adapter loads again from its
-        // folder alone (the name the client gave may be a model root's).
-        adapter
-            .base
-            .get_or_insert_with(|| plan.base_model.peft_name());
-    }
+    // An adapter records its base where this node found it (the model's
+    // `origin`), so it loads again from its folder alone.
+    let outcome = train::run(spec, &mut observer)?;
     if outcome.finish == Finish::Stopped || stop.load(Ordering::Relaxed) {
         return Ok(Executed {
             finish: Finish::Stopped,

@@ -277,6 +277,7 @@ impl TrainOutcome {
             layout: crate::model::WeightLayout::Classifier,
             new_head: false,
             adapter: self.adapter.clone(),
+            origin: None,
         }
     }
 

@@ -74,7 +74,14 @@ pub(super) fn trainable(
         None => {
             let score = model.weights["score.weight"].clone();
             let device = score.device().clone();
-            Adapter::init(&model.config, &h.lora, score, None, h.seed, &device)?
+            Adapter::init(
+                &model.config,
+                &h.lora,
+                score,
+                model.origin.clone(),
+                h.seed,
+                &device,
+            )?
         }
     };
     let (net, vars) = model.build_adapter_trainable(&adapter)?;

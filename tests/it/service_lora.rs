@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use crate::fixtures::repo_path;
 use crate::test_app::{assert_error, quick_hyperparameters, spawn_app};
 
 fn lora_hyperparameters() -> Value {
@@ -47,6 +48,26 @@ async fn a_lora_job_trains_serves_and_continues_an_adapter() {
         !names.contains(&"model.safetensors"),
         "the base is not copied: {names:?}"
     );
+    assert!(
+        names.contains(&"tokenizer.json") && names.contains(&"tokenizer_config.json"),
+        "the tokenizer comes with the adapter: {names:?}"
+    );
+    let configs = adapter_configs(&app.dir.path().join("data"));
+    assert!(
+        configs.len() >= 2,
+        "the model's and a checkpoint's: {configs:?}"
+    );
+    for file in configs {
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let base = config["base_model_name_or_path"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            base.ends_with("base-model"),
+            "{}: base {base:?}",
+            file.display()
+        );
+    }
 
     let (status, answer) = app
         .post(
@@ -96,6 +117,65 @@ async fn a_lora_job_trains_serves_and_continues_an_adapter() {
 /// A LoRA job whose worker is killed (SIGKILL) after its first checkpoint
 /// resumes from it on the next start and ends where an uninterrupted run of
 /// the same job does: the same loss at every step.
+/// Every `adapter_config.json` under `dir` (models and checkpoints).
+fn adapter_configs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(adapter_configs(&path));
+        } else if path.file_name().is_some_and(|n| n == "adapter_config.json") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Copies the files of `from` (not its folders) into a new folder `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_peft_adapter_under_a_model_dir_answers_classify_by_name() {
+    let app = spawn_app().await;
+    let models = app.dir.path().join("models");
+    // The fixture's adapter names its base `../../gpt2-tiny-parity`.
+    copy_files(
+        &repo_path("tests/fixtures/gpt2-tiny-parity"),
+        &models.join("gpt2-tiny-parity"),
+    );
+    let fixture = repo_path("tests/fixtures/gpt2-tiny-lora/adapter-r8");
+    copy_files(&fixture, &models.join("team/sentiment-r8"));
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected_logits.json")).unwrap(),
+    )
+    .unwrap();
+    let item = &expected["items"][0];
+    let body = json!({"inputs": item["text"], "model": "team/sentiment-r8", "raw_scores": true});
+    let (status, answer) = app.post("/classify", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model"], "team/sentiment-r8");
+    let scores = &answer["predictions"][0]["scores"];
+    for (i, label) in ["negative", "neutral", "positive"].iter().enumerate() {
+        let (got, want) = (
+            scores[label].as_f64().unwrap(),
+            item["logits"][i].as_f64().unwrap(),
+        );
+        assert!((got - want).abs() < 1e-4, "{label}: {got} vs PEFT's {want}");
+    }
+    let missing = json!({"inputs": "x", "model": "team/no-such-adapter"});
+    assert_eq!(app.post("/classify", &missing).await.0, 404);
+    let escape = json!({"inputs": "x", "model": "../models/team/sentiment-r8"});
+    assert_eq!(app.post("/classify", &escape).await.0, 404);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_lora_job_resumes_exactly() {
     use crate::processes::{get, ServeProcess};

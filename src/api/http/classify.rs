@@ -30,7 +30,9 @@ pub enum Inputs {
 pub struct ClassifyRequest {
     /// One text, or a list of up to `--max-inputs` texts (none empty).
     pub inputs: Inputs,
-    /// The model to answer with (an id from `GET /models`); `latest` when absent.
+    /// The model to answer with: an id from `GET /models`, or the name of a
+    /// model folder under the server's `--model-dir` (`team/sentiment`, a
+    /// PEFT adapter among them); `latest` when absent.
     pub model: Option<String>,
     /// Cut texts longer than the model takes (default true); false refuses
     /// them with 422 naming the input.
@@ -164,7 +166,8 @@ pub async fn classify(
 
 /// `latest`, or the model named: loaded already, or loaded now from where
 /// the store says it is (or, for the model the service was started with,
-/// from its source).
+/// from its source; or a folder under `--model-dir`, such as an adapter made
+/// elsewhere, named as a job's `base_model` names it).
 async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>, ApiError> {
     let Some(id) = id else {
         return state.registry.latest().ok_or_else(|| {
@@ -183,6 +186,10 @@ async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>,
         Err(StoreError::NotFound { .. }) if state.config.model.as_deref() == Some(id) => {
             id.parse().map_err(|e: ModelError| ApiError::internal(e))?
         }
+        Err(e @ StoreError::NotFound { .. }) => match state.queue.base_models().in_model_dirs(id) {
+            Some(dir) => ModelSource::Dir(dir),
+            None => return Err(e.into()),
+        },
         Err(e) => return Err(e.into()),
     };
     state
