@@ -3,6 +3,7 @@
 
 mod bench;
 mod classify;
+mod health;
 mod hyperparameter_flags;
 mod init_model;
 mod merge;
@@ -55,6 +56,8 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).
     MigrateStore(migrate_store::MigrateStoreArgs),
+    /// Ask a running service's /health; exit 0 only when it says ok (the Docker health check).
+    Health(health::HealthArgs),
 }
 
 /// Parses the command line, runs it, and maps errors to a message and exit code 1.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Merge(args) => merge::run(args),
         Command::MigrateStore(args) => migrate_store::run(args),
+        Command::Health(args) => health::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

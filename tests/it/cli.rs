@@ -1,4 +1,5 @@
-//! The command line as a user runs it: init-model, then classify.
+//! The command line as a user runs it: init-model, then classify; health
+//! against a running service.
 
 use std::process::Command;
 
@@ -115,6 +116,7 @@ fn help_documents_every_flag() {
                 "--device",
             ][..],
         ),
+        ("health", &["--url", "--timeout-secs", "TUNESERVE_PORT"][..]),
     ] {
         let out = tuneserve().args([cmd, "--help"]).output().unwrap();
         let help = String::from_utf8(out.stdout).unwrap();
@@ -260,4 +262,93 @@ fn an_adapter_classifies_as_its_merged_classifier() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a LoRA adapter"));
+}
+
+/// `health` as the container's health check runs it: exit 0 and `ok` while
+/// `/health` says ok (at `--url`, or on `TUNESERVE_PORT` by default); an
+/// error naming what it got when the service is degraded or not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_exits_zero_only_when_the_service_says_ok() {
+    let app = crate::test_app::spawn_app().await;
+    let port = app.base.rsplit(':').next().unwrap().to_string();
+    let run = |args: Vec<String>, port: Option<String>| {
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = tuneserve();
+            cmd.arg("health")
+                .args(args)
+                .env_remove("TUNESERVE_HEALTH_URL");
+            match port {
+                Some(port) => cmd.env("TUNESERVE_PORT", port),
+                None => cmd.env_remove("TUNESERVE_PORT"),
+            };
+            cmd.output().unwrap()
+        })
+    };
+
+    for (args, port) in [
+        (vec!["--url".to_string(), app.base.clone()], None),
+        (
+            vec!["--url".to_string(), format!("{}/health", app.base)],
+            None,
+        ),
+        (vec![], Some(port)),
+    ] {
+        let out = run(args.clone(), port).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    }
+
+    // A service that answers, but not `ok`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let degraded = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = conn.read(&mut head).unwrap();
+        let body = r#"{"status":"degraded","storage":{"writable":false,"problem":"the database refuses writes"}}"#;
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let out = run(vec!["--url".into(), degraded.clone()], None)
+        .await
+        .unwrap();
+    server.join().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{degraded}/health: degraded: the database refuses writes"
+        )),
+        "{err}"
+    );
+
+    // Nothing listening: the port of a listener just closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(vec![], Some(closed.to_string())).await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot reach http://127.0.0.1:{closed}/health")),
+        "{err}"
+    );
+    let out = run(vec![], Some("eighty".into())).await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TUNESERVE_PORT=\"eighty\" is not a port"),
+        "{err}"
+    );
 }
