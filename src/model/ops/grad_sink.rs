@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use candle_core::{CpuStorage, DType, Device, InplaceOp3, Layout, Result, Tensor, TensorId};
 
 use super::f32_slice;
-use super::linear::weight_gradients;
+use super::products::weight_gradients;
 
 /// Rows recorded for one layer before they are multiplied into its gradient: a
 /// product over this many rows is compute-bound, so waiting longer gains little.

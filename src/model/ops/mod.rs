@@ -12,6 +12,7 @@ mod gelu;
 mod grad_sink;
 mod layer_norm;
 mod linear;
+mod products;
 pub mod sgemm;
 mod softmax;
 
