@@ -5,8 +5,9 @@
 //! cache is consulted, as the Python libraries do.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 /// A failure to obtain a file from the Hub.
@@ -115,38 +116,71 @@ impl HubRepo {
 
     /// Returns the local path of `file`, downloading it into the cache if needed.
     pub fn get(&self, file: &str) -> Result<PathBuf, HubError> {
-        let cache = Cache::from_env();
-        if let Some(path) = cache.repo(self.repo()).get(file) {
+        if let Some(path) = self.cached(file) {
             return Ok(path);
         }
+        let api = self.api(file)?;
+        api.repo(self.repo())
+            .get(file)
+            .map_err(|e| self.classify(file, e))
+    }
+
+    /// Asks the Hub whether the repository exists at its revision, waiting at
+    /// most `timeout`: `Ok` when it does, [`HubError::NotFound`] when the Hub
+    /// says there is no such repo or revision, another error when it cannot be
+    /// asked (offline, unreachable, slow). Downloads nothing.
+    pub fn exists(&self, timeout: Duration) -> Result<(), HubError> {
+        const WHAT: &str = "(repository info)";
+        let api = self.api(WHAT)?;
+        let answer = api.repo(self.repo()).info_request().timeout(timeout).call();
+        match answer {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.classify(WHAT, ApiError::RequestError(Box::new(e)))),
+        }
+    }
+
+    /// A client for `file`'s request, refused while offline.
+    fn api(&self, file: &str) -> Result<Api, HubError> {
         if offline() {
             return Err(HubError::NotCached {
                 repo: self.id.clone(),
                 file: file.to_string(),
             });
         }
-        let fetch_error = |reason: String| HubError::Fetch {
-            repo: self.id.clone(),
-            file: file.to_string(),
-            reason,
-        };
-        let token = std::env::var("HF_TOKEN").ok().or_else(|| cache.token());
-        let api = ApiBuilder::from_env()
+        let token = std::env::var("HF_TOKEN")
+            .ok()
+            .or_else(|| Cache::from_env().token());
+        ApiBuilder::from_env()
             .with_token(token)
             .with_progress(false)
             .build()
-            .map_err(|e| fetch_error(e.to_string()))?;
-        api.repo(self.repo()).get(file).map_err(|e| match e {
-            hf_hub::api::sync::ApiError::RequestError(r)
-                if matches!(*r, ureq::Error::Status(404, _)) =>
-            {
-                HubError::NotFound {
-                    repo: self.id.clone(),
-                    file: file.to_string(),
+            .map_err(|e| self.fetch_error(file, e.to_string()))
+    }
+
+    /// A missing repo, revision or file (404, or the Hub's `RepoNotFound` /
+    /// `RevisionNotFound` error code, which it sends with 401 to anonymous
+    /// callers) is [`HubError::NotFound`]; anything else may pass.
+    fn classify(&self, file: &str, error: ApiError) -> HubError {
+        if let ApiError::RequestError(r) = &error {
+            if let ureq::Error::Status(status, resp) = r.as_ref() {
+                let code = resp.header("x-error-code").unwrap_or_default();
+                if *status == 404 || code == "RepoNotFound" || code == "RevisionNotFound" {
+                    return HubError::NotFound {
+                        repo: self.id.clone(),
+                        file: file.to_string(),
+                    };
                 }
             }
-            other => fetch_error(other.to_string()),
-        })
+        }
+        self.fetch_error(file, error.to_string())
+    }
+
+    fn fetch_error(&self, file: &str, reason: String) -> HubError {
+        HubError::Fetch {
+            repo: self.id.clone(),
+            file: file.to_string(),
+            reason,
+        }
     }
 }
 

@@ -8,12 +8,16 @@
 //!
 //! Anything else (an absolute path, `..`, a hidden name) is refused with the
 //! same message whether or not such a file exists, so the answer tells a
-//! client nothing about the server's disk.
+//! client nothing about the server's disk. A Hub id not in the local cache is
+//! asked of the Hub (for at most [`HUB_PROBE`]): one the Hub says does not exist
+//! is refused at once; one it cannot be asked about is accepted, and its job
+//! waits for the Hub with backoff like any cause that may pass.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::data_dir::DataDir;
-use crate::hub::{is_name, HubRepo, RepoKind};
+use crate::hub::{is_name, HubError, HubRepo, RepoKind};
 use crate::model::{Gpt2Config, ModelSource};
 use crate::store::{Store, StoreError};
 
@@ -26,6 +30,9 @@ pub enum BaseModelError {
          folders (--model-dir), or a Hugging Face Hub id (`gpt2`, `owner/name[@revision]`)"
     )]
     Unknown,
+    /// A Hub id the Hub says does not exist (repository or revision).
+    #[error("no model `{0}` on the Hugging Face Hub (no such repository or revision)")]
+    NotOnHub(String),
     /// A model of this service whose files are gone.
     #[error("model `{0}` is registered but its files are missing")]
     Missing(String),
@@ -33,6 +40,9 @@ pub enum BaseModelError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How long resolving a Hub id waits for the Hub's answer before accepting it.
+pub const HUB_PROBE: Duration = Duration::from_secs(3);
 
 /// Resolves base model names against the store and the model roots.
 #[derive(Debug, Clone)]
@@ -69,7 +79,7 @@ impl BaseModels {
             return Ok(ModelSource::Dir(dir));
         }
         match HubRepo::parse(name, RepoKind::Model) {
-            Some(repo) => Ok(ModelSource::Hub(repo)),
+            Some(repo) => on_hub(name, repo).await,
             None => Err(BaseModelError::Unknown),
         }
     }
@@ -85,6 +95,24 @@ impl BaseModels {
             .iter()
             .map(|root| parts.iter().fold(root.clone(), |dir, p| dir.join(p)))
             .find(|dir| is_model_dir(dir))
+    }
+}
+
+/// `repo` as a source unless the Hub says it does not exist (see the module
+/// docs); a repo already in the cache is not asked about.
+async fn on_hub(name: &str, repo: HubRepo) -> Result<ModelSource, BaseModelError> {
+    if repo.cached("config.json").is_some() {
+        return Ok(ModelSource::Hub(repo));
+    }
+    let asked = repo.clone();
+    let answer = tokio::task::spawn_blocking(move || asked.exists(HUB_PROBE)).await;
+    match answer {
+        Ok(Err(HubError::NotFound { .. })) => Err(BaseModelError::NotOnHub(name.to_string())),
+        Ok(Err(e)) => {
+            tracing::info!(base_model = name, error = %e, "the Hub cannot say whether the base model exists; accepted");
+            Ok(ModelSource::Hub(repo))
+        }
+        _ => Ok(ModelSource::Hub(repo)),
     }
 }
 

@@ -125,7 +125,9 @@ impl JobError {
             Self::DatasetGone(_) => Cause::Permanent,
             Self::BaseModelName { source, .. } => match source {
                 BaseModelError::Store(_) => Cause::Transient,
-                BaseModelError::Unknown | BaseModelError::Missing(_) => Cause::Permanent,
+                BaseModelError::Unknown
+                | BaseModelError::NotOnHub(_)
+                | BaseModelError::Missing(_) => Cause::Permanent,
             },
             Self::Data { source, .. } => match source {
                 DatasetError::Read { source, .. } => crate::fault::io_cause(source),

@@ -19,6 +19,11 @@ impl ServeProcess {
     /// Starts `serve` over `data` with `args` added, base models read from
     /// `models` beside `data`; waits until it listens.
     pub fn start(data: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(data, args, &[])
+    }
+
+    /// [`ServeProcess::start`] with environment variables `env` set.
+    pub fn start_with_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tuneserve"))
             .args([
                 "serve",
@@ -37,6 +42,7 @@ impl ServeProcess {
             .env("TUNESERVE_LOG", "info")
             // Several nodes share few cores: one matmul thread each.
             .env("RAYON_NUM_THREADS", "1")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

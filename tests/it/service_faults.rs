@@ -211,3 +211,69 @@ async fn a_base_model_the_hub_cannot_give_is_retried_with_growing_delays() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+/// A stand-in for the Hub's repository-info route (`/api/models/{id}/revision/{rev}`),
+/// answering as the Hub answers an anonymous caller: `owner/there` exists at
+/// `main` only (another revision: 404 `RevisionNotFound`); any other repo is
+/// 401 `RepoNotFound`.
+async fn stand_in_hub() -> String {
+    use axum::http::{HeaderName, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    async fn info(axum::extract::Path(rest): axum::extract::Path<String>) -> Response {
+        let refuse = |status, code| {
+            let header = [(HeaderName::from_static("x-error-code"), code)];
+            (status, header, "not found").into_response()
+        };
+        match rest.as_str() {
+            "owner/there/revision/main" => {
+                axum::Json(json!({"sha": "0123", "siblings": []})).into_response()
+            }
+            r if r.starts_with("owner/there/") => refuse(StatusCode::NOT_FOUND, "RevisionNotFound"),
+            _ => refuse(StatusCode::UNAUTHORIZED, "RepoNotFound"),
+        }
+    }
+    let app = axum::Router::new().route("/api/models/{*rest}", axum::routing::get(info));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_model_the_hub_says_does_not_exist_is_refused_at_submission() {
+    let hub = stand_in_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, hf_home) = (dir.path().join("data"), dir.path().join("hf"));
+    let hf_home = hf_home.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.as_str()), ("HF_HOME", hf_home)];
+    let server = crate::processes::ServeProcess::start_with_env(&data, &[], &env);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{}/datasets?format=jsonl", server.base))
+        .body(tiny_dataset())
+        .send()
+        .await
+        .unwrap();
+    let dataset = resp.json::<Value>().await.unwrap()["id"].clone();
+    let submit = |base_model: &str| {
+        let body = json!({"base_model": base_model, "train_dataset": dataset});
+        let request = client.post(format!("{}/jobs", server.base)).json(&body);
+        async move {
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let started = std::time::Instant::now();
+    assert_error(
+        &submit("nope").await,
+        422,
+        "validation_error",
+        "no model `nope` on the Hugging Face Hub",
+    );
+    let got = submit("owner/there@v2").await;
+    assert_eq!(got.1["error"]["param"], "base_model", "{}", got.1);
+    // A repo the Hub knows is accepted (its job then fails: this Hub serves no files).
+    let (status, job) = submit("owner/there").await;
+    assert_eq!(status, 202, "{job}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
