@@ -140,7 +140,12 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a statement may wait for a connection. Short, so that while
 /// the database is away requests fail fast (503) instead of hanging; the
 /// callers that must get through (the workers' outcome writes) retry.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL's is shorter still: a stopped server refuses connections at
+/// once, and sqlx keeps trying until this runs out, so it is how long a request
+/// takes to say the database is away. SQLite's waits out writers queued on its
+/// one write lock, which can take seconds under load.
+const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Whether a connection going back to the pool is outside any transaction.
 /// One whose transaction could not be ended (a COMMIT or ROLLBACK that
@@ -162,7 +167,7 @@ pub(super) async fn open_sqlite(path: &Path) -> Result<SqlitePool, StoreError> {
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
         .after_release(|conn, _| Box::pin(std::future::ready(Ok(idle::<Sqlite>(conn)))))
         .connect_with(options)
         .await?;
@@ -177,7 +182,7 @@ pub(super) async fn open_postgres(url: &str) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url)?.application_name("tuneserve");
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
         .after_release(|conn, _| Box::pin(std::future::ready(Ok(idle::<Postgres>(conn)))))
         .connect_with(options)
         .await?;

@@ -36,6 +36,7 @@ mod service_limits;
 mod service_logs;
 mod service_lora;
 mod service_nodes;
+mod service_pg_outage;
 mod service_queue;
 mod service_retention;
 mod store_contention;
