@@ -9,6 +9,8 @@
 //!   seeded subsets, Hub splits), tokenization (GPT-2 byte-level BPE) and batching.
 //! * [`infer`] — classifying texts with a loaded model.
 //! * [`train`] — fine-tuning with the Hugging Face `Trainer`'s maths, checkpoints, resume.
+//! * [`job`] — what a job is submitted with: the trainer's hyperparameters and
+//!   the service's options (attempts, promotion, checkpoint retention).
 //! * [`hub`] — the thin layer over `hf-hub` shared by models and datasets.
 //! * [`api`] — the HTTP service (`tuneserve serve`): routes, errors, auth, OpenAPI.
 //! * [`store`] — persistence on SQLite (one node) or PostgreSQL (many); the only
@@ -33,6 +35,7 @@ pub mod fault;
 pub(crate) mod host;
 pub(crate) mod hub;
 pub mod infer;
+pub mod job;
 pub mod metric_names;
 pub mod model;
 pub(crate) mod queue;

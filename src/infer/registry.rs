@@ -37,8 +37,7 @@ pub struct ServedModel {
     pub classifier: Classifier,
     /// The base a LoRA adapter runs on, shared with every adapter of it the
     /// registry holds, and kept loaded while any of them is; `None` for a
-    /// whole classifier (and for an adapter made by a job, which holds the
-    /// base it trained on).
+    /// whole classifier.
     pub base: Option<Arc<LoadedModel>>,
 }
 
@@ -205,6 +204,14 @@ impl Registry {
         Some(model)
     }
 
+    /// `source` loaded to serve as `id` on this registry's device, a LoRA
+    /// adapter onto the base the registry's other adapters of it share (so a
+    /// job's new adapter joins their mixed batches at once). Blocking: call it
+    /// from a worker thread; the model is not kept until promoted or asked for.
+    pub fn load_blocking(&self, id: &str, source: &ModelSource) -> Result<ServedModel, InferError> {
+        ServedModel::load(id, source, &self.device, &self.bases)
+    }
+
     /// The loaded model `id`, or `source` loaded now (on a blocking thread) and
     /// kept under `id`.
     pub async fn get_or_load(
@@ -291,8 +298,11 @@ impl Registry {
         self.report();
     }
 
-    /// Puts [`Registry::footprint`] into the metrics.
-    fn report(&self) {
+    /// Puts [`Registry::footprint`] and [`Registry::adapters`] into the
+    /// metrics gauges. Called on every change and again when `/metrics` is
+    /// read, so a scrape shows this registry's counts even where several
+    /// registries share one process-wide recorder (tests).
+    pub fn report(&self) {
         let (models, bytes) = self.footprint();
         metrics::gauge!(crate::metric_names::LOADED_MODELS).set(models as f64);
         metrics::gauge!(crate::metric_names::LOADED_MODEL_BYTES).set(bytes as f64);

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::{Backoff, BaseModelError};
 use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
 use crate::fault::Cause;
-use crate::infer::{Classifier, ServedModel};
+use crate::infer::{Classifier, InferError, Registry, ServedModel};
 use crate::model::{self, LoadOptions, ModelError, ModelSource};
 use crate::store::StoreError;
 use crate::train::{
@@ -46,8 +46,9 @@ pub(crate) struct Plan {
     pub model_dir: PathBuf,
     /// Where to train.
     pub device: Device,
-    /// Where the trained model is served (`/classify`'s device).
-    pub serve_device: Device,
+    /// Where the trained model is served: `/classify`'s device, and the
+    /// bases its adapters share.
+    pub registry: Arc<Registry>,
     /// How long to wait between tries of an export that failed on a cause
     /// that may pass.
     pub backoff: Backoff,
@@ -109,7 +110,7 @@ pub(crate) enum JobError {
     Export(TrainError),
     /// The trained model could not be made ready to serve.
     #[error("preparing the model to serve: {0}")]
-    Serve(ModelError),
+    Serve(InferError),
     /// The training thread could not start, or died.
     #[error("the training thread {0}")]
     Thread(String),
@@ -227,20 +228,27 @@ fn execute(
         });
     }
     export(plan, &outcome, tx, stop)?;
-    let trained = outcome
-        .model()
-        .to_device(&plan.serve_device)
-        .map_err(JobError::Serve)?;
-    let classifier = Classifier::new(&trained, None).map_err(JobError::Serve)?;
     Ok(Executed {
         finish: outcome.finish,
-        model: Some(Arc::new(ServedModel {
-            id: plan.model_id.clone(),
-            classifier,
-            base: None,
-        })),
+        model: Some(Arc::new(served(plan, &outcome).map_err(JobError::Serve)?)),
         final_metrics: outcome.final_metrics,
         best_step: outcome.best_step,
+    })
+}
+
+/// The trained model, ready for `/classify`. An adapter is read back from its
+/// exported folder (a few MB) onto the base the registry's adapters share, so
+/// it joins their batches; a whole model moves to the serving device as it is.
+fn served(plan: &Plan, outcome: &train::TrainOutcome) -> Result<ServedModel, InferError> {
+    if plan.hyperparameters.method == train::Method::Lora {
+        let source = ModelSource::Dir(plan.model_dir.clone());
+        return plan.registry.load_blocking(&plan.model_id, &source);
+    }
+    let trained = outcome.model().to_device(plan.registry.device())?;
+    Ok(ServedModel {
+        id: plan.model_id.clone(),
+        classifier: Classifier::new(&trained, None)?,
+        base: None,
     })
 }
 

@@ -15,10 +15,11 @@ use serde_json::json;
 use super::execute::{Executed, JobError};
 use super::WorkerContext;
 use crate::fault::Cause;
+use crate::job::{KeepCheckpoints, Promote};
 use crate::store::{
     EventKind, Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
 };
-use crate::train::{EvalMetrics, Finish, KeepCheckpoints, Promote};
+use crate::train::{EvalMetrics, Finish};
 
 /// Why the worker asked the trainer to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,8 +210,8 @@ async fn promotion(
     job: &JobRow,
     metrics: Option<&EvalMetrics>,
 ) -> (bool, String) {
-    let h = &job.hyperparameters;
-    match h.promote {
+    let h = &job.settings.hyperparameters;
+    match job.settings.options.promote {
         Promote::Always => return (true, String::new()),
         Promote::Never => return (false, "the job's `promote` is `never`".into()),
         Promote::IfBetter => {}
@@ -226,7 +227,7 @@ async fn promotion(
     };
     let same_set = match shared.store.get_job(&latest.job_id).await {
         Ok(other) => {
-            let o = &other.hyperparameters;
+            let o = &other.settings.hyperparameters;
             other.eval_dataset == job.eval_dataset
                 && (o.eval_subset, o.seed) == (h.eval_subset, h.seed)
         }
@@ -254,7 +255,7 @@ async fn promotion(
 /// Deletes the succeeded job's checkpoints that `keep_checkpoints` does not
 /// keep (the best one, by default).
 async fn prune(shared: &WorkerContext, job: &JobRow, best_step: Option<usize>) {
-    let keep = match job.hyperparameters.keep_checkpoints {
+    let keep = match job.settings.options.keep_checkpoints {
         KeepCheckpoints::All => return,
         KeepCheckpoints::Best => best_step.map(|s| s as i64),
         KeepCheckpoints::None => None,

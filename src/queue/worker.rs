@@ -167,10 +167,10 @@ async fn plan(shared: &WorkerContext, device: &Device, job: &JobRow) -> Result<P
         train_path: dir.resolve(&train.path),
         eval_path: eval.as_ref().map(|e| dir.resolve(&e.path)),
         labels: train.labels,
-        hyperparameters: job.hyperparameters.clone(),
+        hyperparameters: job.settings.hyperparameters.clone(),
         checkpoint_dir: dir.checkpoints(&job.id),
         device: device.clone(),
-        serve_device: shared.registry.device().clone(),
+        registry: shared.registry.clone(),
         backoff: shared.config.backoff,
     })
 }

@@ -7,7 +7,7 @@ use super::dialect::{begin_write, fenced};
 use super::steps::{channel, Statement, Steps};
 use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Store, StoreError};
-use crate::train::Hyperparameters;
+use crate::job::JobSettings;
 
 text_enum! {
     /// Where a job is in its life.
@@ -45,9 +45,10 @@ pub struct JobRow {
     pub train_dataset: String,
     /// Evaluation dataset id; `None` when the job evaluates on nothing.
     pub eval_dataset: Option<String>,
-    /// The hyperparameters, every field explicit.
-    #[sqlx(json)]
-    pub hyperparameters: Hyperparameters,
+    /// The settings it was submitted with, every field explicit (the
+    /// `hyperparameters` column: one JSON object).
+    #[sqlx(json, rename = "hyperparameters")]
+    pub settings: JobSettings,
     /// The suffix of the model's id, when one was given.
     pub suffix: Option<String>,
     /// Attempts started so far (the current one while running; 0 while queued
@@ -107,12 +108,11 @@ pub struct NewJob {
     pub train_dataset: String,
     /// Evaluation dataset id (must exist when given).
     pub eval_dataset: Option<String>,
-    /// Hyperparameters, validated.
-    pub hyperparameters: Hyperparameters,
+    /// Hyperparameters and options, validated (`options.max_attempts` fills
+    /// the `max_attempts` column).
+    pub settings: JobSettings,
     /// Suffix for the model's id.
     pub suffix: Option<String>,
-    /// Attempts allowed.
-    pub max_attempts: i64,
 }
 
 /// Identifies one attempt of one worker at a job: a write fenced by it only
@@ -196,9 +196,9 @@ impl Store {
                 .bind(&new.base_model)
                 .bind(&new.train_dataset)
                 .bind(&new.eval_dataset)
-                .bind(sqlx::types::Json(&new.hyperparameters))
+                .bind(sqlx::types::Json(&new.settings))
                 .bind(&new.suffix)
-                .bind(new.max_attempts)
+                .bind(new.settings.options.max_attempts as i64)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;

@@ -56,35 +56,9 @@ pub enum BestMetric {
     EvalLoss,
 }
 
-/// When a succeeded job's model becomes the one `/classify` answers with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Promote {
-    /// Always.
-    #[default]
-    Always,
-    /// When its final evaluation beats the current `latest`'s by
-    /// `metric_for_best_model` on the same evaluation set (same dataset,
-    /// subset and seed); never when they cannot be compared.
-    IfBetter,
-    /// Never (`POST /models/{id}/promote` does it by hand).
-    Never,
-}
-
-/// Which checkpoints outlive a succeeded job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum KeepCheckpoints {
-    /// Only the best one (by `metric_for_best_model`), or none without evaluations.
-    #[default]
-    Best,
-    /// Every checkpoint `save_total_limit` left.
-    All,
-    /// None: the exported model is all that remains.
-    None,
-}
-
 /// Every knob of a fine-tuning run. Unknown fields are rejected when parsed.
+/// (What the service does around a run — attempts, promotion, retention — is
+/// [`crate::job::JobOptions`].)
 ///
 /// Also the `tuneserve train` flags (`--learning-rate 5e-4`, …), made from
 /// this definition and these defaults.
@@ -156,16 +130,6 @@ pub struct Hyperparameters {
     /// GPU (on the CPU it is slower than fp32).
     #[schema(inline)]
     pub precision: Precision,
-    /// Attempts a job gets before it is marked failed (used by the service).
-    pub max_attempts: usize,
-    /// Whether the service makes the job's model `latest` when it succeeds
-    /// (used by the service).
-    #[schema(inline)]
-    pub promote: Promote,
-    /// Which checkpoints the service keeps once the job has succeeded (used by
-    /// the service; while it runs, `save_total_limit` applies).
-    #[schema(inline)]
-    pub keep_checkpoints: KeepCheckpoints,
 }
 
 impl Default for Hyperparameters {
@@ -198,9 +162,6 @@ impl Default for Hyperparameters {
             logging_steps: 10,
             dropout: None,
             precision: Precision::Fp32,
-            max_attempts: 3,
-            promote: Promote::Always,
-            keep_checkpoints: KeepCheckpoints::Best,
         }
     }
 }
@@ -265,7 +226,8 @@ const fn at_least(field: &'static str, min: f64) -> Bound {
 }
 
 impl Bound {
-    fn allows(&self, v: f64) -> bool {
+    /// Whether `v` is inside the range (never when it is not finite).
+    pub fn allows(&self, v: f64) -> bool {
         let above = if self.exclusive_min {
             v > self.min
         } else {
@@ -279,7 +241,8 @@ impl Bound {
         v.is_finite() && above && below
     }
 
-    fn describe(&self) -> String {
+    /// The range in words (`must be between 1 and 100`).
+    pub fn describe(&self) -> String {
         let low = if self.exclusive_min { ">" } else { ">=" };
         match self.max {
             None if !self.exclusive_min => format!("must be at least {}", self.min),
@@ -297,7 +260,7 @@ impl Bound {
 
 impl Hyperparameters {
     /// Every numeric field's range (optional fields are checked when set).
-    pub const BOUNDS: [Bound; 20] = [
+    pub const BOUNDS: [Bound; 19] = [
         range("epochs", 1.0, 1000.0),
         Bound {
             exclusive_min: true,
@@ -320,7 +283,6 @@ impl Hyperparameters {
             exclusive_max: true,
             ..range("dropout", 0.0, 1.0)
         },
-        range("max_attempts", 1.0, 100.0),
         range("lora.r", 1.0, 1024.0),
         Bound {
             exclusive_min: true,

@@ -31,8 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use checkpoint::list_checkpoints;
 pub use clip::{clip_scale, global_norm};
 pub use hyperparams::{
-    BestMetric, Bound, Hyperparameters, InvalidHyperparameter, KeepCheckpoints, LrScheduler,
-    Method, Promote, Strategy,
+    BestMetric, Bound, Hyperparameters, InvalidHyperparameter, LrScheduler, Method, Strategy,
 };
 pub use metrics::EvalMetrics;
 pub use optim::{AdamConfig, AdamW};

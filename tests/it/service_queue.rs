@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use tuneserve::job::{JobOptions, JobSettings};
 use tuneserve::store::{
     Fence, JobStatus, Lease, NewDataset, NewJob, NewModel, Progress, Split, Store,
 };
@@ -46,9 +47,14 @@ pub async fn queue_job(store: &Store, id: &str, max_attempts: i64) {
             base_model: "gpt2".into(),
             train_dataset: "ds-1".into(),
             eval_dataset: None,
-            hyperparameters: Default::default(),
+            settings: JobSettings {
+                options: JobOptions {
+                    max_attempts: max_attempts as usize,
+                    ..JobOptions::default()
+                },
+                ..JobSettings::default()
+            },
             suffix: None,
-            max_attempts,
         })
         .await
         .unwrap();

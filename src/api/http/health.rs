@@ -147,6 +147,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     }
     let depth = state.batcher.queue_depth() as f64;
     metrics::gauge!(crate::metric_names::INFERENCE_QUEUE_DEPTH).set(depth);
+    state.registry.report();
     handle.run_upkeep();
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],

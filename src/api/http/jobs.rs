@@ -11,9 +11,9 @@ use super::paging::{page_type, JobListParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
+use crate::job::JobSettings;
 use crate::queue::{local_config, BaseModelError};
 use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
-use crate::train::Hyperparameters;
 
 /// A job to submit.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,9 +29,11 @@ pub struct CreateJob {
     /// Evaluation dataset id; its labels must be the training set's (or a
     /// prefix of them). Without one the job trains without evaluations.
     pub eval_dataset: Option<String>,
-    /// Hyperparameters; each omitted one takes its default, unknown ones are
-    /// refused (422 naming the field).
-    pub hyperparameters: Option<Hyperparameters>,
+    /// Hyperparameters (the trainer's and the service's, one object); each
+    /// omitted one takes its default, unknown ones are refused (422 naming
+    /// the field by its path, `hyperparameters.lora.r`).
+    #[schema(value_type = Option<JobSettings>)]
+    pub hyperparameters: Option<serde_json::Map<String, serde_json::Value>>,
     /// Up to 40 of `[a-z0-9-]`, put into the id of the model the job makes
     /// (`model-{suffix}-…`).
     pub suffix: Option<String>,
@@ -83,7 +85,7 @@ pub struct Job {
     /// evaluate.
     pub eval_dataset: Option<String>,
     /// Every hyperparameter, defaults filled in.
-    pub hyperparameters: Hyperparameters,
+    pub hyperparameters: JobSettings,
     /// Text appended to the produced model's id; null when none was given.
     pub suffix: Option<String>,
     /// The current (or last) attempt, from 1; 0 while queued before its
@@ -144,7 +146,7 @@ impl From<JobRow> for Job {
             base_model: row.base_model,
             train_dataset: row.train_dataset,
             eval_dataset: row.eval_dataset,
-            hyperparameters: row.hyperparameters,
+            hyperparameters: row.settings,
             suffix: row.suffix,
             attempt: row.attempt,
             max_attempts: row.max_attempts,
@@ -179,7 +181,7 @@ impl From<JobRow> for Job {
 
 fn validate(
     req: &CreateJob,
-    hp: &Hyperparameters,
+    settings: &JobSettings,
     devices: &[ServiceDevice],
 ) -> Result<(), ApiError> {
     if req.base_model.trim().is_empty() {
@@ -197,8 +199,10 @@ fn validate(
             ));
         }
     }
-    hp.validate()
+    settings
+        .validate()
         .map_err(|e| ApiError::invalid(format!("hyperparameters.{}", e.field), e.to_string()))?;
+    let hp = &settings.hyperparameters;
     let mut training = devices.iter().filter(|d| d.training);
     if !training.any(|d| hp.validate_for_device(&d.device).is_ok()) {
         let names: Vec<&str> = devices
@@ -223,7 +227,7 @@ fn validate(
 async fn check_base_model(
     state: &AppState,
     name: &str,
-    hp: &Hyperparameters,
+    hp: &crate::train::Hyperparameters,
 ) -> Result<(), ApiError> {
     let source = state
         .queue
@@ -270,9 +274,13 @@ pub async fn create(
     State(state): State<AppState>,
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    let hp = req.hyperparameters.clone().unwrap_or_default();
-    validate(&req, &hp, &state.devices)?;
-    check_base_model(&state, &req.base_model, &hp).await?;
+    let settings = JobSettings::from_object(req.hyperparameters.clone().unwrap_or_default())
+        .map_err(|e| {
+            let param = format!("hyperparameters.{}", e.path);
+            ApiError::invalid(&param, format!("{param}: {}", e.message))
+        })?;
+    validate(&req, &settings, &state.devices)?;
+    check_base_model(&state, &req.base_model, &settings.hyperparameters).await?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
         let eval_labels = dataset_labels(&state, "eval_dataset", eval).await?;
@@ -292,8 +300,7 @@ pub async fn create(
             base_model: req.base_model,
             train_dataset: req.train_dataset,
             eval_dataset: req.eval_dataset,
-            max_attempts: hp.max_attempts as i64,
-            hyperparameters: hp,
+            settings,
             suffix: req.suffix,
         })
         .await?;

@@ -35,7 +35,7 @@ use super::middleware::{
     require_api_key, ApiKey,
 };
 use super::AppState;
-use crate::train::Hyperparameters;
+use crate::job::JobSettings;
 pub use openapi_yaml::openapi_yaml;
 
 #[derive(OpenApi)]
@@ -73,7 +73,7 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Puts each hyperparameter's range ([`Hyperparameters::BOUNDS`], the table
+/// Puts each hyperparameter's range ([`JobSettings::bounds`], the table
 /// the server checks submissions against) into the schema as `minimum`,
 /// `maximum` (or their exclusive forms). Applied to the finished document:
 /// the schema is collected from the routes after `ApiDoc`'s own modifiers run.
@@ -100,7 +100,7 @@ impl utoipa::Modify for HyperparameterBounds {
                 }
             }
         }
-        for b in Hyperparameters::BOUNDS {
+        for b in JobSettings::bounds() {
             let Some(p) = property_at(h, b.field) else {
                 continue;
             };
