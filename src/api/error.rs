@@ -32,7 +32,7 @@ pub enum ApiError {
     /// No such resource (404).
     #[error("{what} `{id}` not found")]
     NotFound {
-        /// The kind of resource.
+        /// What was looked for, as the message names it (`job`, `dataset`, `route`, …).
         what: &'static str,
         /// The id the client asked for, as given.
         id: String,
@@ -49,9 +49,9 @@ pub enum ApiError {
         "method `{method}` is not allowed on `{path}` (the Allow header lists those that are)"
     )]
     MethodNotAllowed {
-        /// The method asked for.
+        /// The request's method, cut to 32 bytes.
         method: String,
-        /// The path.
+        /// The request's path, without its query.
         path: String,
     },
     /// The URI is longer than the service reads (414).
@@ -81,7 +81,7 @@ pub enum ApiError {
     /// timeout), given this body by [`crate::api::middleware::json_errors`].
     #[error("{message}")]
     Http {
-        /// Its status.
+        /// The status answered (a 4xx or 5xx), kept as it was.
         status: StatusCode,
         /// What went wrong.
         message: String,
