@@ -11,7 +11,7 @@ use crate::data::DatasetFormat;
 
 text_enum!(impl DatasetFormat);
 
-/// An uploaded dataset.
+/// A dataset as stored: uploaded or imported, its rows parsed and copied as JSONL.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DatasetRow {
     /// `ds-` and 16 hex digits.
@@ -28,7 +28,7 @@ pub struct DatasetRow {
     /// Examples per class name.
     #[sqlx(json)]
     pub label_counts: BTreeMap<String, i64>,
-    /// The normalised JSONL copy on disk.
+    /// The normalised JSONL copy, relative to the data folder.
     pub path: String,
     /// Upload time (Unix ms).
     pub created_at: i64,
@@ -49,7 +49,7 @@ pub struct NewDataset {
     pub labels: Vec<String>,
     /// Examples per class.
     pub label_counts: BTreeMap<String, i64>,
-    /// The normalised copy on disk.
+    /// The normalised JSONL copy, relative to the data folder.
     pub path: String,
 }
 

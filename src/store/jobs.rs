@@ -59,7 +59,8 @@ pub struct JobRow {
     pub lease_owner: Option<String>,
     /// When the lease runs out (Unix ms); `None` unless running.
     pub lease_expires_at: Option<i64>,
-    /// A client asked to cancel.
+    /// Raised by `POST /jobs/{id}/cancel`; a running job's worker stops at its next
+    /// heartbeat. A retry clears it.
     pub cancel_requested: bool,
     /// Training progress.
     #[sqlx(flatten)]
@@ -99,9 +100,9 @@ pub struct Progress {
 /// What [`Store::insert_job`] records.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// The id to store it under.
+    /// `job-` and 16 hex digits, made by the caller with [`super::new_id`].
     pub id: String,
-    /// The base model as submitted.
+    /// As the client named it; resolved again when each attempt starts.
     pub base_model: String,
     /// Training dataset id (must exist).
     pub train_dataset: String,
@@ -145,7 +146,7 @@ impl Fence {
 /// A job the rescuer moved after its lease expired.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Rescued {
-    /// Its id.
+    /// The job's id (`job-…`), for the log entry the rescuer writes.
     #[sqlx(rename = "id")]
     pub job_id: String,
     /// Its new status (`queued`, `failed` or `cancelled`).
