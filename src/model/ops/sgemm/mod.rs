@@ -53,7 +53,7 @@ impl<'a> MatRef<'a> {
         }
     }
 
-    /// The transpose of this view.
+    /// The transpose of this view: the strides swapped, nothing copied.
     fn t(self) -> Self {
         Self {
             data: self.data,
