@@ -36,7 +36,7 @@ pub enum InferError {
         /// The limit (`--max-request-tokens`).
         max: usize,
     },
-    /// The forward pass failed.
+    /// The forward pass failed (out of device memory, a driver error).
     #[error("forward pass failed: {0}")]
     Model(#[from] candle_core::Error),
     /// The model could not be loaded.

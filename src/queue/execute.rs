@@ -95,7 +95,8 @@ pub(crate) enum JobError {
         path: PathBuf,
         source: DatasetError,
     },
-    /// The base model did not load.
+    /// The base model did not load (files missing or damaged, not a GPT-2, the Hub out of
+    /// reach); the [`ModelError`]'s cause decides whether a retry may help.
     #[error("loading the base model {source_name}: {source}")]
     BaseModel {
         /// The job's `base_model`, as submitted.

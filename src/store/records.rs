@@ -140,7 +140,8 @@ impl NewEvent {
     }
 }
 
-/// A checkpoint kept on disk.
+/// A checkpoint on disk: rows go when pruning deletes the folder, under
+/// `save_total_limit` or `keep_checkpoints`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CheckpointRow {
     /// The optimizer step it was written after (its `step-N` folder).

@@ -194,7 +194,7 @@ pub enum TrainEvent {
     },
     /// Training stopped early: no improvement for `early_stopping_patience` evaluations.
     EarlyStopped {
-        /// The last step taken.
+        /// The last step taken; a checkpoint is written there.
         step: usize,
     },
 }
