@@ -45,7 +45,7 @@ pub enum TokenizerError {
     Save {
         /// The file it was to be written to (a model folder's `tokenizer.json`).
         path: PathBuf,
-        /// What went wrong.
+        /// The `tokenizers` library's message.
         reason: String,
     },
 }

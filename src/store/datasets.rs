@@ -80,7 +80,7 @@ impl Store {
         })
     }
 
-    /// One dataset.
+    /// The dataset `id`; [`StoreError::NotFound`] when there is none.
     pub async fn get_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
         let row: Option<DatasetRow> = with_pool!(self, |pool, Db| {

@@ -37,7 +37,7 @@ impl JobStatus {
 pub struct JobRow {
     /// `job-` and 16 hex digits.
     pub id: String,
-    /// Where it stands.
+    /// Where it is in its life; `lease_owner` is set while it is `running`, and only then.
     pub status: JobStatus,
     /// The base model as submitted (Hub id, model id or folder).
     pub base_model: String,
@@ -62,7 +62,7 @@ pub struct JobRow {
     /// Raised by `POST /jobs/{id}/cancel`; a running job's worker stops at its next
     /// heartbeat. A retry clears it.
     pub cancel_requested: bool,
-    /// Training progress.
+    /// Training progress, written at each logging window and when an attempt starts.
     #[sqlx(flatten)]
     pub progress: Progress,
     /// Why it failed (or why the last attempt did); `None` otherwise.
@@ -85,7 +85,8 @@ pub struct JobRow {
 /// Training progress of a job.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Progress {
-    /// Optimizer steps done.
+    /// Optimizer steps done as of the last logging window (at an attempt's start, the step
+    /// it starts from).
     pub step: i64,
     /// Optimizer steps planned; `None` until training has started.
     pub total_steps: Option<i64>,
@@ -112,7 +113,7 @@ pub struct NewJob {
     pub hyperparameters: Hyperparameters,
     /// Suffix for the model's id.
     pub suffix: Option<String>,
-    /// Attempts allowed.
+    /// Attempts allowed before the job fails (`hyperparameters.max_attempts`).
     pub max_attempts: i64,
 }
 
@@ -209,7 +210,7 @@ impl Store {
         })
     }
 
-    /// One job.
+    /// The job `id`; [`StoreError::NotFound`] when there is none.
     pub async fn get_job(&self, id: &str) -> Result<JobRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
         let row: Option<JobRow> = with_pool!(self, |pool, Db| {

@@ -172,7 +172,7 @@ impl Store {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
-    /// One model.
+    /// The model `id`; [`StoreError::NotFound`] when there is none.
     pub async fn get_model(&self, id: &str) -> Result<ModelRow, StoreError> {
         let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1");
         let row: Option<ModelRow> = with_pool!(self, |pool, Db| {

@@ -124,7 +124,7 @@ pub struct NewEvent {
     pub kind: EventKind,
     /// Human-readable text.
     pub message: String,
-    /// Structured details.
+    /// Structured details, when the kind has any (see [`EventKind`]).
     pub data: Option<Value>,
 }
 

@@ -41,7 +41,8 @@ pub struct CreateJob {
 /// Training progress.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobProgress {
-    /// Optimizer steps done.
+    /// Optimizer steps done as of the last logging window (at an attempt's start, the step
+    /// it starts from).
     pub step: i64,
     /// Optimizer steps planned (known once training starts).
     pub total_steps: Option<i64>,
