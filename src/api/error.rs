@@ -83,7 +83,8 @@ pub enum ApiError {
     Http {
         /// The status answered (a 4xx or 5xx), kept as it was.
         status: StatusCode,
-        /// What went wrong.
+        /// What went wrong, as the client reads it (for an answer that had no body, the
+        /// status's reason in lower case).
         message: String,
     },
 }

@@ -94,9 +94,9 @@ pub enum ModelError {
     /// A required file is not in the model folder.
     #[error("{}: no {what} found (looked for {looked_for})", dir.display())]
     MissingFile {
-        /// The model folder.
+        /// The local folder looked in (a file missing on the Hub is a [`ModelError::Hub`]).
         dir: PathBuf,
-        /// What was needed.
+        /// What was needed, in words (`model configuration`, `safetensors weights`, `tokenizer`).
         what: &'static str,
         /// The file names tried, as the message lists them (`model.safetensors,
         /// model.safetensors.index.json`).

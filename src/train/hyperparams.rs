@@ -130,7 +130,8 @@ pub struct Hyperparameters {
     pub shuffle: bool,
     /// Group training examples of similar length into the same batch.
     pub group_by_length: bool,
-    /// When to evaluate.
+    /// When to evaluate besides the baseline at step 0: each epoch's end, every
+    /// `eval_steps`, or never. Ignored without an eval set.
     #[schema(inline)]
     pub eval_strategy: Strategy,
     /// Evaluate every this many steps when `eval_strategy` is `steps`.
