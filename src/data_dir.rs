@@ -50,7 +50,7 @@ impl DataDir {
         &self.root
     }
 
-    /// The SQLite database file.
+    /// `tuneserve.db` in the folder: the SQLite file used when `--database-url` is not given.
     pub fn database(&self) -> PathBuf {
         self.root.join("tuneserve.db")
     }

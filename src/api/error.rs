@@ -57,7 +57,7 @@ pub enum ApiError {
     /// The URI is longer than the service reads (414).
     #[error("the URI is longer than {limit} bytes")]
     UriTooLong {
-        /// The longest URI taken.
+        /// The longest URI taken, in bytes.
         limit: usize,
     },
     /// Too much work already waiting (429, with `Retry-After`).

@@ -33,9 +33,9 @@ pub(crate) struct Plan {
     pub base_model: ModelSource,
     /// The base model and datasets as named by the user, for the model card.
     pub provenance: Provenance,
-    /// Normalised training data.
+    /// The training dataset's normalised JSONL copy.
     pub train_path: PathBuf,
-    /// Normalised evaluation data.
+    /// The evaluation dataset's normalised JSONL copy, if the job evaluates.
     pub eval_path: Option<PathBuf>,
     /// The training dataset's class names.
     pub labels: Vec<String>,

@@ -56,7 +56,8 @@ pub struct NewDataset {
 const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, created_at";
 
 impl Store {
-    /// Records an uploaded dataset.
+    /// Records a dataset whose normalised copy is already written; the row as stored
+    /// (`created_at` now).
     pub async fn insert_dataset(&self, new: NewDataset) -> Result<DatasetRow, StoreError> {
         let sql = format!(
             "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, created_at)

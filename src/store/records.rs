@@ -261,7 +261,8 @@ impl Store {
         })
     }
 
-    /// Records a written checkpoint.
+    /// Records a written checkpoint (a step recorded before is overwritten); `false` when
+    /// the fence no longer holds.
     pub async fn add_checkpoint(
         &self,
         fence: &Fence,
