@@ -98,8 +98,7 @@ pub enum ModelError {
         dir: PathBuf,
         /// What was needed, in words (`model configuration`, `safetensors weights`, `tokenizer`).
         what: &'static str,
-        /// The file names tried, as the message lists them (`model.safetensors,
-        /// model.safetensors.index.json`).
+        /// The file names tried, as the message lists them (`a, b`: either; `a + b`: both).
         looked_for: String,
     },
     /// The model source is neither a folder nor a Hub id.
