@@ -18,9 +18,9 @@ const TMP: &str = ".tmp-";
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {source}{note}", path.display())]
 pub struct IoError {
-    /// The file or folder.
+    /// The path it failed on, which the message begins with.
     pub path: PathBuf,
-    /// The operating system's error.
+    /// The OS error: its kind tells whether a retry may help ([`crate::fault::io_cause`]).
     pub source: std::io::Error,
     /// ` (3.1 MB free)` after a full disk's error; empty otherwise.
     note: String,

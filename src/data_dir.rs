@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// The data folder.
+/// The service's data folder (`--data-dir`): the one place that knows its layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
@@ -45,12 +45,12 @@ impl DataDir {
         Ok(())
     }
 
-    /// The folder itself.
+    /// The folder's path as given (`--data-dir`); stored paths are relative to it.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The SQLite database file.
+    /// `tuneserve.db` in the folder: the SQLite file used when `--database-url` is not given.
     pub fn database(&self) -> PathBuf {
         self.root.join("tuneserve.db")
     }

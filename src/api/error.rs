@@ -32,7 +32,7 @@ pub enum ApiError {
     /// No such resource (404).
     #[error("{what} `{id}` not found")]
     NotFound {
-        /// The kind of resource.
+        /// What was looked for, as the message names it (`job`, `dataset`, `route`, …).
         what: &'static str,
         /// The id the client asked for, as given.
         id: String,
@@ -49,15 +49,15 @@ pub enum ApiError {
         "method `{method}` is not allowed on `{path}` (the Allow header lists those that are)"
     )]
     MethodNotAllowed {
-        /// The method asked for.
+        /// The request's method, cut to 32 bytes.
         method: String,
-        /// The path.
+        /// The request's path, without its query.
         path: String,
     },
     /// The URI is longer than the service reads (414).
     #[error("the URI is longer than {limit} bytes")]
     UriTooLong {
-        /// The longest URI taken.
+        /// The longest URI taken, in bytes.
         limit: usize,
     },
     /// Too much work already waiting (429, with `Retry-After`).
@@ -81,9 +81,10 @@ pub enum ApiError {
     /// timeout), given this body by [`crate::api::middleware::json_errors`].
     #[error("{message}")]
     Http {
-        /// Its status.
+        /// The status answered (a 4xx or 5xx), kept as it was.
         status: StatusCode,
-        /// What went wrong.
+        /// What went wrong, as the client reads it (for an answer that had no body, the
+        /// status's reason in lower case).
         message: String,
     },
 }

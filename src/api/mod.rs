@@ -178,7 +178,7 @@ impl Application {
         })
     }
 
-    /// The port bound.
+    /// The port listened on: the configured one, or the free one picked for port 0.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -39,7 +39,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// The subcommands.
+/// The subcommands: each variant's doc comment is its line in `tuneserve --help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a random GPT-2 of a named shape in the Hub's base layout (offline stand-in for `gpt2`).

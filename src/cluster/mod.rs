@@ -30,7 +30,8 @@ use crate::store::{now_ms, Notice, Store, StoreError};
 pub struct Node {
     /// `--node-id`.
     pub id: String,
-    /// Its training devices.
+    /// Its training devices by name (`cpu`, `cuda:0`), one worker each, as its `nodes` row
+    /// and `GET /nodes` list them.
     pub devices: Vec<String>,
     /// Where the node's row is kept and announcements are heard.
     pub store: Store,

@@ -28,9 +28,9 @@ pub struct Encoded {
     pub ids: Vec<u32>,
     /// 1 for real tokens, 0 for padding.
     pub attention_mask: Vec<u32>,
-    /// Rows.
+    /// Rows: one per text.
     pub batch: usize,
-    /// Columns.
+    /// Columns: every row's padded length (the longest row's, or `max_length`).
     pub seq_len: usize,
     /// The position each row is classified at: its last token whose id is not
     /// the pad id, or 0 when every id is the pad id (Hugging Face takes `argmax`

@@ -22,7 +22,7 @@ pub enum TokenizerError {
     Load {
         /// The file (or folder) tried.
         path: PathBuf,
-        /// The parser's complaint.
+        /// The `tokenizers` library's message.
         reason: String,
     },
     /// A folder has neither `tokenizer.json` nor `vocab.json` + `merges.txt`.
@@ -43,9 +43,9 @@ pub enum TokenizerError {
     /// Serialising the tokenizer failed.
     #[error("{}: cannot save tokenizer: {reason}", path.display())]
     Save {
-        /// The target file.
+        /// The file it was to be written to (a model folder's `tokenizer.json`).
         path: PathBuf,
-        /// What went wrong.
+        /// The `tokenizers` library's message.
         reason: String,
     },
 }
@@ -152,12 +152,14 @@ impl TextTokenizer {
         }
     }
 
-    /// The padding id.
+    /// The id short rows are padded with (callers pass the model's `pad_token_id`, else
+    /// its `eos_token_id`).
     pub fn pad_id(&self) -> u32 {
         self.pad_id
     }
 
-    /// The truncation length.
+    /// Longest encoding, in tokens: texts are cut to it (their first tokens kept), and
+    /// `Padding::MaxLength` pads to it.
     pub fn max_length(&self) -> usize {
         self.max_length
     }

@@ -22,9 +22,10 @@ pub enum InferError {
     TooLong {
         /// Position of the text (0-based).
         index: usize,
-        /// Its length in tokens.
+        /// Its length in tokens, before any truncation.
         tokens: usize,
-        /// The model's limit.
+        /// The longest text taken: the model's `n_positions`, or the smaller `max_length` the
+        /// classifier was built with.
         max: usize,
     },
     /// A request's texts hold more tokens than one request may.
@@ -35,7 +36,7 @@ pub enum InferError {
         /// The limit (`--max-request-tokens`).
         max: usize,
     },
-    /// The forward pass failed.
+    /// The forward pass failed (out of device memory, a driver error).
     #[error("forward pass failed: {0}")]
     Model(#[from] candle_core::Error),
     /// The model could not be loaded.
@@ -46,11 +47,11 @@ pub enum InferError {
 /// One text's classification.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Prediction {
-    /// The most probable class.
+    /// The most probable class's name (from `id2label`).
     pub label: String,
     /// Index of that class in `id2label` (0-based).
     pub label_id: usize,
-    /// Its probability.
+    /// Its softmax probability (0–1).
     pub score: f32,
     /// Every class's softmax probability.
     pub scores: BTreeMap<String, f32>,
@@ -104,7 +105,7 @@ impl Classifier {
         &self.model.config().labels
     }
 
-    /// The device the model runs on.
+    /// The device its weights live on: inputs are uploaded and forward passes run there.
     pub fn device(&self) -> &Device {
         self.model.device()
     }

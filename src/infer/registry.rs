@@ -33,7 +33,8 @@ pub struct ServedModel {
     /// The model id (a fine-tuned model's id, or the name the service was
     /// started with).
     pub id: String,
-    /// The network and tokenizer.
+    /// What answers for it: network, labels, and a tokenizer that cuts at the model's
+    /// `n_positions`.
     pub classifier: Classifier,
     /// The base a LoRA adapter runs on, shared with every adapter of it the
     /// registry holds, and kept loaded while any of them is; `None` for a

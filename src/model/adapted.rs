@@ -71,7 +71,7 @@ impl LoraNet {
         })
     }
 
-    /// The adapter's settings.
+    /// Its rank, scaling, dropout and target layers.
     pub fn config(&self) -> &LoraConfig {
         &self.config
     }

@@ -69,7 +69,7 @@ struct Pass<'p, 'r> {
     precision: Precision,
     mode: &'p mut Mode<'r>,
     adapted: Adapted<'p>,
-    /// The block being run.
+    /// Index of the block being run (0-based): it picks each adapter's matrices.
     layer: usize,
 }
 

@@ -81,7 +81,7 @@ pub struct ModelFiles {
     pub config: PathBuf,
     /// `model.safetensors`, or the shards named by `model.safetensors.index.json`.
     pub weights: Vec<PathBuf>,
-    /// The tokenizer definition.
+    /// `tokenizer.json`, or GPT-2's `vocab.json` and `merges.txt`.
     pub tokenizer: TokenizerFiles,
 }
 
@@ -223,7 +223,8 @@ pub struct LoadedModel {
     pub weights: Weights,
     /// The tokenizer shipped with the model (pad id and length still to be set).
     pub tokenizer: TextTokenizer,
-    /// The layout found on disk.
+    /// How the weights file named the tensors: unprefixed (a base model such as the Hub's
+    /// `gpt2`) or `transformer.`-prefixed (a classifier).
     pub layout: WeightLayout,
     /// Whether the score head was newly made rather than loaded.
     pub new_head: bool,

@@ -49,7 +49,8 @@ pub enum ModelError {
     /// `config.json` is unreadable or inconsistent.
     #[error("{}: {reason}", file.display())]
     Config {
-        /// The config file.
+        /// The file at fault: `config.json`, or a sharded model's
+        /// `model.safetensors.index.json`.
         file: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -57,7 +58,7 @@ pub enum ModelError {
     /// The checkpoint is not a GPT-2.
     #[error("{}: unsupported {found}; tuneserve loads GPT-2 models (model_type \"gpt2\")", file.display())]
     UnsupportedArchitecture {
-        /// The config file.
+        /// The model's `config.json`.
         file: PathBuf,
         /// The model type or architecture found.
         found: String,
@@ -65,7 +66,7 @@ pub enum ModelError {
     /// A tensor the configuration calls for is absent.
     #[error("{}: missing tensor `{name}`", file.display())]
     MissingTensor {
-        /// The weights file.
+        /// The weights file; of a sharded model, its first shard (none holds the tensor).
         file: PathBuf,
         /// The tensor's name as it would appear in that file.
         name: String,
@@ -73,7 +74,7 @@ pub enum ModelError {
     /// A tensor has a different shape than the configuration calls for.
     #[error("{}: tensor `{name}` has shape {got:?}, expected {expected:?} from config.json", file.display())]
     WrongShape {
-        /// The weights file.
+        /// The weights file (of a sharded model, the shard) that holds the tensor.
         file: PathBuf,
         /// The tensor's name in that file.
         name: String,
@@ -85,19 +86,19 @@ pub enum ModelError {
     /// A weights file is not valid safetensors (truncated, corrupt).
     #[error("{}: not a valid safetensors file (truncated or corrupt?): {reason}", file.display())]
     Safetensors {
-        /// The weights file.
+        /// The file that does not read: a model's weights (or one shard), an adapter's tensors.
         file: PathBuf,
-        /// The parser's complaint.
+        /// The safetensors reader's message (naming the tensor when one tensor failed).
         reason: String,
     },
     /// A required file is not in the model folder.
     #[error("{}: no {what} found (looked for {looked_for})", dir.display())]
     MissingFile {
-        /// The model folder.
+        /// The local folder looked in (a file missing on the Hub is a [`ModelError::Hub`]).
         dir: PathBuf,
-        /// What was needed.
+        /// What was needed, in words (`model configuration`, `safetensors weights`, `tokenizer`).
         what: &'static str,
-        /// The file names tried.
+        /// The file names tried, as the message lists them (`a, b`: either; `a + b`: both).
         looked_for: String,
     },
     /// The model source is neither a folder nor a Hub id.
@@ -115,7 +116,7 @@ pub enum ModelError {
         /// What is wrong, naming the file or tensor at fault.
         reason: String,
     },
-    /// A tensor operation failed.
+    /// A tensor operation failed (out of device memory, a driver error).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -27,9 +27,10 @@ use super::{
 };
 use crate::data::{TextTokenizer, TokenizerFiles};
 
-/// The adapter's settings file.
+/// The adapter's settings as PEFT writes them (rank, alpha, targets, base model); a
+/// folder holding it is an adapter folder.
 pub const CONFIG_FILE: &str = "adapter_config.json";
-/// The adapter's tensors.
+/// The adapter's tensors, named as PEFT names them: its A and B matrices and its head.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 /// What PEFT puts before every canonical tensor name.
 const KEY_PREFIX: &str = "base_model.model.";

@@ -60,7 +60,7 @@ pub fn export(model: &LoadedModel, out: &Path, card: &ModelCard) -> Result<(), M
 /// copied).
 #[derive(Debug, Clone, Copy)]
 pub enum Trained<'a> {
-    /// A whole classifier.
+    /// Every weight, written in Hugging Face's classifier layout (a model that loads alone).
     Full(&'a Weights),
     /// A LoRA adapter, in PEFT's layout.
     Adapter(&'a Adapter),

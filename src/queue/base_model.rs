@@ -36,7 +36,8 @@ pub enum BaseModelError {
     /// A model of this service whose files are gone.
     #[error("model `{0}` is registered but its files are missing")]
     Missing(String),
-    /// The store could not be asked.
+    /// Looking the name up among this service's models failed: no fault of the name, so a
+    /// job retries it.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

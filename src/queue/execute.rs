@@ -26,19 +26,20 @@ use crate::train::{
 /// Everything the thread needs, owned.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    /// The model id to export under.
+    /// The id the trained model will get (`model-…`, with the job's `suffix`), new for
+    /// each attempt; `model_dir` is named after it.
     pub model_id: String,
     /// Where the base model comes from.
     pub base_model: ModelSource,
     /// The base model and datasets as named by the user, for the model card.
     pub provenance: Provenance,
-    /// Normalised training data.
+    /// The training dataset's normalised JSONL copy.
     pub train_path: PathBuf,
-    /// Normalised evaluation data.
+    /// The evaluation dataset's normalised JSONL copy, if the job evaluates.
     pub eval_path: Option<PathBuf>,
     /// The training dataset's class names.
     pub labels: Vec<String>,
-    /// The run's settings.
+    /// The job's hyperparameters as stored (defaults filled in at submission).
     pub hyperparameters: Hyperparameters,
     /// Where the job's checkpoints go (and are resumed from).
     pub checkpoint_dir: PathBuf,
@@ -57,7 +58,7 @@ pub(crate) struct Plan {
 /// What the thread sends.
 #[derive(Debug)]
 pub(crate) enum FromTrainer {
-    /// A trainer event.
+    /// A trainer event, for the worker to record (log, metrics, progress, checkpoints).
     Event(TrainEvent),
     /// Writing the model failed on a cause that may pass; it is tried again
     /// after `delay` (the trained weights wait in memory).
@@ -67,7 +68,7 @@ pub(crate) enum FromTrainer {
         /// How long until the next try.
         delay: Duration,
     },
-    /// The end of the run.
+    /// The last message, sent once however the run ended.
     Done(Result<Executed, JobError>),
 }
 
@@ -83,7 +84,7 @@ pub(crate) enum JobError {
     /// The base model's name does not resolve.
     #[error("base_model `{name}`: {source}")]
     BaseModelName {
-        /// The base model as named.
+        /// The job's `base_model`, as submitted.
         name: String,
         /// Why it does not resolve.
         source: BaseModelError,
@@ -91,14 +92,15 @@ pub(crate) enum JobError {
     /// A stored dataset could not be read.
     #[error("reading {}: {source}", path.display())]
     Data {
-        /// The dataset's file.
+        /// The dataset's normalised JSONL copy in the data folder.
         path: PathBuf,
         source: DatasetError,
     },
-    /// The base model did not load.
+    /// The base model did not load (files missing or damaged, not a GPT-2, the Hub out of
+    /// reach); the [`ModelError`]'s cause decides whether a retry may help.
     #[error("loading the base model {source_name}: {source}")]
     BaseModel {
-        /// The base model as named.
+        /// The job's `base_model`, as submitted.
         source_name: String,
         source: ModelError,
     },
@@ -141,14 +143,16 @@ impl JobError {
     }
 }
 
-/// A finished run.
+/// A run that ended without an error: completed, stopped early, or stopped at the
+/// worker's asking (then without a model).
 #[derive(Debug)]
 pub(crate) struct Executed {
     /// How it ended.
     pub finish: Finish,
     /// The exported model, ready to serve (absent when stopped).
     pub model: Option<Arc<ServedModel>>,
-    /// The last evaluation.
+    /// The last evaluation's metrics: what `promote: if_better` compares and the model
+    /// records; `None` when the job did not evaluate.
     pub final_metrics: Option<EvalMetrics>,
     /// The step of the best checkpoint (by `metric_for_best_model`), if any.
     pub best_step: Option<usize>,

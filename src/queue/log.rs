@@ -12,7 +12,7 @@ use crate::store::{EventRow, Fence, NewEvent, Store, StoreError};
 /// the store, in order).
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
-    /// The job the entry belongs to.
+    /// The job whose log grew; a reader following another job ignores the announcement.
     pub job_id: String,
 }
 

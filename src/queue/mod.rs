@@ -78,7 +78,7 @@ impl Backoff {
 }
 
 impl QueueConfig {
-    /// The lease in milliseconds.
+    /// `lease` in milliseconds, as the store takes it (`i64::MAX` past that range).
     pub fn lease_ms(&self) -> i64 {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }

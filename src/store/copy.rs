@@ -14,9 +14,9 @@ use super::{Backend, Store, StoreError};
 /// How many rows of a table were copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
-    /// The table.
+    /// The table's name in the schema.
     pub table: &'static str,
-    /// Its rows.
+    /// Rows copied: all the source's snapshot held.
     pub rows: u64,
 }
 

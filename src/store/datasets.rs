@@ -11,7 +11,7 @@ use crate::data::DatasetFormat;
 
 text_enum!(impl DatasetFormat);
 
-/// An uploaded dataset.
+/// A dataset as stored: uploaded or imported, its rows parsed and copied as JSONL.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DatasetRow {
     /// `ds-` and 16 hex digits.
@@ -28,7 +28,7 @@ pub struct DatasetRow {
     /// Examples per class name.
     #[sqlx(json)]
     pub label_counts: BTreeMap<String, i64>,
-    /// The normalised JSONL copy on disk.
+    /// The normalised JSONL copy, relative to the data folder.
     pub path: String,
     /// Upload time (Unix ms).
     pub created_at: i64,
@@ -49,14 +49,15 @@ pub struct NewDataset {
     pub labels: Vec<String>,
     /// Examples per class.
     pub label_counts: BTreeMap<String, i64>,
-    /// The normalised copy on disk.
+    /// The normalised JSONL copy, relative to the data folder.
     pub path: String,
 }
 
 const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, created_at";
 
 impl Store {
-    /// Records an uploaded dataset.
+    /// Records a dataset whose normalised copy is already written; the row as stored
+    /// (`created_at` now).
     pub async fn insert_dataset(&self, new: NewDataset) -> Result<DatasetRow, StoreError> {
         let sql = format!(
             "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, created_at)
@@ -80,7 +81,7 @@ impl Store {
         })
     }
 
-    /// One dataset.
+    /// The dataset `id`; [`StoreError::NotFound`] when there is none.
     pub async fn get_dataset(&self, id: &str) -> Result<DatasetRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
         let row: Option<DatasetRow> = with_pool!(self, |pool, Db| {

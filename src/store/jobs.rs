@@ -37,7 +37,7 @@ impl JobStatus {
 pub struct JobRow {
     /// `job-` and 16 hex digits.
     pub id: String,
-    /// Where it stands.
+    /// Where it is in its life; `lease_owner` is set while it is `running`, and only then.
     pub status: JobStatus,
     /// The base model as submitted (Hub id, model id or folder).
     pub base_model: String,
@@ -60,9 +60,10 @@ pub struct JobRow {
     pub lease_owner: Option<String>,
     /// When the lease runs out (Unix ms); `None` unless running.
     pub lease_expires_at: Option<i64>,
-    /// A client asked to cancel.
+    /// Raised by `POST /jobs/{id}/cancel`; a running job's worker stops at its next
+    /// heartbeat. A retry clears it.
     pub cancel_requested: bool,
-    /// Training progress.
+    /// Training progress, written at each logging window and when an attempt starts.
     #[sqlx(flatten)]
     pub progress: Progress,
     /// Why it failed (or why the last attempt did); `None` otherwise.
@@ -85,7 +86,8 @@ pub struct JobRow {
 /// Training progress of a job.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Progress {
-    /// Optimizer steps done.
+    /// Optimizer steps done as of the last logging window (at an attempt's start, the step
+    /// it starts from).
     pub step: i64,
     /// Optimizer steps planned; `None` until training has started.
     pub total_steps: Option<i64>,
@@ -100,9 +102,9 @@ pub struct Progress {
 /// What [`Store::insert_job`] records.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// The id to store it under.
+    /// `job-` and 16 hex digits, made by the caller with [`super::new_id`].
     pub id: String,
-    /// The base model as submitted.
+    /// As the client named it; resolved again when each attempt starts.
     pub base_model: String,
     /// Training dataset id (must exist).
     pub train_dataset: String,
@@ -145,7 +147,7 @@ impl Fence {
 /// A job the rescuer moved after its lease expired.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Rescued {
-    /// Its id.
+    /// The job's id (`job-…`), for the log entry the rescuer writes.
     #[sqlx(rename = "id")]
     pub job_id: String,
     /// Its new status (`queued`, `failed` or `cancelled`).
@@ -208,7 +210,7 @@ impl Store {
         })
     }
 
-    /// One job.
+    /// The job `id`; [`StoreError::NotFound`] when there is none.
     pub async fn get_job(&self, id: &str) -> Result<JobRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
         let row: Option<JobRow> = with_pool!(self, |pool, Db| {

@@ -15,7 +15,7 @@ use super::{now_ms, with_pool, Fence, JobRow, JobStatus, Progress, Rescued, Stor
 pub enum Lease {
     /// Renewed; `cancel_requested` when a client asked to cancel the job.
     Held {
-        /// A client asked to cancel.
+        /// Whether a client raised the job's cancel flag (then the worker stops).
         cancel_requested: bool,
     },
     /// Another attempt (or the rescuer) took the job: stop, write nothing.

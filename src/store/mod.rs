@@ -68,7 +68,7 @@ pub enum StoreError {
     NotFound {
         /// The kind of row (`dataset`, `job`, `model`).
         what: &'static str,
-        /// The id asked for.
+        /// The id looked up, as the caller gave it.
         id: String,
     },
     /// The row is in a state that forbids the change (cancelling a finished

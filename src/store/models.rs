@@ -16,7 +16,7 @@ use super::{now_ms, with_pool, Fence, Store, StoreError};
 pub struct ModelRow {
     /// `model-`, the job's suffix if any, and 16 hex digits.
     pub id: String,
-    /// The job that made it.
+    /// The job that trained it (`job-…`); its hyperparameters and datasets say how.
     pub job_id: String,
     /// The base model that job started from.
     pub base_model: String,
@@ -38,15 +38,15 @@ pub struct ModelRow {
 /// What [`Store::finish_succeeded`] registers.
 #[derive(Debug, Clone)]
 pub struct NewModel {
-    /// The id to register it under.
+    /// The id the job's plan made (`model-…`); its folder is named after it.
     pub id: String,
-    /// The base model of the job.
+    /// The job's `base_model`, as submitted.
     pub base_model: String,
     /// Class names, by label id.
     pub labels: Vec<String>,
     /// The final evaluation, if the job had an evaluation set.
     pub metrics: Option<Value>,
-    /// Its folder.
+    /// Its folder (Hugging Face classifier layout), relative to the data folder.
     pub path: String,
 }
 
@@ -172,7 +172,7 @@ impl Store {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
-    /// One model.
+    /// The model `id`; [`StoreError::NotFound`] when there is none.
     pub async fn get_model(&self, id: &str) -> Result<ModelRow, StoreError> {
         let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1");
         let row: Option<ModelRow> = with_pool!(self, |pool, Db| {

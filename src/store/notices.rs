@@ -47,7 +47,8 @@ impl Store {
 }
 
 impl Notices {
-    /// The next announcement.
+    /// Waits for the next announcement; [`Notice::Missed`] when the connection dropped
+    /// (the next call connects again).
     pub async fn recv(&mut self) -> Result<Notice, StoreError> {
         let Some(n) = self.listener.try_recv().await? else {
             return Ok(Notice::Missed);

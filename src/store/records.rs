@@ -19,7 +19,7 @@ text_enum! {
     pub enum Split {
         /// A training-loss logging window.
         Train,
-        /// An evaluation.
+        /// An evaluation's numbers (loss, accuracy, macro F1, …); step 0 is the baseline.
         Eval,
     }
 }
@@ -67,7 +67,8 @@ text_enum! {
         Error,
         /// A client asked for a cancel.
         CancelRequested,
-        /// The job was cancelled.
+        /// A worker stopped the running job at a client's request (a queued job's cancel logs
+        /// only `cancel_requested`).
         Cancelled,
         /// A client queued the failed job again.
         Retried,
@@ -94,12 +95,12 @@ pub struct MetricRow {
     pub data: Value,
 }
 
-/// A job log entry.
+/// A job log entry as stored (the API's `JobEvent`, `seq` its id).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct EventRow {
     /// Increasing over the whole log (the SSE event id).
     pub seq: i64,
-    /// The attempt it belongs to.
+    /// The job's attempt when it was written (0 before the first start).
     pub attempt: i64,
     /// How much it matters.
     pub level: Level,
@@ -114,7 +115,7 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
-/// A job log entry to add.
+/// A job log entry to add; the store numbers and dates it and stamps the job's attempt.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     /// How much it matters.
@@ -123,7 +124,7 @@ pub struct NewEvent {
     pub kind: EventKind,
     /// Human-readable text.
     pub message: String,
-    /// Structured details.
+    /// Structured details, when the kind has any (see [`EventKind`]).
     pub data: Option<Value>,
 }
 
@@ -139,12 +140,13 @@ impl NewEvent {
     }
 }
 
-/// A checkpoint kept on disk.
+/// A checkpoint on disk: rows go when pruning deletes the folder, under
+/// `save_total_limit` or `keep_checkpoints`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CheckpointRow {
-    /// Its optimizer step.
+    /// The optimizer step it was written after (its `step-N` folder).
     pub step: i64,
-    /// Its folder.
+    /// Its folder, relative to the data folder.
     pub path: String,
     /// The evaluation at that step; `None` when none ran there.
     #[sqlx(json(nullable))]
@@ -259,7 +261,8 @@ impl Store {
         })
     }
 
-    /// Records a written checkpoint.
+    /// Records a written checkpoint (a step recorded before is overwritten); `false` when
+    /// the fence no longer holds.
     pub async fn add_checkpoint(
         &self,
         fence: &Fence,

@@ -30,7 +30,7 @@ pub struct TrainerState {
     pub tokens: u64,
     /// Best value of `metric_for_best_model` so far.
     pub best_metric: Option<f64>,
-    /// The step it was reached at.
+    /// The step `best_metric` was reached at; a checkpoint there is never pruned.
     pub best_step: Option<usize>,
     /// Evaluations since the best one (early stopping's counter).
     pub evals_without_improvement: usize,

@@ -104,7 +104,8 @@ pub struct Hyperparameters {
     pub shuffle: bool,
     /// Group training examples of similar length into the same batch.
     pub group_by_length: bool,
-    /// When to evaluate.
+    /// When to evaluate besides the baseline at step 0: each epoch's end, every
+    /// `eval_steps`, or never. Ignored without an eval set.
     #[schema(inline)]
     pub eval_strategy: Strategy,
     /// Evaluate every this many steps when `eval_strategy` is `steps`.
@@ -170,7 +171,8 @@ impl Default for Hyperparameters {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("hyperparameters.{field}: {reason}")]
 pub struct InvalidHyperparameter {
-    /// The field's name.
+    /// The field's name, as in the JSON (`learning_rate`); the API names
+    /// `hyperparameters.{field}` as the 422's `param`.
     pub field: &'static str,
     /// Why it is refused.
     pub reason: String,
@@ -193,7 +195,7 @@ fn check(ok: bool, field: &'static str, reason: &str) -> Result<(), InvalidHyper
 /// drift apart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bound {
-    /// The field.
+    /// The field's name, as in the JSON and the OpenAPI schema (`learning_rate`).
     pub field: &'static str,
     /// The least value allowed (or, with `exclusive_min`, the greatest not allowed).
     pub min: f64,

@@ -49,7 +49,8 @@ pub enum TrainError {
     /// The data cannot be trained on (for example, no examples, unknown label).
     #[error("data: {0}")]
     Data(String),
-    /// A tensor operation failed.
+    /// A tensor operation failed (out of device memory, a driver error, shapes that do
+    /// not fit); whether a retry helps is unknown.
     #[error("training step failed: {0}")]
     Candle(#[from] candle_core::Error),
     /// Tokenization failed.
@@ -66,7 +67,8 @@ pub enum TrainError {
     WritingCheckpoint {
         /// The optimizer step it was for.
         step: usize,
-        /// Why.
+        /// What failed (the model, optimizer or state file); `step-{step}` was not put in
+        /// place.
         source: Box<TrainError>,
     },
     /// A file could not be written or read.
@@ -75,7 +77,7 @@ pub enum TrainError {
     /// The loss became NaN or infinite.
     #[error("loss is not finite at step {step} (try a lower learning_rate)")]
     NonFiniteLoss {
-        /// The optimizer step.
+        /// The optimizer step (1-based) being taken; nothing of it was applied.
         step: usize,
     },
 }
@@ -127,7 +129,7 @@ pub struct EvalLog {
     pub step: usize,
     /// Fractional epoch.
     pub epoch: f64,
-    /// The metrics.
+    /// Loss, accuracy, macro F1, per-class precision and recall, the confusion matrix.
     pub metrics: EvalMetrics,
     /// Seconds the evaluation took (0 in logs written before it was recorded).
     #[serde(default)]
@@ -139,7 +141,7 @@ pub struct EvalLog {
 pub enum TrainEvent {
     /// A checkpoint was skipped while looking for one to resume from.
     CheckpointSkipped {
-        /// Its folder.
+        /// The `step-N` folder that does not load.
         path: PathBuf,
         /// Why it does not load (naming the file at fault).
         reason: String,
@@ -148,9 +150,9 @@ pub enum TrainEvent {
     /// up to it (steps and evaluations), so an observer that missed them (a new
     /// attempt of a job) can record them.
     Resumed {
-        /// The checkpoint's folder.
+        /// The `step-N` folder it resumes from.
         path: PathBuf,
-        /// Its optimizer step.
+        /// Its optimizer step; the run continues with the next one.
         step: usize,
         /// Logged steps and evaluations up to that step.
         history: History,
@@ -168,15 +170,16 @@ pub enum TrainEvent {
         /// The step a resumed run continues after (0 for a fresh run).
         start_step: usize,
     },
-    /// A logging window ended.
+    /// A logging window ended: every `logging_steps` optimizer steps, and at the last.
     Step(StepLog),
-    /// An evaluation finished.
+    /// An evaluation finished: the baseline at step 0 of a fresh run, then as
+    /// `eval_strategy` says (only with an eval set).
     Eval(EvalLog),
     /// A checkpoint was written (fsynced and renamed into place).
     Checkpoint {
         /// Step of the checkpoint.
         step: usize,
-        /// Its folder.
+        /// The `step-N` folder under the run's checkpoint folder.
         path: PathBuf,
         /// The evaluation taken at that step, if one was.
         eval: Option<EvalMetrics>,
@@ -185,12 +188,12 @@ pub enum TrainEvent {
     CheckpointRemoved {
         /// Step of the checkpoint.
         step: usize,
-        /// Its former folder.
+        /// The `step-N` folder deleted.
         path: PathBuf,
     },
     /// Training stopped early: no improvement for `early_stopping_patience` evaluations.
     EarlyStopped {
-        /// The last step taken.
+        /// The last step taken; a checkpoint is written there.
         step: usize,
     },
 }
@@ -218,7 +221,8 @@ pub enum Finish {
     Completed,
     /// Early stopping ended the run.
     EarlyStopped,
-    /// The observer asked to stop.
+    /// [`Observer::should_stop`] said so (in the service: a cancel, a shutdown, a lost
+    /// lease).
     Stopped,
 }
 
@@ -236,7 +240,8 @@ pub struct TrainOutcome {
     pub adapter: Option<crate::model::Adapter>,
     /// The model's configuration as trained (labels, dropout).
     pub config: crate::model::Gpt2Config,
-    /// The model's tokenizer.
+    /// The starting model's tokenizer as loaded (the run's `max_length` and padding
+    /// are not applied to it).
     pub tokenizer: crate::data::TextTokenizer,
     /// The last evaluation, if any.
     pub final_metrics: Option<EvalMetrics>,
@@ -249,7 +254,7 @@ pub struct TrainOutcome {
     pub history: History,
     /// Where this run's time went.
     pub timing: RunTiming,
-    /// The run's settings.
+    /// The hyperparameters the run used (the exported model card records them).
     pub hyperparameters: Hyperparameters,
 }
 

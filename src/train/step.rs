@@ -18,7 +18,7 @@ use crate::model::{embedding_gradient, BatchInput, Gpt2ForSequenceClassification
 /// One micro-batch on the model's device (and on the host, to be packed with
 /// others).
 pub struct MicroBatch {
-    /// The padded texts.
+    /// The padded token ids, attention mask and pooling rows, on the model's device.
     pub input: BatchInput,
     /// Class ids `[batch]` (u32).
     pub labels: Tensor,

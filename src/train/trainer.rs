@@ -37,7 +37,8 @@ pub struct TrainSpec<'a> {
     pub train: &'a [Example],
     /// Evaluation examples, if any.
     pub eval: Option<&'a [Example]>,
-    /// The run's settings.
+    /// The run's hyperparameters; [`Trainer::new`] checks them, for the model's device
+    /// too, before anything else.
     pub hyperparameters: &'a Hyperparameters,
     /// Where `step-N/` checkpoints go.
     pub checkpoint_dir: PathBuf,

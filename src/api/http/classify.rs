@@ -18,7 +18,7 @@ use crate::store::StoreError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Inputs {
-    /// A single text.
+    /// A single text (`predictions` then holds one).
     One(String),
     /// Several texts.
     Many(Vec<String>),

@@ -18,7 +18,7 @@ use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat
 use crate::hub::HubError;
 use crate::store::{new_id, DatasetRow, NewDataset};
 
-/// A stored dataset.
+/// A labelled dataset, parsed and stored at upload or import; jobs name it by `id`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Dataset {
     /// `ds-` and 16 hex digits: what jobs name it by.
@@ -138,7 +138,7 @@ pub struct ImportRequest {
     pub repo: String,
     /// The split (`train`, `test`, …).
     pub split: String,
-    /// A name to remember it by.
+    /// The dataset's `name` in listings; `repo:split`, as given, when absent.
     pub name: Option<String>,
 }
 

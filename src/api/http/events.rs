@@ -22,12 +22,12 @@ use crate::api::{ApiError, AppState, Json, Query};
 use crate::queue::LoggedEvent;
 use crate::store::{EventKind, EventRow, Level};
 
-/// A job log entry.
+/// One entry of a job's log; over SSE, the `data` of an event named by its `kind`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobEvent {
     /// Increasing id (also the SSE `id`).
     pub id: i64,
-    /// The attempt it belongs to.
+    /// The job's attempt when it was written (0 before the first start, as for `created`).
     pub attempt: i64,
     /// How much it matters.
     pub level: Level,
@@ -57,14 +57,15 @@ impl From<EventRow> for JobEvent {
     }
 }
 
-/// A page of a job's log.
+/// Up to `limit` entries of a job's log after `after`; an empty `data` means none yet.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobEventList {
     /// Entries, oldest first.
     pub data: Vec<JobEvent>,
 }
 
-/// Log paging.
+/// The query of `GET /jobs/{id}/events`; `after` also starts a live stream, ahead of
+/// `Last-Event-ID`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventParams {

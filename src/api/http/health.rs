@@ -13,7 +13,7 @@ use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json};
 use crate::model::DeviceInfo;
 
-/// The service's state.
+/// What `/health` reports: storage, the models held in memory, the devices in use.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when storage is in trouble (the service still
@@ -33,7 +33,7 @@ pub struct Health {
     pub loaded_adapters: usize,
     /// Bytes of those adapters' tensors.
     pub loaded_adapter_bytes: usize,
-    /// The data folder's state.
+    /// Whether the database takes writes and how much disk the data folder has left.
     pub storage: Storage,
     /// The devices in use: one training worker each, and `/classify`'s.
     pub devices: Vec<DeviceHealth>,

@@ -23,7 +23,8 @@ pub(super) fn flatten(step: i64, epoch: f64, data: &serde_json::Value) -> serde_
     out.into()
 }
 
-/// A job's metrics.
+/// Everything a job has logged so far, each list by step (an `eval` at step 0 is the
+/// baseline, before training).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobMetrics {
     /// Per logging window: step, epoch, loss, learning_rate, grad_norm, tokens, tokens_per_second,
@@ -59,7 +60,7 @@ pub async fn metrics(
     }))
 }
 
-/// A kept checkpoint.
+/// A checkpoint still on disk; a later attempt resumes from the newest one that loads.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Checkpoint {
     /// The optimizer step it was written after (1-based; `step-N` folder).
@@ -74,7 +75,8 @@ pub struct Checkpoint {
     pub created_at: String,
 }
 
-/// A job's kept checkpoints.
+/// A job's checkpoints still on disk: `save_total_limit` prunes them while it runs,
+/// `keep_checkpoints` once it has succeeded.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckpointList {
     /// By step.

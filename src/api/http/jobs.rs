@@ -15,7 +15,8 @@ use crate::job::JobSettings;
 use crate::queue::{local_config, BaseModelError};
 use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 
-/// A job to submit.
+/// The body of `POST /jobs`. Everything is checked before the job is queued; a field
+/// refused is named in the 422's `param`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
@@ -42,7 +43,8 @@ pub struct CreateJob {
 /// Training progress.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobProgress {
-    /// Optimizer steps done.
+    /// Optimizer steps done as of the last logging window (at an attempt's start, the step
+    /// it starts from).
     pub step: i64,
     /// Optimizer steps planned (known once training starts).
     pub total_steps: Option<i64>,
@@ -50,7 +52,7 @@ pub struct JobProgress {
     pub epoch: Option<f64>,
     /// Real training tokens seen.
     pub tokens: i64,
-    /// Recent throughput.
+    /// Real training tokens per second over the last logging window; null before the first.
     pub tokens_per_second: Option<f64>,
     /// Estimated seconds left while running.
     pub eta_seconds: Option<f64>,

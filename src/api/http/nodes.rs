@@ -10,7 +10,7 @@ use super::timestamp;
 use crate::api::{ApiError, AppState, Json};
 use crate::store::JobStatus;
 
-/// A live node.
+/// A tuneserve process on this database, as its last heartbeat left it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Node {
     /// Its `--node-id`.
@@ -21,7 +21,7 @@ pub struct Node {
     pub started_at: String,
     /// Its last heartbeat (RFC 3339, by the database's clock).
     pub last_seen: String,
-    /// The jobs it runs now.
+    /// Ids of the `running` jobs whose lease one of its workers holds.
     pub running_jobs: Vec<String>,
     /// Whether it is the node that answered.
     pub this_node: bool,

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use crate::api::ApiError;
 use crate::store::StoreError;
 
-/// A page of a list.
+/// The query of `GET /datasets` and `GET /models` (`/jobs` takes [`JobListParams`]).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -39,7 +39,7 @@ pub struct JobListParams {
 }
 
 impl JobListParams {
-    /// The paging part of the query.
+    /// Its `limit` and `after`, checked and applied as for every other list.
     pub fn page(&self) -> PageParams {
         PageParams {
             limit: self.limit,

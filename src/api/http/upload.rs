@@ -19,7 +19,7 @@ use crate::api::{ApiError, AppState};
 use crate::atomic::IoError;
 use crate::data::{Dataset, DatasetError, DatasetFormat, ParseOptions};
 
-/// Upload options.
+/// The query of `POST /datasets` (the body is the file, raw or as a multipart form).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -27,7 +27,7 @@ pub struct UploadParams {
     /// `jsonl` or `csv` (default: the file name's extension in a multipart
     /// form, else `Content-Type`, else the content's look).
     pub format: Option<String>,
-    /// A name to remember the dataset by.
+    /// Shown as the dataset's `name`; null when absent.
     pub name: Option<String>,
     /// Drop rows whose text is empty (counted, not refused); default false.
     /// The Kaggle CSV of the tweets has one such row.

@@ -66,7 +66,8 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
-/// The dashboard's routes.
+/// `/` (a redirect to `/ui/jobs`) and the `/ui` pages and assets, all open without
+/// the API key.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/jobs") }))

@@ -99,9 +99,10 @@ pub enum DatasetError {
     /// Reading a dataset file failed.
     #[error("{}: cannot read dataset: {source}", path.display())]
     Read {
-        /// The file.
+        /// The file [`super::Dataset::from_path`] was given (a stored copy, a Hub download).
         path: PathBuf,
-        /// The operating system's error.
+        /// The OS error; its kind tells whether a job's retry may help
+        /// ([`crate::fault::io_cause`]).
         source: std::io::Error,
     },
     /// The text given as a dataset repository is not a Hub id.
@@ -120,9 +121,9 @@ pub enum DatasetError {
         tried.join(", ")
     )]
     Hub {
-        /// The dataset repository.
+        /// The repository as given (`owner/name`, optionally `@revision`).
         repo: String,
-        /// The split asked for.
+        /// The split as given (`train`, `test`, …); the files tried are named after it.
         split: String,
         /// The files tried, in order.
         tried: Vec<String>,

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use super::DatasetError;
 
-/// The file format of a dataset.
+/// A dataset file's format: JSONL or CSV (a stored copy is always JSONL).
 #[derive(
     Debug,
     Clone,

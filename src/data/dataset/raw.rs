@@ -32,7 +32,8 @@ pub(crate) struct RawRow {
     pub line: usize,
     /// The text, verbatim.
     pub text: String,
-    /// The label as written.
+    /// The label as written (a JSON integer or a string), resolved to a class id by
+    /// [`super::labels`].
     pub label: RawLabel,
     /// The `label_text` field, trimmed, when present and not empty.
     pub label_text: Option<String>,

@@ -25,7 +25,8 @@ pub(super) struct Dst {
 // `sgemm_with` holds the unique borrow of `C` until they have all finished.
 unsafe impl Sync for Dst {}
 
-/// See the module docs.
+/// The work of one slice (see the module docs): rows `0..m` of `C`, its columns
+/// `jc..jc + nb`, depth `pc..pc + kb` of the product; `accumulate` adds to `C`.
 pub(super) struct Block {
     pub kern: Kernel,
     pub m: usize,

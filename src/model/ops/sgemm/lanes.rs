@@ -13,7 +13,7 @@
 /// the methods of a type whose [`Lanes::available`] returned true, and every
 /// pointer must be valid for `WIDTH` consecutive `f32` reads or writes.
 pub(super) unsafe trait Lanes {
-    /// The register type.
+    /// The register type (`__m512`, `__m256`, or `[f32; 8]` for the portable one).
     type V: Copy;
     /// `f32` per register.
     const WIDTH: usize;

@@ -28,9 +28,9 @@ use block::{Block, Dst};
 pub struct MatRef<'a> {
     /// The elements (the view may use any part of them).
     pub data: &'a [f32],
-    /// Distance between rows.
+    /// Elements between one row and the next (the column count, row-major).
     pub rs: usize,
-    /// Distance between columns.
+    /// Elements between one column and the next (1, row-major).
     pub cs: usize,
 }
 
@@ -53,7 +53,7 @@ impl<'a> MatRef<'a> {
         }
     }
 
-    /// The transpose of this view.
+    /// The transpose of this view: the strides swapped, nothing copied.
     fn t(self) -> Self {
         Self {
             data: self.data,
