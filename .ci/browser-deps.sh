@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the dashboard's browser tests (tests/it/browser.rs) need, only
+# Installs what the node-driven tests need (the dashboard's browser tests,
+# tests/it/browser.rs; the OpenAPI tool checks, tests/it/openapi_tools.rs), only
 # where it is missing: Debian's Chromium (apt) and Playwright's core library
 # (npm ci in tests/browser). Playwright never downloads a browser here: the
 # tests drive /usr/bin/chromium. Running it again changes nothing.
@@ -29,4 +30,12 @@ installed=tests/browser/node_modules/.package-lock.json
 if [ ! -f "$installed" ] || [ tests/browser/package-lock.json -nt "$installed" ]; then
   echo "== npm ci (tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+# The OpenAPI linters and type generator (tests/it/openapi_tools.rs), pinned
+# in tests/openapi/package.json, likewise only when the lock file changed.
+installed=tests/openapi/node_modules/.package-lock.json
+if [ ! -f "$installed" ] || [ tests/openapi/package-lock.json -nt "$installed" ]; then
+  echo "== npm ci (tests/openapi)"
+  (cd tests/openapi && npm ci --no-audit --no-fund)
 fi

@@ -80,6 +80,7 @@ impl JobOptions {
         max: Some(100.0),
         exclusive_min: false,
         exclusive_max: false,
+        integer: true,
     }];
 
     /// Checks every field's range; the first violation names its field.
@@ -145,10 +146,22 @@ impl JobSettings {
     }
 }
 
+/// One part of the settings from its fields. A number of the wrong type or
+/// sign (`"three"`, `-3` for a count) is answered in the words its range is
+/// (`must be an integer ≥ 0`); other problems (an unknown field or variant) in
+/// serde's.
 fn part<T: serde::de::DeserializeOwned>(object: Map<String, Value>) -> Result<T, SettingsError> {
-    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| SettingsError {
-        path: e.path().to_string(),
-        message: e.into_inner().to_string(),
+    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        let path = e.path().to_string();
+        let serde_says = e.into_inner().to_string();
+        let wrong_value =
+            serde_says.starts_with("invalid type") || serde_says.starts_with("invalid value");
+        let bound = JobSettings::bounds().find(|b| b.field == path);
+        let message = match bound {
+            Some(b) if wrong_value => b.describe(),
+            _ => serde_says,
+        };
+        SettingsError { path, message }
     })
 }
 
@@ -219,6 +232,14 @@ mod tests {
         assert_eq!(err.path, "lora.r");
         let err = JobSettings::from_object(object(json!({"promote": "sometimes"}))).unwrap_err();
         assert_eq!(err.path, "promote");
+        // A wrong type reads as the range does.
+        let err = JobSettings::from_object(object(json!({"warmup_steps": -3}))).unwrap_err();
+        assert_eq!(err.to_string(), "warmup_steps: must be an integer ≥ 0");
+        let err = JobSettings::from_object(object(json!({"lora": {"alpha": "x"}}))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "lora.alpha: must be a number > 0 and ≤ 1000000"
+        );
         let too_many = JobSettings {
             options: JobOptions {
                 max_attempts: 101,

@@ -205,6 +205,8 @@ pub struct Bound {
     pub exclusive_min: bool,
     /// Whether `max` itself is refused.
     pub exclusive_max: bool,
+    /// Whether only whole numbers are taken (else any real number).
+    pub integer: bool,
 }
 
 const fn range(field: &'static str, min: f64, max: f64) -> Bound {
@@ -214,6 +216,7 @@ const fn range(field: &'static str, min: f64, max: f64) -> Bound {
         max: Some(max),
         exclusive_min: false,
         exclusive_max: false,
+        integer: true,
     }
 }
 
@@ -224,6 +227,15 @@ const fn at_least(field: &'static str, min: f64) -> Bound {
         max: None,
         exclusive_min: false,
         exclusive_max: false,
+        integer: true,
+    }
+}
+
+/// `b` for a real-valued field.
+const fn real(b: Bound) -> Bound {
+    Bound {
+        integer: false,
+        ..b
     }
 }
 
@@ -243,20 +255,27 @@ impl Bound {
         v.is_finite() && above && below
     }
 
-    /// The range in words (`must be between 1 and 100`).
+    /// What the field takes, in words: `must be an integer ≥ 0`, `must be a
+    /// number > 0 and ≤ 1`. A value of the wrong type and one out of range are
+    /// answered alike.
     pub fn describe(&self) -> String {
-        let low = if self.exclusive_min { ">" } else { ">=" };
-        match self.max {
-            None if !self.exclusive_min => format!("must be at least {}", self.min),
-            None => format!("must be {low} {}", self.min),
+        let kind = if self.integer {
+            "an integer"
+        } else {
+            "a number"
+        };
+        let low = if self.exclusive_min { ">" } else { "≥" };
+        let range = match self.max {
+            None => format!("{low} {}", self.min),
             Some(max) if !self.exclusive_min && !self.exclusive_max => {
-                format!("must be between {} and {max}", self.min)
+                format!("from {} to {max}", self.min)
             }
             Some(max) => {
-                let high = if self.exclusive_max { "<" } else { "<=" };
-                format!("must be {low} {} and {high} {max}", self.min)
+                let high = if self.exclusive_max { "<" } else { "≤" };
+                format!("{low} {} and {high} {max}", self.min)
             }
-        }
+        };
+        format!("must be {kind} {range}")
     }
 }
 
@@ -264,16 +283,16 @@ impl Hyperparameters {
     /// Every numeric field's range (optional fields are checked when set).
     pub const BOUNDS: [Bound; 19] = [
         range("epochs", 1.0, 1000.0),
-        Bound {
+        real(Bound {
             exclusive_min: true,
             ..range("learning_rate", 0.0, 1.0)
-        },
+        }),
         range("batch_size", 1.0, 4096.0),
         range("gradient_accumulation_steps", 1.0, 4096.0),
         at_least("max_length", 1.0),
         at_least("warmup_steps", 0.0),
-        range("weight_decay", 0.0, 1.0),
-        at_least("max_grad_norm", 0.0),
+        real(range("weight_decay", 0.0, 1.0)),
+        real(at_least("max_grad_norm", 0.0)),
         at_least("train_subset", 1.0),
         at_least("eval_subset", 1.0),
         at_least("eval_steps", 1.0),
@@ -281,19 +300,19 @@ impl Hyperparameters {
         at_least("save_total_limit", 1.0),
         at_least("early_stopping_patience", 1.0),
         at_least("logging_steps", 1.0),
-        Bound {
+        real(Bound {
             exclusive_max: true,
             ..range("dropout", 0.0, 1.0)
-        },
+        }),
         range("lora.r", 1.0, 1024.0),
-        Bound {
+        real(Bound {
             exclusive_min: true,
             ..range("lora.alpha", 0.0, 1e6)
-        },
-        Bound {
+        }),
+        real(Bound {
             exclusive_max: true,
             ..range("lora.dropout", 0.0, 1.0)
-        },
+        }),
     ];
 
     /// Checks every field's range and the fields that depend on each other;
@@ -404,6 +423,18 @@ mod tests {
     }
 
     #[test]
+    fn ranges_read_the_same_in_words_for_counts_and_reals() {
+        let words = |field: &str| {
+            let b = Hyperparameters::BOUNDS.iter().find(|b| b.field == field);
+            b.unwrap().describe()
+        };
+        assert_eq!(words("warmup_steps"), "must be an integer ≥ 0");
+        assert_eq!(words("epochs"), "must be an integer from 1 to 1000");
+        assert_eq!(words("learning_rate"), "must be a number > 0 and ≤ 1");
+        assert_eq!(words("dropout"), "must be a number ≥ 0 and < 1");
+    }
+
+    #[test]
     fn every_bound_is_enforced_at_its_edges() {
         for b in Hyperparameters::BOUNDS {
             let with = |v: f64| {
@@ -411,10 +442,7 @@ mod tests {
                 let slot = value
                     .pointer_mut(&format!("/{}", b.field.replace('.', "/")))
                     .unwrap();
-                *slot = if v.fract() == 0.0
-                    && !b.field.contains("rate")
-                    && !["weight_decay", "max_grad_norm", "dropout"].contains(&b.field)
-                {
+                *slot = if b.integer && v.fract() == 0.0 {
                     serde_json::json!(v as i64)
                 } else {
                     serde_json::json!(v)

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Metrics of one evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvalMetrics {
     /// Examples evaluated.
     pub examples: usize,

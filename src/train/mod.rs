@@ -99,7 +99,7 @@ impl TrainError {
 }
 
 /// The training loss of one logging window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepLog {
     /// Optimizer step (1-based) at the end of the window.
     pub step: usize,

@@ -22,6 +22,7 @@ mod model_io;
 mod model_parity;
 mod model_precision;
 mod openapi;
+mod openapi_tools;
 mod processes;
 mod service_api;
 mod service_cluster;

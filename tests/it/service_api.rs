@@ -115,8 +115,13 @@ async fn job_submissions_are_validated() {
         ),
         (
             hp(json!({"epochs": "three"})),
-            "invalid type",
+            "hyperparameters.epochs: must be an integer from 1 to 1000",
             "hyperparameters.epochs",
+        ),
+        (
+            hp(json!({"warmup_steps": -3})),
+            "hyperparameters.warmup_steps: must be an integer ≥ 0",
+            "hyperparameters.warmup_steps",
         ),
         // bf16 needs a GPU worker; this service trains on the CPU.
         (

@@ -99,9 +99,14 @@ fn prediction_view(
 }
 
 /// Classifies texts.
+///
+/// With `model` absent or `latest`, the promoted model answers; any other
+/// model id, `--model-dir` folder name or adapter is loaded on first use and
+/// kept while memory allows. Requests are batched with others waiting on the
+/// inference thread; a full queue answers 429 with `Retry-After`.
 #[utoipa::path(post, path = "/classify", operation_id = "classify", tag = "models", request_body = ClassifyRequest,
     responses(
-        (status = 200, body = ClassifyResponse),
+        (status = 200, description = "One prediction per input, in order", body = ClassifyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
         (status = 409, description = "The model's files are missing or damaged", body = ErrorBody),

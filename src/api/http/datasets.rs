@@ -57,16 +57,22 @@ page_type! {
     DatasetList of Dataset
 }
 
-/// Uploads a dataset: JSONL (`{"text", "label"[, "label_text"][, "idx"]}` per
-/// line) or CSV with `text` and `label` columns, as the raw body or as the
-/// `file` part of a `multipart/form-data` form (`curl -F file=@train.jsonl`).
+/// Uploads a dataset.
+///
+/// JSONL (`{"text", "label"[, "label_text"][, "idx"]}` per line) or CSV with
+/// `text` and `label` columns, as the raw body or as the `file` part of a
+/// `multipart/form-data` form (`curl -F file=@train.jsonl`). Every row is
+/// checked before anything is stored; the 422 lists the bad rows by line.
 #[utoipa::path(post, path = "/datasets", tag = "datasets", operation_id = "upload_dataset",
     params(UploadParams),
     request_body(
-        description = "JSONL or CSV rows: the raw body, or the `file` part of a multipart form",
+        description = "JSONL or CSV rows: the raw body, or the `file` part of a multipart form. \
+            The raw body may also be sent as `application/x-ndjson` or `text/csv` (the format is \
+            `format`, else the file name's extension, else the content type, else sniffed from the \
+            first line); only `application/octet-stream` is listed here because client generators \
+            take no other raw type",
         content(
-            (String = "application/x-ndjson"),
-            (String = "text/csv"),
+            (String = "application/octet-stream"),
             (UploadForm = "multipart/form-data"),
         )
     ),
@@ -142,7 +148,10 @@ pub struct ImportRequest {
     pub name: Option<String>,
 }
 
-/// Imports a dataset split from the Hugging Face Hub (JSONL or CSV files).
+/// Imports a dataset split from the Hugging Face Hub.
+///
+/// The split's JSONL or CSV files are fetched through the Hub's cache
+/// (`HF_HOME`), checked row by row as an upload is, and stored as one dataset.
 #[utoipa::path(post, path = "/datasets/import", tag = "datasets", operation_id = "import_dataset",
     request_body = ImportRequest,
     responses(
@@ -175,10 +184,16 @@ pub async fn import(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
-/// Datasets, newest first, a page at a time.
+/// Lists datasets.
+///
+/// Newest first, a page at a time: pass the page's `next` as `after` for the
+/// next one.
 #[utoipa::path(get, path = "/datasets", tag = "datasets", operation_id = "list_datasets",
     params(PageParams),
-    responses((status = 200, body = DatasetList), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, description = "A page of datasets", body = DatasetList),
+        (status = 422, description = "A bad `limit` or `after`", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -197,10 +212,15 @@ pub async fn list(
     }))
 }
 
-/// One dataset.
+/// Gets a dataset.
+///
+/// Its row count, labels and how many rows each label has.
 #[utoipa::path(get, path = "/datasets/{id}", tag = "datasets", operation_id = "get_dataset",
     params(("id" = String, Path, description = "Dataset id (`ds-…`)")),
-    responses((status = 200, body = Dataset), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, description = "The dataset", body = Dataset),
+        (status = 404, description = "No dataset has this id", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -209,13 +229,14 @@ pub async fn get(
     Ok(Json(state.store.get_dataset(&id).await?.into()))
 }
 
-/// Deletes a dataset and its stored copy; 409 while a job (of any status)
-/// uses it.
+/// Deletes a dataset.
+///
+/// Its record and stored copy go; 409 while a job (of any status) names it.
 #[utoipa::path(delete, path = "/datasets/{id}", tag = "datasets", operation_id = "delete_dataset",
     params(("id" = String, Path, description = "Dataset id (`ds-…`)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No dataset has this id", body = ErrorBody),
         (status = 409, description = "Used by a job", body = ErrorBody),
     ),
     security(("bearer" = [])))]

@@ -75,13 +75,22 @@ pub struct EventParams {
     pub limit: Option<i64>,
 }
 
-/// The job's log; with `Accept: text/event-stream`, a live SSE stream that
-/// ends once the job has finished.
+/// Reads a job's log.
+///
+/// A JSON page of entries by default. With `Accept: text/event-stream`, a live
+/// Server-Sent Events stream instead: each entry is an event named by its
+/// `kind` whose `data` is the entry as JSON and whose `id` is the entry's id
+/// (send it back as `Last-Event-ID` to resume); the stream ends once the job
+/// has finished.
 #[utoipa::path(get, path = "/jobs/{id}/events", operation_id = "get_job_events", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), EventParams),
     responses(
-        (status = 200, description = "JSON page, or an SSE stream of JobEvent", body = JobEventList),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "A JSON page of entries or, with `Accept: text/event-stream`, a live stream",
+            content(
+                (JobEventList = "application/json"),
+                (String = "text/event-stream"),
+            )),
+        (status = 404, description = "No job has this id", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn events(

@@ -70,6 +70,8 @@ const LOW_SPACE: u64 = 64 << 20;
 /// the database does, so an orchestrator can tell "degraded" from "gone".
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// Reports the service's state.
+///
 /// Always 200 with the service's state: `degraded`, with the reason, while
 /// the database is out of reach or refuses writes, or the disk runs low
 /// (`/classify` still answers then). Answers within about 1.5 s whatever the
@@ -136,8 +138,11 @@ async fn device_health(state: &AppState) -> Result<Vec<DeviceHealth>, ApiError> 
     .map_err(|e| ApiError::Unavailable(format!("reading device memory: {e}")))
 }
 
+/// Metrics for Prometheus.
+///
 /// Prometheus text: requests, latencies, open connections, inference batch
-/// sizes and queue depth, jobs by status, training tokens per second, build.
+/// sizes and queue depth, jobs by status, models and adapters loaded,
+/// training tokens per second, build.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "service",
     responses((status = 200, description = "Prometheus exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::job_records::flatten;
+use super::job_records::{eval_record, train_record, EvalRecord};
 use super::paging::{page_type, JobListParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
@@ -14,6 +14,7 @@ use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
 use crate::job::JobSettings;
 use crate::queue::{local_config, BaseModelError};
 use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
+use crate::train::StepLog;
 
 /// The body of `POST /jobs`. Everything is checked before the job is queued; a field
 /// refused is named in the 422's `param`.
@@ -62,13 +63,11 @@ pub struct JobProgress {
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct LatestMetrics {
     /// The newest training-loss window (as in the job's metrics; its
-    /// `seconds_per_step` is the time per optimizer step without evaluations).
-    #[schema(value_type = Option<Object>)]
-    pub train: Option<serde_json::Value>,
-    /// The newest evaluation (as in the job's metrics; its `seconds` is how
-    /// long it took).
-    #[schema(value_type = Option<Object>)]
-    pub eval: Option<serde_json::Value>,
+    /// `seconds_per_step` is the time per optimizer step without evaluations);
+    /// null before the first.
+    pub train: Option<StepLog>,
+    /// The newest evaluation (as in the job's metrics); null before the first.
+    pub eval: Option<EvalRecord>,
 }
 
 /// A fine-tuning job.
@@ -265,6 +264,11 @@ async fn dataset_labels(state: &AppState, param: &str, id: &str) -> Result<Vec<S
 }
 
 /// Queues a fine-tuning job.
+///
+/// Checks the base model, the datasets and every hyperparameter before
+/// anything is stored (a 422 names the field at fault); the job then waits
+/// for a free worker on any node. Follow it with `GET /jobs/{id}` or its
+/// live log, `GET /jobs/{id}/events`.
 #[utoipa::path(post, path = "/jobs", operation_id = "create_job", tag = "jobs", request_body = CreateJob,
     responses(
         (status = 202, description = "Queued", body = Job),
@@ -317,9 +321,15 @@ page_type! {
     JobList of Job
 }
 
-/// Jobs in submission order.
+/// Lists jobs.
+///
+/// In submission order (oldest first), a page at a time, optionally only
+/// those with one `status`.
 #[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs", params(JobListParams),
-    responses((status = 200, body = JobList), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 422, description = "A bad `status`, `limit` or `after`", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -351,10 +361,16 @@ pub async fn list(
     }))
 }
 
-/// One job, with its newest metrics.
+/// Gets a job.
+///
+/// Its status, progress (steps, tokens per second, time left) and newest
+/// training and evaluation metrics.
 #[utoipa::path(get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, description = "The job, with its newest metrics", body = Job),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -367,12 +383,11 @@ pub async fn get(
             .iter()
             .filter(|m| m.split == split)
             .max_by_key(|m| m.step)
-            .map(|m| flatten(m.step, m.epoch, &m.data))
     };
     let mut job: Job = row.into();
     job.latest_metrics = Some(LatestMetrics {
-        train: newest(Split::Train),
-        eval: newest(Split::Eval),
+        train: newest(Split::Train).map(train_record).transpose()?,
+        eval: newest(Split::Eval).map(eval_record).transpose()?,
     });
     let folder = state.data_dir.job(&id);
     let bytes = tokio::task::spawn_blocking(move || disk_bytes(&folder)).await?;
@@ -394,13 +409,15 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// Deletes a finished job: its checkpoints, log, metrics and record. 409
-/// while it is queued or running, or while the model it produced exists.
+/// Deletes a finished job.
+///
+/// Its checkpoints, log, metrics and record go. 409 while it is queued or
+/// running, or while the model it produced exists (delete the model first).
 #[utoipa::path(delete, path = "/jobs/{id}", operation_id = "delete_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id (`job-…`)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No job has this id", body = ErrorBody),
         (status = 409, description = "Not finished, or its model still exists", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -418,13 +435,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Cancels a job: a queued one at once; a running one (on any node) stops
-/// within a heartbeat.
+/// Cancels a job.
+///
+/// A queued one at once; a running one (on any node) stops within a
+/// heartbeat and keeps no model.
 #[utoipa::path(post, path = "/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Cancelled, or cancel requested", body = Job),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No job has this id", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -442,14 +461,16 @@ pub async fn cancel(
     Ok(Json(row.into()))
 }
 
-/// Queues a failed job again with fresh attempts (`max_attempts` more); it
+/// Retries a failed job.
+///
+/// Queues it again with fresh attempts (`max_attempts` more); it
 /// resumes from its newest checkpoint that loads, so the steps it finished
 /// are not trained again.
 #[utoipa::path(post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Queued again", body = Job),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No job has this id", body = ErrorBody),
         (status = 409, description = "Not failed (only failed jobs can be retried)", body = ErrorBody),
     ),
     security(("bearer" = [])))]

@@ -10,6 +10,7 @@ mod jobs;
 mod model_files;
 mod models;
 mod nodes;
+mod openapi_tidy;
 mod openapi_yaml;
 mod paging;
 mod upload;
@@ -50,6 +51,7 @@ pub use openapi_yaml::openapi_yaml;
             every route but `/health` and `/metrics` needs `Authorization: Bearer <key>` (the \
             scheme in any case)."
     ),
+    servers((url = "/", description = "The server that serves this document (`/openapi.json`)")),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
@@ -182,6 +184,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .1;
     utoipa::Modify::modify(&HyperparameterBounds, &mut doc);
     utoipa::Modify::modify(&common_responses::CommonResponses, &mut doc);
+    utoipa::Modify::modify(&openapi_tidy::Tidy, &mut doc);
     doc
 }
 

@@ -59,11 +59,14 @@ fn files_of(dir: &std::path::Path) -> std::io::Result<Vec<ModelFile>> {
 }
 
 /// Lists a model's files.
+///
+/// Every file of the model's folder (Hugging Face's layout, or PEFT's for an
+/// adapter) with its size; each downloads from `/models/{id}/files/{name}`.
 #[utoipa::path(get, path = "/models/{id}/files", operation_id = "list_model_files", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     responses(
-        (status = 200, body = ModelFileList),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "The files, by name", body = ModelFileList),
+        (status = 404, description = "No model has this id", body = ErrorBody),
         (status = 409, description = "Its files are gone, or on the Hub", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -80,7 +83,9 @@ pub async fn list(
     Ok(Json(ModelFileList { data: files }))
 }
 
-/// Downloads one file of a model.
+/// Downloads a model's file.
+///
+/// The bytes of one file the listing names, streamed from disk.
 #[utoipa::path(get, path = "/models/{id}/files/{name}", operation_id = "get_model_file", tag = "models",
     params(
         ("id" = String, Path, description = "Model id"),
@@ -94,7 +99,7 @@ pub async fn list(
                 (serde_json::Value = "application/json"),
                 (String = "text/markdown"),
             )),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No model has this id, or it has no such file", body = ErrorBody),
         (status = 409, description = "Its files are gone, or on the Hub", body = ErrorBody),
     ),
     security(("bearer" = [])))]

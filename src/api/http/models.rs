@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::job_records::eval_metrics;
 use super::paging::{page_type, PageParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
@@ -14,7 +15,7 @@ use crate::api::{ApiError, AppState, Json, Query};
 use crate::infer::InferError;
 use crate::model::{LoraConfig, ModelError, ModelSource};
 use crate::store::ModelRow;
-use crate::train::Method;
+use crate::train::{EvalMetrics, Method};
 
 /// A model `/classify` can answer with.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,8 +43,7 @@ pub struct Model {
     pub bytes: Option<u64>,
     /// Its job's final evaluation (`loss`, `accuracy`, `macro_f1`,
     /// `precision`, `recall`, `confusion`); null without an evaluation set.
-    #[schema(value_type = Option<Object>)]
-    pub metrics: Option<serde_json::Value>,
+    pub metrics: Option<EvalMetrics>,
     /// Whether `/classify` answers with it when no model is named.
     pub latest: bool,
     /// When registered (RFC 3339, UTC); null for the model the service was
@@ -71,11 +71,11 @@ fn folder_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn view(state: &AppState, row: ModelRow) -> Model {
+fn view(state: &AppState, row: ModelRow) -> Result<Model, ApiError> {
     let latest = state.registry.latest().is_some_and(|m| m.id == row.id);
     let dir = state.data_dir.resolve(&row.path);
     let lora = crate::model::adapter_settings(&dir);
-    Model {
+    Ok(Model {
         id: row.id,
         job: Some(row.job_id),
         base_model: Some(row.base_model),
@@ -87,11 +87,11 @@ fn view(state: &AppState, row: ModelRow) -> Model {
         },
         lora,
         bytes: Some(folder_bytes(&dir)),
-        metrics: row.metrics,
+        metrics: eval_metrics(row.metrics)?,
         latest,
         created_at: Some(timestamp(row.created_at)),
         promoted_at: row.promoted_at.map(timestamp),
-    }
+    })
 }
 
 /// The model the service was started with (`--model`), when it is loaded.
@@ -116,10 +116,16 @@ fn preloaded(state: &AppState) -> Option<Model> {
     })
 }
 
-/// Models, newest first, a page at a time.
+/// Lists models.
+///
+/// Newest first, a page at a time; `latest` is marked, and the models the
+/// service was started with (`--model`) are listed too.
 #[utoipa::path(get, path = "/models", operation_id = "list_models", tag = "models",
     params(PageParams),
-    responses((status = 200, body = ModelList), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, description = "A page of models", body = ModelList),
+        (status = 422, description = "A bad `limit` or `after`", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -136,16 +142,22 @@ pub async fn list(
     let data = first_page
         .then(|| preloaded(&state))
         .flatten()
+        .map(Ok)
         .into_iter()
         .chain(rows.into_iter().map(|r| view(&state, r)))
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(Json(ModelList { data, has_more }))
 }
 
-/// One model.
+/// Gets a model.
+///
+/// Its labels, base, method (full or LoRA), final metrics and size on disk.
 #[utoipa::path(get, path = "/models/{id}", operation_id = "get_model", tag = "models",
     params(("id" = String, Path, description = "Model id")),
-    responses((status = 200, body = Model), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, description = "The model", body = Model),
+        (status = 404, description = "No model has this id", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -155,16 +167,18 @@ pub async fn get(
         return Ok(Json(model));
     }
     let row = state.store.get_model(&id).await?;
-    Ok(Json(view(&state, row)))
+    Ok(Json(view(&state, row)?))
 }
 
-/// Makes a model `latest`: `/classify` answers with it from now on (requests
+/// Promotes a model.
+///
+/// Makes it `latest`: `/classify` answers with it from now on (requests
 /// in flight finish on the model they started with).
 #[utoipa::path(post, path = "/models/{id}/promote", operation_id = "promote_model", tag = "models",
     params(("id" = String, Path, description = "Model id")),
     responses(
         (status = 200, description = "Now `latest`", body = Model),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No model has this id", body = ErrorBody),
         (status = 409, description = "Its files cannot be loaded", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -192,16 +206,18 @@ pub async fn promote(
         .registry
         .promote(served, row.promoted_at.unwrap_or(i64::MAX));
     tracing::info!(model = %id, "promoted to `latest` by a client");
-    Ok(Json(view(&state, row)))
+    Ok(Json(view(&state, row)?))
 }
 
-/// Deletes a fine-tuned model and its files; 409 while it is `latest` or the
-/// base model of a job still to run.
+/// Deletes a model.
+///
+/// A fine-tuned model and its files go; 409 while it is `latest` or the base
+/// model of a job still to run.
 #[utoipa::path(delete, path = "/models/{id}", operation_id = "delete_model", tag = "models",
     params(("id" = String, Path, description = "Model id (`model-…`)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No model has this id", body = ErrorBody),
         (status = 409, description = "`latest`, the service's own model, or in use by a job", body = ErrorBody),
     ),
     security(("bearer" = [])))]

@@ -37,6 +37,8 @@ pub struct NodeList {
 /// Running jobs looked at per request, at most.
 const MAX_RUNNING: i64 = 1000;
 
+/// Lists the live nodes.
+///
 /// The nodes that renewed their heartbeat within one lease, with the jobs
 /// each runs. On SQLite, only this one.
 #[utoipa::path(get, path = "/nodes", tag = "service", operation_id = "list_nodes",

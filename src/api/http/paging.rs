@@ -28,8 +28,9 @@ pub struct PageParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct JobListParams {
-    /// Only jobs in this status (`queued`, `running`, `succeeded`, `failed`,
-    /// `cancelled`).
+    /// Only jobs in this status; an unknown one is a 422 that lists the
+    /// known ones.
+    #[param(value_type = Option<crate::store::JobStatus>)]
     pub status: Option<String>,
     /// At most this many jobs (1–100, default 20).
     pub limit: Option<i64>,
