@@ -23,6 +23,7 @@ mod model_parity;
 mod model_precision;
 mod openapi;
 mod processes;
+mod protocol_inference;
 mod service_api;
 mod service_cluster;
 mod service_connections;

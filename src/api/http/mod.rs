@@ -5,6 +5,7 @@ mod common_responses;
 mod datasets;
 mod events;
 mod health;
+mod inference_protocol;
 mod job_records;
 mod jobs;
 mod model_files;
@@ -57,6 +58,10 @@ pub use openapi_yaml::openapi_yaml;
         (name = "datasets", description = "Uploaded training data"),
         (name = "jobs", description = "Fine-tuning jobs"),
         (name = "models", description = "Fine-tuned models and classification"),
+        (name = "inference protocols", description = "Classification in the Hugging Face \
+            convention (Text Embeddings Inference's `/predict` and `/info`, the Inference API's \
+            `POST /` and `POST /models/{id}`), for clients such as `huggingface_hub`'s \
+            `InferenceClient`"),
     )
 )]
 struct ApiDoc;
@@ -158,11 +163,18 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(models::list))
-        .routes(routes!(models::get, models::delete))
+        .routes(routes!(
+            models::get,
+            models::delete,
+            inference_protocol::model_task
+        ))
         .routes(routes!(models::promote))
         .routes(routes!(model_files::list))
         .routes(routes!(model_files::download))
         .routes(routes!(classify::classify))
+        .routes(routes!(inference_protocol::predict_tei))
+        .routes(routes!(inference_protocol::task))
+        .routes(routes!(inference_protocol::info))
         .routes(routes!(nodes::list))
 }
 
