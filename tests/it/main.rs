@@ -24,6 +24,7 @@ mod model_precision;
 mod openapi;
 mod processes;
 mod protocol_inference;
+mod protocol_openai;
 mod service_api;
 mod service_cluster;
 mod service_connections;

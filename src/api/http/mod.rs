@@ -11,6 +11,7 @@ mod jobs;
 mod model_files;
 mod models;
 mod nodes;
+mod openai;
 mod openapi_yaml;
 mod paging;
 mod upload;
@@ -62,6 +63,9 @@ pub use openapi_yaml::openapi_yaml;
             convention (Text Embeddings Inference's `/predict` and `/info`, the Inference API's \
             `POST /` and `POST /models/{id}`), for clients such as `huggingface_hub`'s \
             `InferenceClient`"),
+        (name = "openai", description = "OpenAI's fine-tuning API under `/v1` (files, \
+            fine-tuning jobs, their events and checkpoints, models), for the `openai` SDKs: \
+            views of the same datasets, jobs and models"),
     )
 )]
 struct ApiDoc;
@@ -175,6 +179,15 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inference_protocol::predict_tei))
         .routes(routes!(inference_protocol::task))
         .routes(routes!(inference_protocol::info))
+        .routes(routes!(openai::files::create, openai::files::list))
+        .routes(routes!(openai::files::retrieve, openai::files::delete))
+        .routes(routes!(openai::jobs::create, openai::jobs::list))
+        .routes(routes!(openai::jobs::retrieve))
+        .routes(routes!(openai::jobs::cancel))
+        .routes(routes!(openai::job_records::events))
+        .routes(routes!(openai::job_records::checkpoints))
+        .routes(routes!(openai::models::list))
+        .routes(routes!(openai::models::retrieve, openai::models::delete))
         .routes(routes!(nodes::list))
 }
 
