@@ -10,8 +10,6 @@
 //! extension field `tuneserve.hyperparameters`, in tuneserve's names.
 //! `metadata` is kept in the job's `created` log entry (no column of its own).
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use serde::Serialize;
 use serde_json::Value;
@@ -25,7 +23,7 @@ use crate::store::{EventKind, JobRow, JobStatus};
 use crate::train::Hyperparameters;
 
 mod request;
-pub use request::CreateFineTuningJob;
+pub use request::{CreateFineTuningJob, Metadata};
 
 /// A fine-tuning job in OpenAI's shape (a tuneserve job: the same id works
 /// on `/jobs/{id}`).
@@ -67,7 +65,7 @@ pub struct FineTuningJob {
     /// Always empty (no integrations are served).
     pub integrations: Vec<Value>,
     /// The metadata given at submission; null when none was.
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
     /// Always `supervised`, with the same hyperparameters.
     pub method: JobMethod,
     /// Why it failed; null unless `failed`.
@@ -142,7 +140,7 @@ fn multiplier(learning_rate: f64) -> f64 {
 }
 
 /// `row` in OpenAI's shape, with the metadata its submission gave.
-pub(super) fn view(row: JobRow, metadata: Option<BTreeMap<String, String>>) -> FineTuningJob {
+pub(super) fn view(row: JobRow, metadata: Option<Metadata>) -> FineTuningJob {
     let hp = &row.hyperparameters;
     let hyperparameters = JobHyperparameters {
         n_epochs: hp.epochs,
@@ -199,10 +197,7 @@ pub(super) fn view(row: JobRow, metadata: Option<BTreeMap<String, String>>) -> F
 }
 
 /// The metadata job `id` was submitted with (its `created` entry's).
-async fn metadata(
-    state: &AppState,
-    id: &str,
-) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+async fn metadata(state: &AppState, id: &str) -> Result<Option<Metadata>, ApiError> {
     let first = state.store.list_events(id, 0, 1).await?;
     let created = first.into_iter().find(|e| e.kind == EventKind::Created);
     let data = created.and_then(|e| e.data);

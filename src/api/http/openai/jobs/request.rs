@@ -13,6 +13,9 @@ use crate::api::http::jobs::CreateJob;
 use crate::api::ApiError;
 use crate::train::Hyperparameters;
 
+/// A job's metadata: up to 16 key-value pairs.
+pub type Metadata = BTreeMap<String, String>;
+
 /// A fine-tuning job to submit, as OpenAI's API takes one.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -132,9 +135,7 @@ fn auto_or<T>(
 impl CreateFineTuningJob {
     /// The tuneserve job this asks for, the metadata to keep, and where its
     /// fields were named.
-    pub fn into_job(
-        mut self,
-    ) -> Result<(CreateJob, Option<BTreeMap<String, String>>, Names), ApiError> {
+    pub fn into_job(mut self) -> Result<(CreateJob, Option<Metadata>, Names), ApiError> {
         let mut hp = extension(self.tuneserve.take())?;
         let (openai, names) = self.openai_hyperparameters()?;
         let prefix = names.hyperparameters;
@@ -235,7 +236,7 @@ fn extension(ext: Option<Map<String, Value>>) -> Result<Hyperparameters, ApiErro
     })
 }
 
-fn check_metadata(metadata: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
+fn check_metadata(metadata: Option<&Metadata>) -> Result<(), ApiError> {
     let Some(m) = metadata else { return Ok(()) };
     if m.len() > 16 {
         return Err(ApiError::invalid("metadata", "at most 16 pairs"));
