@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Creates the Python venv the contract tests (tests/it/contract.rs) use:
-# openapi-spec-validator, schemathesis and openapi-python-client from PyPI at
-# the versions .ci/python-requirements.txt pins, in target/ci-venv (or
+# Creates the Python venv the contract and protocol tests (tests/it/contract.rs,
+# tests/it/protocol_*.rs) use: openapi-spec-validator, schemathesis,
+# openapi-python-client, huggingface_hub and openai from PyPI at the
+# versions .ci/python-requirements.txt pins, in target/ci-venv (or
 # $TUNESERVE_PYTHON_TOOLS when set). Prints the venv's path as its last line.
 # Running it again installs nothing unless the requirements changed.
 set -euo pipefail

@@ -105,6 +105,13 @@ impl Classifier {
         &self.model.config().labels
     }
 
+    /// Tokens a text keeps (longer ones are cut, or refused without
+    /// truncation): the `max_length` it was built with, at most the model's
+    /// `n_positions`.
+    pub fn max_length(&self) -> usize {
+        self.tokenizer.max_length()
+    }
+
     /// The device its weights live on: inputs are uploaded and forward passes run there.
     pub fn device(&self) -> &Device {
         self.model.device()

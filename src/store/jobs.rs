@@ -241,6 +241,27 @@ impl Store {
         })
     }
 
+    /// Jobs newest first, submitted before the job `before` (from the newest
+    /// when `None`): the order of OpenAI's job list.
+    pub async fn list_jobs_newest(
+        &self,
+        limit: i64,
+        before: Option<&str>,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        let before_seq = self
+            .seq_of("jobs", "job", before)
+            .await?
+            .unwrap_or(i64::MAX);
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(&sql)
+                .bind(before_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
     /// Jobs per status (every status present, zero included).
     pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
         const SQL: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";

@@ -261,6 +261,26 @@ impl Store {
         })
     }
 
+    /// A job's log entries before `before_seq` (from the newest when
+    /// `None`), newest first: the order of OpenAI's event list.
+    pub async fn list_events_newest(
+        &self,
+        job_id: &str,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        const SQL: &str = "SELECT seq, attempt, level, kind, message, data, created_at
+             FROM events WHERE job_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+        with_pool!(self, |pool, Db| {
+            Ok(sqlx::query_as(SQL)
+                .bind(job_id)
+                .bind(before_seq.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
     /// Records a written checkpoint (a step recorded before is overwritten); `false` when
     /// the fence no longer holds.
     pub async fn add_checkpoint(

@@ -24,6 +24,8 @@ mod model_precision;
 mod openapi;
 mod openapi_tools;
 mod processes;
+mod protocol_inference;
+mod protocol_openai;
 mod service_api;
 mod service_cluster;
 mod service_connections;

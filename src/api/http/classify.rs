@@ -123,6 +123,26 @@ pub async fn classify(
         Inputs::One(t) => vec![t],
         Inputs::Many(ts) => ts,
     };
+    check_texts(&state, &texts)?;
+    if req.top_k == Some(0) {
+        return Err(ApiError::invalid("top_k", "must be at least 1"));
+    }
+    let model = resolve(&state, req.model.as_deref()).await?;
+    let (id, labels) = (model.id.clone(), model.classifier.labels().to_vec());
+    let predictions = predict(&state, model, texts, req.truncate.unwrap_or(true)).await?;
+    let raw = req.raw_scores.unwrap_or(false);
+    Ok(Json(ClassifyResponse {
+        model: id,
+        predictions: predictions
+            .into_iter()
+            .map(|p| prediction_view(p, &labels, raw, req.top_k))
+            .collect(),
+    }))
+}
+
+/// Refuses an empty list, more than `--max-inputs` texts, or an empty text
+/// (422 naming `inputs` or `inputs[i]`).
+pub(super) fn check_texts(state: &AppState, texts: &[String]) -> Result<(), ApiError> {
     let max = state.config.max_inputs;
     if texts.is_empty() {
         return Err(ApiError::invalid("inputs", "give at least one text"));
@@ -136,14 +156,21 @@ pub async fn classify(
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
         return Err(ApiError::invalid(format!("inputs[{i}]"), "text is empty"));
     }
-    if req.top_k == Some(0) {
-        return Err(ApiError::invalid("top_k", "must be at least 1"));
-    }
-    let model = resolve(&state, req.model.as_deref()).await?;
-    let (id, labels) = (model.id.clone(), model.classifier.labels().to_vec());
-    let predictions = state
+    Ok(())
+}
+
+/// `texts` through `model` on the inference thread, in input order; the
+/// batcher's refusals as the API's errors (a full queue 429, a text over the
+/// model's length with `truncate` false 422 naming it).
+pub(super) async fn predict(
+    state: &AppState,
+    model: Arc<ServedModel>,
+    texts: Vec<String>,
+    truncate: bool,
+) -> Result<Vec<Prediction>, ApiError> {
+    state
         .batcher
-        .classify(model, texts, req.truncate.unwrap_or(true))
+        .classify(model, texts, truncate)
         .await
         .map_err(|e| match e {
             SubmitError::Full(_) => ApiError::Overloaded(e.to_string()),
@@ -158,22 +185,17 @@ pub async fn classify(
                 ApiError::invalid("inputs", t.to_string())
             }
             SubmitError::Infer(other) => ApiError::internal(other),
-        })?;
-    let raw = req.raw_scores.unwrap_or(false);
-    Ok(Json(ClassifyResponse {
-        model: id,
-        predictions: predictions
-            .into_iter()
-            .map(|p| prediction_view(p, &labels, raw, req.top_k))
-            .collect(),
-    }))
+        })
 }
 
 /// `latest`, or the model named: loaded already, or loaded now from where
 /// the store says it is (or, for the model the service was started with,
 /// from its source; or a folder under `--model-dir`, such as an adapter made
 /// elsewhere, named as a job's `base_model` names it).
-async fn resolve(state: &AppState, id: Option<&str>) -> Result<Arc<ServedModel>, ApiError> {
+pub(super) async fn resolve(
+    state: &AppState,
+    id: Option<&str>,
+) -> Result<Arc<ServedModel>, ApiError> {
     let Some(id) = id else {
         return state.registry.latest().ok_or_else(|| {
             ApiError::Unavailable(

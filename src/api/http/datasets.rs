@@ -98,7 +98,7 @@ pub async fn upload(
 }
 
 /// Writes the normalised copy (JSONL) and records the dataset.
-async fn store(
+pub(super) async fn store(
     state: &AppState,
     parsed: Parsed,
     format: DatasetFormat,

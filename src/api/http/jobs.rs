@@ -280,16 +280,29 @@ pub async fn create(
     State(state): State<AppState>,
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let row = submit(&state, req, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
+/// Checks a job against the devices, its base model and its datasets, queues
+/// it and logs its `created` entry (with `data` when given): what every route
+/// that submits a job does (`POST /jobs`, `POST /v1/fine_tuning/jobs`). A
+/// 422 names the field of [`CreateJob`] at fault.
+pub(super) async fn submit(
+    state: &AppState,
+    req: CreateJob,
+    data: Option<serde_json::Value>,
+) -> Result<JobRow, ApiError> {
     let settings = JobSettings::from_object(req.hyperparameters.clone().unwrap_or_default())
         .map_err(|e| {
             let param = format!("hyperparameters.{}", e.path);
             ApiError::invalid(&param, format!("{param}: {}", e.message))
         })?;
     validate(&req, &settings, &state.devices)?;
-    check_base_model(&state, &req.base_model, &settings.hyperparameters).await?;
-    let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
+    check_base_model(state, &req.base_model, &settings.hyperparameters).await?;
+    let train_labels = dataset_labels(state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
-        let eval_labels = dataset_labels(&state, "eval_dataset", eval).await?;
+        let eval_labels = dataset_labels(state, "eval_dataset", eval).await?;
         if !train_labels.starts_with(&eval_labels) {
             return Err(ApiError::invalid(
                 "eval_dataset",
@@ -310,10 +323,10 @@ pub async fn create(
             suffix: req.suffix,
         })
         .await?;
-    let event = NewEvent::info(EventKind::Created, "job queued", None);
+    let event = NewEvent::info(EventKind::Created, "job queued", data);
     state.queue.log().write(&row.id, None, event).await?;
     state.queue.notify();
-    Ok((StatusCode::ACCEPTED, Json(row.into())))
+    Ok(row)
 }
 
 page_type! {
@@ -451,14 +464,19 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    let row = state.store.request_cancel(&id).await?;
+    Ok(Json(request_cancel(&state, &id).await?.into()))
+}
+
+/// Cancels job `id` and logs it (409 when it has finished).
+pub(super) async fn request_cancel(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
+    let row = state.store.request_cancel(id).await?;
     let message = match row.status {
         JobStatus::Cancelled => "cancelled while queued",
         _ => "cancel requested; the trainer stops at its next step",
     };
     let event = NewEvent::info(EventKind::CancelRequested, message, None);
-    state.queue.log().write(&id, None, event).await?;
-    Ok(Json(row.into()))
+    state.queue.log().write(id, None, event).await?;
+    Ok(row)
 }
 
 /// Retries a failed job.

@@ -5,11 +5,13 @@ mod common_responses;
 mod datasets;
 mod events;
 mod health;
+mod inference_protocol;
 mod job_records;
 mod jobs;
 mod model_files;
 mod models;
 mod nodes;
+mod openai;
 mod openapi_tidy;
 mod openapi_yaml;
 mod paging;
@@ -59,6 +61,13 @@ pub use openapi_yaml::openapi_yaml;
         (name = "datasets", description = "Uploaded training data"),
         (name = "jobs", description = "Fine-tuning jobs"),
         (name = "models", description = "Fine-tuned models and classification"),
+        (name = "inference protocols", description = "Classification in the Hugging Face \
+            convention (Text Embeddings Inference's `/predict` and `/info`, the Inference API's \
+            `POST /` and `POST /models/{id}`), for clients such as `huggingface_hub`'s \
+            `InferenceClient`"),
+        (name = "openai", description = "OpenAI's fine-tuning API under `/v1` (files, \
+            fine-tuning jobs, their events and checkpoints, models), for the `openai` SDKs: \
+            views of the same datasets, jobs and models"),
     )
 )]
 struct ApiDoc;
@@ -160,11 +169,27 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(models::list))
-        .routes(routes!(models::get, models::delete))
+        .routes(routes!(
+            models::get,
+            models::delete,
+            inference_protocol::model_task
+        ))
         .routes(routes!(models::promote))
         .routes(routes!(model_files::list))
         .routes(routes!(model_files::download))
         .routes(routes!(classify::classify))
+        .routes(routes!(inference_protocol::predict_tei))
+        .routes(routes!(inference_protocol::task))
+        .routes(routes!(inference_protocol::info))
+        .routes(routes!(openai::files::create, openai::files::list))
+        .routes(routes!(openai::files::retrieve, openai::files::delete))
+        .routes(routes!(openai::jobs::create, openai::jobs::list))
+        .routes(routes!(openai::jobs::retrieve))
+        .routes(routes!(openai::jobs::cancel))
+        .routes(routes!(openai::job_records::events))
+        .routes(routes!(openai::job_records::checkpoints))
+        .routes(routes!(openai::models::list))
+        .routes(routes!(openai::models::retrieve, openai::models::delete))
         .routes(routes!(nodes::list))
 }
 

@@ -95,7 +95,7 @@ fn view(state: &AppState, row: ModelRow) -> Result<Model, ApiError> {
 }
 
 /// The model the service was started with (`--model`), when it is loaded.
-fn preloaded(state: &AppState) -> Option<Model> {
+pub(super) fn preloaded(state: &AppState) -> Option<Model> {
     let id = state.preloaded.as_deref()?;
     let served = state.registry.get(id)?;
     Some(Model {

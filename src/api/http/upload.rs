@@ -59,6 +59,20 @@ pub(super) struct Received {
     file: tempfile::NamedTempFile,
     content_type: String,
     file_name: Option<String>,
+    /// The form's other parts of up to [`MAX_FIELD_BYTES`], as text, by
+    /// name (`purpose`, for `POST /v1/files`); empty for a raw body.
+    pub(super) fields: std::collections::BTreeMap<String, String>,
+}
+
+/// Bytes of a form part other than `file` that is kept (as text); longer
+/// ones are read past.
+const MAX_FIELD_BYTES: usize = 1024;
+
+impl Received {
+    /// The uploaded file's name, as the multipart form gave it.
+    pub(super) fn file_name(&self) -> Option<&str> {
+        self.file_name.as_deref()
+    }
 }
 
 /// Streams the request's dataset to a temporary file.
@@ -85,32 +99,54 @@ pub(super) async fn receive(
             file,
             content_type,
             file_name: None,
+            fields: Default::default(),
         });
     }
-    let (content_type, file_name) = receive_form(stream, &content_type, &file, limit).await?;
+    let form = receive_form(stream, &content_type, &file, limit).await?;
     Ok(Received {
         file,
-        content_type,
-        file_name,
+        content_type: form.content_type,
+        file_name: form.file_name,
+        fields: form.fields,
     })
 }
 
+/// What a multipart form said beside its `file` part's bytes.
+struct Form {
+    content_type: String,
+    file_name: Option<String>,
+    fields: std::collections::BTreeMap<String, String>,
+}
+
 /// Copies the one part named `file` of a multipart form into `file`, and
-/// returns its content type and file name. Parts of other names are read
-/// past; none or several named `file` are a 422 (taking one of several would
-/// store data the client may not have meant).
+/// returns its content type and file name, and the other parts that are
+/// short text. Longer parts are read past; none or several named `file` are
+/// a 422 (taking one of several would store data the client may not have
+/// meant).
 async fn receive_form(
     stream: impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send + 'static,
     content_type: &str,
     file: &tempfile::NamedTempFile,
     limit: usize,
-) -> Result<(String, Option<String>), ApiError> {
+) -> Result<Form, ApiError> {
     let bad = |e: multer::Error| ApiError::BadRequest(format!("malformed multipart body: {e}"));
     let boundary = multer::parse_boundary(content_type).map_err(bad)?;
     let mut form = multer::Multipart::new(stream, boundary);
     let mut found = None;
-    while let Some(field) = form.next_field().await.map_err(bad)? {
+    let mut fields = std::collections::BTreeMap::new();
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
+            let name = field.name().unwrap_or_default().to_string();
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                text.extend_from_slice(&chunk);
+                if text.len() > MAX_FIELD_BYTES {
+                    break;
+                }
+            }
+            if let (true, Ok(text)) = (text.len() <= MAX_FIELD_BYTES, String::from_utf8(text)) {
+                fields.insert(name, text);
+            }
             continue;
         }
         if found.is_some() {
@@ -124,7 +160,12 @@ async fn receive_form(
     }
     let message =
         "the multipart form has no part named `file` (send the dataset as `-F file=@data.jsonl`)";
-    found.ok_or_else(|| ApiError::invalid("file", message))
+    let (content_type, file_name) = found.ok_or_else(|| ApiError::invalid("file", message))?;
+    Ok(Form {
+        content_type,
+        file_name,
+        fields,
+    })
 }
 
 /// Writes `stream` into `file`; 413 once it passes `limit` bytes.

@@ -2,7 +2,8 @@
 //! `include_bytes!` (so `cargo build` alone makes a binary that serves it, and
 //! nothing is read from disk or the network at run time).
 //!
-//! `GET /` redirects to `/ui/jobs`; every `/ui/...` page path answers
+//! `GET /` redirects to `/ui/jobs` (`POST /` is the inference task, in
+//! [`super::inference_protocol`]); every `/ui/...` page path answers
 //! `index.html` and the app routes in the browser, so each job, model and
 //! dataset has a URL that can be shared and reloaded; files are under
 //! `/ui/assets/`. These are plain axum routes: they stay out of the OpenAPI
