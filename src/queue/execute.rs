@@ -48,6 +48,8 @@ pub(crate) struct Plan {
     pub device: Device,
     /// Where the trained model is served (`/classify`'s device).
     pub serve_device: Device,
+    /// What it is served in (the registry's precision).
+    pub serve_precision: crate::model::InferPrecision,
     /// How long to wait between tries of an export that failed on a cause
     /// that may pass.
     pub backoff: Backoff,
@@ -230,6 +232,7 @@ fn execute(
     let trained = outcome
         .model()
         .to_device(&plan.serve_device)
+        .and_then(|m| m.pack(plan.serve_precision))
         .map_err(JobError::Serve)?;
     let classifier = Classifier::new(&trained, None).map_err(JobError::Serve)?;
     Ok(Executed {

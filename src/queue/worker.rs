@@ -171,6 +171,7 @@ async fn plan(shared: &WorkerContext, device: &Device, job: &JobRow) -> Result<P
         checkpoint_dir: dir.checkpoints(&job.id),
         device: device.clone(),
         serve_device: shared.registry.device().clone(),
+        serve_precision: shared.registry.precision(),
         backoff: shared.config.backoff,
     })
 }
