@@ -71,7 +71,12 @@ bf16_lanes!(Avx512Bf16, __m512, 16, "avx512f,avx512bf16",
     load: |p| _mm512_loadu_ps(p.cast()),
     dot: |acc, a, b| {
         // SAFETY: same size; the bits are bf16 pairs.
-        let (a, b): (__m512bh, __m512bh) = unsafe { (std::mem::transmute(a), std::mem::transmute(b)) };
+        let (a, b) = unsafe {
+            (
+                std::mem::transmute::<__m512, __m512bh>(a),
+                std::mem::transmute::<__m512, __m512bh>(b),
+            )
+        };
         _mm512_dpbf16_ps(acc, a, b)
     },
     store: |p, v, s, scale, bias| {
