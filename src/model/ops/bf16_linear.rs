@@ -108,13 +108,14 @@ mod tests {
             let weight = Bf16Weight::new(&w, &b, (k, n));
             for isa in Bf16Isa::ALL.into_iter().filter(|i| i.available()) {
                 let y = weight.forward(isa, &x);
-                for e in 0..rows * n {
+                assert_eq!(y.len(), rows * n);
+                for (e, &got) in y.iter().enumerate() {
                     let (i, j) = (e / n, e % n);
                     let want: f64 = (0..k)
                         .map(|p| widen(to_bf16(x[i * k + p])) * widen(to_bf16(w[p * n + j])))
                         .sum::<f64>()
                         + f64::from(b[j]);
-                    let got = f64::from(y[e]);
+                    let got = f64::from(got);
                     assert!(
                         (got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-6,
                         "{isa:?} {rows}x{k}x{n} at {e}: {got} vs {want}"
