@@ -82,8 +82,9 @@ def main():
     clf.save_pretrained(cls_dir)
 
     for d in (base_dir, cls_dir):
-        for f in TOKENIZER_FILES:
-            shutil.copyfile(Path(a.tokenizer) / f, d / f)
+        for f in TOKENIZER_FILES:  # the repository's assets hold tokenizer.json alone
+            if (Path(a.tokenizer) / f).exists():
+                shutil.copyfile(Path(a.tokenizer) / f, d / f)
 
     bk, ck = keys(base_dir / "model.safetensors"), keys(cls_dir / "model.safetensors")
     nparam = sum(v.numel() for v in clf.parameters())

@@ -7,6 +7,18 @@
 #   scripts/bench_ab.sh lora [PRESET|DIR]   (default: gpt2)
 #   scripts/bench_ab.sh matmul
 #   scripts/bench_ab.sh train [PRESET|DIR]  (default: gpt2)
+#   scripts/bench_ab.sh infer [PRESET|DIR]  (default: gpt2)
+#
+# `infer` times inference (scripts/infer_ab.py): `tuneserve classify
+# --precision fp32|int8|bf16` against ONNX Runtime fp32 and dynamic int8
+# (reference/ort_infer.py), interleaved ROUNDS times (default 1) on the first
+# LIMIT (default 1000) non-empty texts of DATA (default the repository's
+# test tweets), for each batch size in BATCHES (default "32 8 1"; BATCH sets
+# one), each side sorting the texts by length and padding each batch to its
+# longest, model load excluded. Prints texts/s, the ratios with their
+# targets, and int8/bf16 agreement with fp32. The ONNX side needs torch,
+# transformers, onnx and onnxruntime in PYTHON's environment (see
+# reference/README.md); a DIR must be a classifier in Hugging Face's layout.
 #
 # `matmul` times the matrix products alone on the recipe's shapes: our sgemm
 # and the gemm crate (`tuneserve bench --matmul`) against torch.matmul
@@ -83,6 +95,13 @@ if [ "${1:-}" = train ]; then
   exec "$PYTHON" scripts/train_ab.py --bin "$BIN" --python "$PYTHON" --ref "$REF" \
     --model "$(model_dir "${2:-gpt2}")" --train "$TRAIN_DATA" --eval "$EVAL_DATA" \
     --seeds "${SEEDS:-42}" --threads "$THREADS" --out "$OUT"
+fi
+if [ "${1:-}" = infer ]; then
+  batches=${BATCH:-${BATCHES:-32 8 1}}
+  exec "$PYTHON" scripts/infer_ab.py --bin "$BIN" --python "$PYTHON" --ref "$REF" \
+    --model "$(model_dir "${2:-gpt2}")" --data "${DATA:-tests/fixtures/tweets/test.jsonl}" \
+    --limit "${LIMIT:-1000}" --batches "${batches// /,}" --rounds "${ROUNDS_INFER:-1}" \
+    --threads "$THREADS" --out "$OUT"
 fi
 if [ "${1:-}" = recipe ] || [ "${1:-}" = lora ]; then
   exec "$PYTHON" scripts/recipe_ab.py --mode "$1" --bin "$BIN" --python "$PYTHON" --ref "$REF" \

@@ -18,6 +18,7 @@ use clap::{Args, Command, FromArgMatches};
 
 use crate::cluster;
 use crate::infer::{BatchLimits, BatchingConfig};
+use crate::model::InferPrecision;
 use crate::queue::Backoff;
 use crate::store::DatabaseUrl;
 
@@ -55,6 +56,12 @@ pub struct ServeConfig {
     /// Where `/classify` runs: `cpu` or `cuda:N` (may be one of --devices).
     #[arg(long, env = "TUNESERVE_INFER_DEVICE", default_value = "cpu")]
     pub infer_device: String,
+    /// What `/classify` runs the models' Conv1D products in: `fp32`, `int8`
+    /// (weights quantized per output channel when a model loads, activations
+    /// per row; a quarter of the memory) or `bf16` (half). int8 and bf16 run
+    /// on the CPU only: with a `cuda` --infer-device they are refused.
+    #[arg(long, env = "TUNESERVE_INFER_PRECISION", value_enum, default_value_t = InferPrecision::Fp32)]
+    pub infer_precision: InferPrecision,
     /// A model to serve from the start (folder in the Hub's layout or Hub id);
     /// it is listed and named by its folder's name.
     #[arg(long, env = "TUNESERVE_MODEL")]
@@ -179,6 +186,13 @@ impl ServeConfig {
         anyhow::ensure!(
             !self.devices.is_empty(),
             "--devices: give at least one device"
+        );
+        anyhow::ensure!(
+            self.infer_precision == InferPrecision::Fp32 || self.infer_device == "cpu",
+            "--infer-precision {} runs on the CPU only; --infer-device {} serves fp32 \
+             (give --infer-device cpu, or --infer-precision fp32)",
+            self.infer_precision,
+            self.infer_device
         );
         anyhow::ensure!(
             !self.header_timeout.is_zero() && self.max_connections > 0,

@@ -111,7 +111,8 @@ impl Application {
         let device = |name: &str| ServiceDevice::named(&service_devices, name);
         let devices = config.devices.iter().map(|d| (d.clone(), device(d)));
         let registry = Registry::new(device(&config.infer_device), config.max_loaded_models)
-            .with_adapter_memory(config.adapter_memory_mib << 20);
+            .with_adapter_memory(config.adapter_memory_mib << 20)
+            .with_precision(config.infer_precision);
         let registry = Arc::new(registry);
         let preloaded = preload::preload(&config, &store, &data_dir, &registry).await?;
         let batcher = Batcher::start(config.batching())?;

@@ -312,6 +312,7 @@ fn models(args: &BenchArgs) -> anyhow::Result<Vec<(String, LoadedModel)>> {
                 new_head: true,
                 adapter: None,
                 origin: None,
+                packed: None,
             };
             Ok((format!("{preset:?}").to_lowercase(), loaded))
         })

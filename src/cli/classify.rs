@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::infer::Classifier;
 use crate::model::parse_device;
-use crate::model::{load, LoadOptions, ModelSource};
+use crate::model::{load, InferPrecision, LoadOptions, ModelSource};
 
 /// Arguments of `classify`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,16 @@ pub struct ClassifyArgs {
     /// `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu", env = "TUNESERVE_DEVICE")]
     pub device: String,
+    /// What the Conv1D products run in: `fp32`, `int8` (weights quantized per
+    /// output channel at load, activations per row) or `bf16`; int8 and bf16
+    /// on the CPU only.
+    #[arg(long, value_enum, default_value_t = InferPrecision::Fp32, env = "TUNESERVE_PRECISION")]
+    pub precision: InferPrecision,
+    /// Print one JSON line of timings to stderr when done: `texts`,
+    /// `load_s` (reading and packing the model), `classify_s` (tokenizing
+    /// and the forward passes) and `texts_per_s` (over `classify_s`).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Runs `classify`.
@@ -47,11 +57,17 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         device: parse_device(&args.device).map_err(anyhow::Error::msg)?,
         ..LoadOptions::default()
     };
-    let loaded = load(&source, &opts).with_context(|| format!("loading model {source}"))?;
+    let started = std::time::Instant::now();
+    let loaded = load(&source, &opts)
+        .and_then(|m| m.pack(args.precision))
+        .with_context(|| format!("loading model {source}"))?;
     if loaded.new_head {
         tracing::warn!("{source} has no classification head: predictions come from a random one");
     }
     let classifier = Classifier::new(&loaded, args.max_length)?;
+    drop(loaded);
+    let load_s = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let rows = classifier.encode(&refs, true)?;
     let limits = crate::infer::BatchLimits {
@@ -59,6 +75,17 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         tokens: usize::MAX,
     };
     let predictions = classifier.classify_ids(&rows, limits)?;
+    let classify_s = started.elapsed().as_secs_f64();
+    if args.timings {
+        let timings = serde_json::json!({
+            "texts": predictions.len(),
+            "precision": args.precision,
+            "load_s": load_s,
+            "classify_s": classify_s,
+            "texts_per_s": predictions.len() as f64 / classify_s,
+        });
+        eprintln!("{timings}");
+    }
     let mut out = std::io::stdout().lock();
     for p in predictions {
         serde_json::to_writer(&mut out, &p)?;

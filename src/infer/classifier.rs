@@ -8,7 +8,8 @@ use candle_core::Device;
 
 use crate::data::{Padding, TextTokenizer, TokenizerError};
 use crate::model::{
-    argmax, log_softmax, BatchInput, Gpt2ForSequenceClassification, LoadedModel, Mode, ModelError,
+    argmax, log_softmax, BatchInput, Gpt2ForSequenceClassification, InferPrecision, LoadedModel,
+    Mode, ModelError,
 };
 
 /// Inference failures.
@@ -83,6 +84,11 @@ impl BatchLimits {
 pub struct Classifier {
     model: Gpt2ForSequenceClassification,
     tokenizer: TextTokenizer,
+    /// What the base's Conv1D products run in.
+    precision: InferPrecision,
+    /// Bytes of the whole model's weights as held (packed layers at their
+    /// size).
+    model_bytes: usize,
 }
 
 impl Classifier {
@@ -97,7 +103,15 @@ impl Classifier {
         Ok(Self {
             model: loaded.build()?,
             tokenizer,
+            precision: loaded.precision(),
+            model_bytes: loaded.weight_bytes(),
         })
+    }
+
+    /// The precision the model answers in (set when it was loaded, see
+    /// [`LoadedModel::pack`]).
+    pub fn precision(&self) -> InferPrecision {
+        self.precision
     }
 
     /// Class names by id.
@@ -123,7 +137,8 @@ impl Classifier {
     }
 
     /// Bytes of weights the model holds (what keeping it loaded costs): an
-    /// adapter's own tensors, without the base it shares.
+    /// adapter's own tensors (f32), without the base it shares; a whole
+    /// model's as held (int8 or bf16 layers at their packed size).
     pub fn weight_bytes(&self) -> usize {
         let cfg = self.model.config();
         if let Some(adapter) = self.model.adapter() {
@@ -132,10 +147,7 @@ impl Classifier {
                 .map(|(_, shape)| shape.iter().product::<usize>() * 4)
                 .sum();
         }
-        crate::model::parameter_shapes(cfg)
-            .iter()
-            .map(|(_, shape)| shape.iter().product::<usize>() * 4)
-            .sum()
+        self.model_bytes
     }
 
     /// The token ids of `texts`, each cut to the model's length; with

@@ -20,7 +20,7 @@ use arc_swap::ArcSwapOption;
 use candle_core::Device;
 
 use super::{Classifier, InferError};
-use crate::model::{self, LoadOptions, LoadedModel, ModelSource};
+use crate::model::{self, InferPrecision, LoadOptions, LoadedModel, ModelSource};
 
 /// Bytes of adapters kept loaded unless told otherwise (the service's
 /// `--adapter-memory-mib` default): about 1,700 adapters of rank 8 on
@@ -48,7 +48,7 @@ impl ServedModel {
     pub fn load(
         id: &str,
         source: &ModelSource,
-        device: &Device,
+        (device, precision): (&Device, InferPrecision),
         bases: &Bases,
     ) -> Result<Self, InferError> {
         let opts = LoadOptions {
@@ -57,7 +57,7 @@ impl ServedModel {
         };
         if let ModelSource::Dir(dir) = source {
             if model::is_adapter_dir(dir) {
-                let base = bases.get_or_load(&model::adapter_base(dir)?, &opts)?;
+                let base = bases.get_or_load(&model::adapter_base(dir)?, &opts, precision)?;
                 let loaded = model::load_adapter_on(dir, &base, &opts)?;
                 return Ok(Self {
                     id: id.to_string(),
@@ -66,7 +66,7 @@ impl ServedModel {
                 });
             }
         }
-        let loaded = model::load(source, &opts)?;
+        let loaded = model::load(source, &opts)?.pack(precision)?;
         Ok(Self {
             id: id.to_string(),
             classifier: Classifier::new(&loaded, None)?,
@@ -98,13 +98,14 @@ impl Bases {
         &self,
         source: &ModelSource,
         opts: &LoadOptions,
+        precision: InferPrecision,
     ) -> Result<Arc<LoadedModel>, InferError> {
         let key = source.peft_name();
         let held = |map: &HashMap<String, Weak<LoadedModel>>| map.get(&key)?.upgrade();
         if let Some(base) = held(&self.lock()) {
             return Ok(base);
         }
-        let base = Arc::new(model::load(source, opts)?);
+        let base = Arc::new(model::load(source, opts)?.pack(precision)?);
         let mut map = self.lock();
         if let Some(other) = held(&map) {
             return Ok(other); // loaded meanwhile by another request
@@ -133,6 +134,8 @@ pub struct Registry {
     adapter_memory: usize,
     bases: Arc<Bases>,
     device: Device,
+    /// What the models loaded here run in.
+    precision: InferPrecision,
 }
 
 impl Registry {
@@ -147,7 +150,20 @@ impl Registry {
             adapter_memory: DEFAULT_ADAPTER_MEMORY,
             bases: Arc::new(Bases::default()),
             device,
+            precision: InferPrecision::Fp32,
         }
+    }
+
+    /// The registry loading models to run in `precision` (int8 and bf16 on
+    /// the CPU only: loading refuses them elsewhere).
+    pub fn with_precision(mut self, precision: InferPrecision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// What the models loaded here run in.
+    pub fn precision(&self) -> InferPrecision {
+        self.precision
     }
 
     /// The registry keeping at most `bytes` of adapters besides `latest`.
@@ -193,6 +209,14 @@ impl Registry {
         self.latest.load_full()
     }
 
+    /// The loaded model `id` (`latest` included), without marking it used.
+    pub fn peek(&self, id: &str) -> Option<Arc<ServedModel>> {
+        if let Some(latest) = self.latest().filter(|m| m.id == id) {
+            return Some(latest);
+        }
+        self.lock().iter().find(|m| m.id == id).cloned()
+    }
+
     /// The loaded model `id` (`latest` included), marking it recently used.
     pub fn get(&self, id: &str) -> Option<Arc<ServedModel>> {
         if let Some(latest) = self.latest().filter(|m| m.id == id) {
@@ -210,7 +234,7 @@ impl Registry {
     /// job's new adapter joins their mixed batches at once). Blocking: call it
     /// from a worker thread; the model is not kept until promoted or asked for.
     pub fn load_blocking(&self, id: &str, source: &ModelSource) -> Result<ServedModel, InferError> {
-        ServedModel::load(id, source, &self.device, &self.bases)
+        ServedModel::load(id, source, (&self.device, self.precision), &self.bases)
     }
 
     /// The loaded model `id`, or `source` loaded now (on a blocking thread) and
@@ -224,8 +248,9 @@ impl Registry {
             return Ok(model);
         }
         let (owned_id, device, bases) = (id.to_string(), self.device.clone(), self.bases.clone());
+        let precision = self.precision;
         let loaded = tokio::task::spawn_blocking(move || {
-            ServedModel::load(&owned_id, &source, &device, &bases)
+            ServedModel::load(&owned_id, &source, (&device, precision), &bases)
         })
         .await
         .map_err(|e| candle_core::Error::Msg(format!("loading thread failed: {e}")))??;

@@ -25,6 +25,7 @@ use super::config::{Activation, Gpt2Config};
 use super::input::BatchInput;
 use super::layers::{dropout, Conv1D, LayerNorm, Mode};
 use super::ops::{self, GradSink};
+use super::packed::PackedLayers;
 use super::precision::{to_f32, Precision};
 
 /// Every parameter of the classifier with its shape, in a stable order.
@@ -134,7 +135,12 @@ struct Block {
 }
 
 impl Block {
-    fn new(vb: VarBuilder, cfg: &Gpt2Config, layer: usize) -> candle_core::Result<Self> {
+    fn new(
+        vb: VarBuilder,
+        cfg: &Gpt2Config,
+        layer: usize,
+        packed: Option<&PackedLayers>,
+    ) -> candle_core::Result<Self> {
         let e = cfg.n_embd;
         let mut scale = 1.0;
         if cfg.scale_attn_weights {
@@ -146,14 +152,14 @@ impl Block {
         Ok(Self {
             ln_1: LayerNorm::new(vb.pp("ln_1"), e, cfg.layer_norm_epsilon)?,
             attn: Attention {
-                c_attn: Conv1D::new(vb.pp("attn.c_attn"), e, 3 * e)?,
-                c_proj: Conv1D::new(vb.pp("attn.c_proj"), e, e)?,
+                c_attn: Conv1D::new(vb.pp("attn.c_attn"), (e, 3 * e), packed)?,
+                c_proj: Conv1D::new(vb.pp("attn.c_proj"), (e, e), packed)?,
                 n_head: cfg.n_head,
                 scale,
             },
             ln_2: LayerNorm::new(vb.pp("ln_2"), e, cfg.layer_norm_epsilon)?,
-            c_fc: Conv1D::new(vb.pp("mlp.c_fc"), e, cfg.n_inner)?,
-            c_proj: Conv1D::new(vb.pp("mlp.c_proj"), cfg.n_inner, e)?,
+            c_fc: Conv1D::new(vb.pp("mlp.c_fc"), (e, cfg.n_inner), packed)?,
+            c_proj: Conv1D::new(vb.pp("mlp.c_proj"), (cfg.n_inner, e), packed)?,
             activation: cfg.activation,
         })
     }
@@ -205,9 +211,19 @@ impl Gpt2ForSequenceClassification {
     /// The builder decides where the weights come from: a map of loaded tensors
     /// for inference, a `VarMap` for training (so gradients reach its variables).
     pub fn new(cfg: &Gpt2Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        Self::new_packed(cfg, vb, None)
+    }
+
+    /// [`Self::new`] with the Conv1D weights `packed` holds taken from it
+    /// (int8 or bf16 inference; see [`PackedLayers`]) instead of `vb`.
+    pub fn new_packed(
+        cfg: &Gpt2Config,
+        vb: VarBuilder,
+        packed: Option<&PackedLayers>,
+    ) -> candle_core::Result<Self> {
         let t = vb.pp("transformer");
         let blocks = (0..cfg.n_layer)
-            .map(|i| Block::new(t.pp(format!("h.{i}")), cfg, i))
+            .map(|i| Block::new(t.pp(format!("h.{i}")), cfg, i, packed))
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             wte: t.get((cfg.vocab_size, cfg.n_embd), "wte.weight")?,

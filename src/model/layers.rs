@@ -10,6 +10,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::ops::{self, GradSink};
+use super::packed::{PackedConv, PackedLayers};
 use super::precision::Precision;
 
 /// Whether a forward pass trains (dropout on, drawn from a seeded generator) or
@@ -45,19 +46,30 @@ impl Module for LayerNorm {
     }
 }
 
-/// Hugging Face's Conv1D: `y = x @ W + b` with `W` stored `[in, out]`.
+/// Hugging Face's Conv1D: `y = x @ W + b` with `W` stored `[in, out]`, in
+/// f32 or packed for int8/bf16 inference.
 #[derive(Debug, Clone)]
 pub(super) struct Conv1D {
-    weight: Tensor,
+    weight: ConvWeight,
     bias: Tensor,
     /// Takes the weight gradients, when the model trains with one.
     pub(super) sink: Option<Arc<GradSink>>,
 }
 
 impl Conv1D {
-    pub(super) fn new(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+    /// The layer under `vb`; its weight from `packed` when packed there.
+    pub(super) fn new(
+        vb: VarBuilder,
+        (n_in, n_out): (usize, usize),
+        packed: Option<&PackedLayers>,
+    ) -> candle_core::Result<Self> {
+        let name = format!("{}.weight", vb.prefix());
+        let weight = match packed.and_then(|p| p.get(&name)) {
+            Some(p) => ConvWeight::Packed(p.clone()),
+            None => ConvWeight::F32(vb.get((n_in, n_out), "weight")?),
+        };
         Ok(Self {
-            weight: vb.get((n_in, n_out), "weight")?,
+            weight,
             bias: vb.get(n_out, "bias")?,
             sink: None,
         })
@@ -67,14 +79,27 @@ impl Conv1D {
 impl Conv1D {
     /// `x` is `[rows, in]`; the product runs in `precision`'s dtype, and so
     /// does the result.
+    /// A packed layer runs its own product (f32 in and out, no gradient).
     pub(super) fn forward(&self, x: &Tensor, precision: Precision) -> candle_core::Result<Tensor> {
+        let weight = match &self.weight {
+            ConvWeight::F32(w) => w,
+            ConvWeight::Packed(PackedConv::Int8(w)) => return ops::int8_linear(x, w),
+            ConvWeight::Packed(PackedConv::Bf16(w)) => return ops::bf16_linear(x, w),
+        };
         let cast = |t: &Tensor| precision.cast(t);
-        let (w, b) = (cast(&self.weight)?, cast(&self.bias)?);
+        let (w, b) = (cast(weight)?, cast(&self.bias)?);
         // A cast copy is not the variable: its gradient must reach the variable
         // through candle's autograd.
-        let sink = self.sink.as_ref().filter(|_| w.id() == self.weight.id());
+        let sink = self.sink.as_ref().filter(|_| w.id() == weight.id());
         ops::linear(&cast(x)?, &w, &b, sink)
     }
+}
+
+/// A Conv1D weight: the f32 tensor, or its packed form.
+#[derive(Debug, Clone)]
+enum ConvWeight {
+    F32(Tensor),
+    Packed(PackedConv),
 }
 
 /// Inverted dropout with the mask drawn on the host from the step's seeded

@@ -236,6 +236,11 @@ pub struct LoadedModel {
     /// id), so an adapter trained on them records its base from the start
     /// (checkpoints included); `None` for weights made in memory.
     pub origin: Option<String>,
+    /// The Conv1D weights of attention and MLP packed for int8 or bf16
+    /// inference (see [`LoadedModel::pack`]), shared by every adapter loaded
+    /// on this base; those weights are then absent from `weights`. `None`
+    /// for fp32.
+    pub packed: Option<std::sync::Arc<super::PackedLayers>>,
 }
 
 impl LoadedModel {
@@ -243,7 +248,8 @@ impl LoadedModel {
     /// adapter on every row when there is one.
     pub fn build(&self) -> Result<Gpt2ForSequenceClassification, ModelError> {
         let vb = VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.weights_device());
-        let net = Gpt2ForSequenceClassification::new(&self.config, vb)?;
+        let packed = self.packed.as_deref();
+        let net = Gpt2ForSequenceClassification::new_packed(&self.config, vb, packed)?;
         match &self.adapter {
             Some(a) => Ok(net.with_adapter(LoraNet::new(&self.config, &a.lora, &a.weights)?)),
             None => Ok(net),
@@ -257,6 +263,7 @@ impl LoadedModel {
         &self,
         adapter: &Adapter,
     ) -> Result<(Gpt2ForSequenceClassification, Vec<(String, Var)>), ModelError> {
+        self.require_fp32("training an adapter")?;
         let vars = adapter_parameter_shapes(&self.config, &adapter.lora)
             .into_iter()
             .map(|(name, _)| {
@@ -284,6 +291,7 @@ impl LoadedModel {
         let Some(adapter) = &self.adapter else {
             return Ok(self.clone());
         };
+        self.require_fp32("merging an adapter")?;
         Ok(Self {
             weights: adapter.merge_into(&self.config, &self.weights)?,
             adapter: None,
@@ -294,6 +302,7 @@ impl LoadedModel {
     /// Builds the network over fresh variables holding these weights (for
     /// training): gradients of a loss reach the returned map's variables.
     pub fn build_trainable(&self) -> Result<(Gpt2ForSequenceClassification, VarMap), ModelError> {
+        self.require_fp32("training")?;
         let varmap = VarMap::new();
         {
             let mut vars = varmap
@@ -332,6 +341,9 @@ impl LoadedModel {
         if self.weights_device().same_device(device) {
             return Ok(self);
         }
+        if self.packed.is_some() {
+            return Err(super::packed::cpu_only(self.precision(), device));
+        }
         let weights = self
             .weights
             .into_iter()
@@ -355,7 +367,7 @@ impl LoadedModel {
         })
     }
 
-    fn weights_device(&self) -> Device {
+    pub(super) fn weights_device(&self) -> Device {
         self.weights
             .values()
             .next()
@@ -393,6 +405,7 @@ pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<LoadedModel, Mod
         new_head,
         adapter: None,
         origin: Some(source.peft_name()),
+        packed: None,
     })
 }
 

@@ -14,6 +14,7 @@ mod layers;
 mod load;
 mod lora;
 pub(crate) mod ops;
+mod packed;
 mod peft;
 mod precision;
 mod save;
@@ -31,9 +32,11 @@ pub use input::{embedding_gradient, BatchInput};
 pub use layers::Mode;
 pub use load::{load, resolve, LoadOptions, LoadedModel, ModelFiles, ModelSource, WeightLayout};
 pub use lora::{adapter_parameter_shapes, Adapter, LoraConfig, LoraTarget};
+pub use ops::qgemm::{with_bgemm_isa, with_qgemm_isa, Bf16Isa, QIsa};
 pub use ops::GradSink;
+pub use packed::{PackedConv, PackedLayers};
 pub use peft::{adapter_base, adapter_settings, is_adapter_dir, load_adapter_on};
-pub use precision::Precision;
+pub use precision::{InferPrecision, Precision};
 pub(crate) use save::writing_safetensors;
 pub use save::{export, read_trained, save, write_model_files, write_trained, Trained};
 
@@ -114,6 +117,13 @@ pub enum ModelError {
     #[error("adapter: {reason}")]
     Adapter {
         /// What is wrong, naming the file or tensor at fault.
+        reason: String,
+    },
+    /// The model cannot run or be used in the precision asked for (a packed
+    /// precision off the CPU, training a packed model).
+    #[error("precision: {reason}")]
+    Precision {
+        /// What was asked and why it cannot be.
         reason: String,
     },
     /// A tensor operation failed (out of device memory, a driver error).

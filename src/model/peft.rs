@@ -302,6 +302,7 @@ pub fn load_adapter_on(
         new_head,
         adapter: Some(adapter),
         origin: base.origin.clone(),
+        packed: base.packed.clone(),
     })
 }
 

@@ -63,3 +63,48 @@ impl Precision {
 pub(crate) fn to_f32(t: &Tensor) -> Result<Tensor> {
     t.to_dtype(DType::F32)
 }
+
+/// The arithmetic a model answers `/classify` (and `classify`) in; training
+/// is unaffected. The Conv1D products of attention and MLP change; token and
+/// position embeddings, LayerNorm, the attention scores and softmax, the
+/// residual stream and the score head stay f32.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum InferPrecision {
+    /// f32 weights and products (the default).
+    #[default]
+    Fp32,
+    /// Weights quantized to int8 per output channel when the model loads,
+    /// activations per row as they come; exact `i32` sums, f32 output.
+    Int8,
+    /// Weights stored in bf16, activations rounded to bf16, f32 sums.
+    Bf16,
+}
+
+impl InferPrecision {
+    /// The name used on the command line and in responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for InferPrecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -248,7 +248,10 @@ fn served(plan: &Plan, outcome: &train::TrainOutcome) -> Result<ServedModel, Inf
         let source = ModelSource::Dir(plan.model_dir.clone());
         return plan.registry.load_blocking(&plan.model_id, &source);
     }
-    let trained = outcome.model().to_device(plan.registry.device())?;
+    let trained = outcome
+        .model()
+        .to_device(plan.registry.device())
+        .and_then(|m| m.pack(plan.registry.precision()))?;
     Ok(ServedModel {
         id: plan.model_id.clone(),
         classifier: Classifier::new(&trained, None)?,

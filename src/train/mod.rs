@@ -282,6 +282,7 @@ impl TrainOutcome {
             new_head: false,
             adapter: self.adapter.clone(),
             origin: None,
+            packed: None,
         }
     }
 

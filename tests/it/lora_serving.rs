@@ -14,7 +14,7 @@ use crate::fixtures::{max_abs_diff, repo_path};
 
 /// `n` adapters in `dir`, alternating between the fixtures' two (3 and 5
 /// labels), each with its updates scaled differently so no two answer alike.
-fn adapters(dir: &Path, n: usize) -> Vec<PathBuf> {
+pub(crate) fn adapters(dir: &Path, n: usize) -> Vec<PathBuf> {
     let base = repo_path("tests/fixtures/gpt2-tiny-parity");
     (0..n)
         .map(|i| {
@@ -45,7 +45,7 @@ fn adapters(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-async fn load_all(registry: &Registry, dirs: &[PathBuf]) -> Vec<Arc<ServedModel>> {
+pub(crate) async fn load_all(registry: &Registry, dirs: &[PathBuf]) -> Vec<Arc<ServedModel>> {
     let mut out = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
         let source = ModelSource::Dir(dir.clone());

@@ -18,6 +18,7 @@ mod lora_parity;
 mod lora_serving;
 mod model_batching;
 mod model_grad;
+mod model_int8;
 mod model_io;
 mod model_parity;
 mod model_precision;

@@ -26,8 +26,13 @@ pub struct Health {
     /// Models held in memory for `/classify`, `latest` included (at most
     /// `--max-loaded-models` besides it).
     pub loaded_models: usize,
-    /// Bytes of those models' weights (a LoRA adapter's own, not its base's).
+    /// Bytes of those models' weights as held (a LoRA adapter's own, not its
+    /// base's; int8 or bf16 layers at their packed size).
     pub loaded_model_bytes: usize,
+    /// What `/classify` runs the models in (`--infer-precision`): `fp32`,
+    /// `int8` or `bf16`.
+    #[schema(inline)]
+    pub infer_precision: crate::model::InferPrecision,
     /// How many of the loaded models are LoRA adapters (kept within
     /// `--adapter-memory` bytes besides `latest`).
     pub loaded_adapters: usize,
@@ -109,6 +114,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         latest_model: state.registry.latest().map(|m| m.id.clone()),
         loaded_models,
         loaded_model_bytes,
+        infer_precision: state.registry.precision(),
         loaded_adapters,
         loaded_adapter_bytes,
         storage: Storage {

@@ -13,7 +13,7 @@ use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::infer::InferError;
-use crate::model::{LoraConfig, ModelError, ModelSource};
+use crate::model::{InferPrecision, LoraConfig, ModelError, ModelSource};
 use crate::store::ModelRow;
 use crate::train::{EvalMetrics, Method};
 
@@ -51,6 +51,14 @@ pub struct Model {
     pub created_at: Option<String>,
     /// When last made `latest` (RFC 3339, UTC); null if never.
     pub promoted_at: Option<String>,
+    /// What `/classify` runs it in (`serve --infer-precision`): `fp32`,
+    /// `int8` or `bf16`.
+    #[schema(inline)]
+    pub precision: InferPrecision,
+    /// Bytes of weights it holds in memory while loaded for `/classify`
+    /// (int8 or bf16 layers at their packed size; an adapter's own tensors,
+    /// not its base's); null while it is not loaded.
+    pub loaded_bytes: Option<usize>,
 }
 
 page_type! {
@@ -75,6 +83,7 @@ fn view(state: &AppState, row: ModelRow) -> Result<Model, ApiError> {
     let latest = state.registry.latest().is_some_and(|m| m.id == row.id);
     let dir = state.data_dir.resolve(&row.path);
     let lora = crate::model::adapter_settings(&dir);
+    let loaded_bytes = state.registry.peek(&row.id).map(|m| m.bytes());
     Ok(Model {
         id: row.id,
         job: Some(row.job_id),
@@ -91,6 +100,8 @@ fn view(state: &AppState, row: ModelRow) -> Result<Model, ApiError> {
         latest,
         created_at: Some(timestamp(row.created_at)),
         promoted_at: row.promoted_at.map(timestamp),
+        precision: state.registry.precision(),
+        loaded_bytes,
     })
 }
 
@@ -113,6 +124,8 @@ pub(super) fn preloaded(state: &AppState) -> Option<Model> {
         latest: state.registry.latest().is_some_and(|m| m.id == id),
         created_at: None,
         promoted_at: None,
+        precision: served.classifier.precision(),
+        loaded_bytes: Some(served.bytes()),
     })
 }
 

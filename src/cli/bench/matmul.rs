@@ -4,7 +4,10 @@
 //!
 //! The shapes are the recipe's: a short text is M = 1…64 rows against the
 //! Conv1D weights (768 × 2304, 768 × 768, 768 × 3072, 3072 × 768), forward
-//! (`x·W`) and backward (`dy·Wᵀ`, `xᵀ·dy`), plus the 2048³ square product.
+//! (`x·W`) and backward (`dy·Wᵀ`, `xᵀ·dy`), plus the 2048³ square product;
+//! and the forward products of int8 and bf16 inference (quantizing or
+//! rounding the rows included) beside fp32's, on one text and on a batch of
+//! 32 texts of 24 tokens.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -172,5 +175,63 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
             "gemm_crate_gflops": gemm, "median_ratio": ratio}),
         );
     }
-    Ok(json!({"threads": threads, "isa": format!("{:?}", Isa::best()), "shapes": rows}))
+    let narrow = narrow_products(args, threads);
+    Ok(
+        json!({"threads": threads, "isa": format!("{:?}", Isa::best()), "shapes": rows,
+              "inference": narrow}),
+    )
+}
+
+/// `x·W + b` in fp32 (sgemm), int8 and bf16 (their kernels as dispatched
+/// now), best of the rounds, interleaved; GOP/s counts `2·m·n·k`.
+fn narrow_products(args: &BenchArgs, threads: usize) -> serde_json::Value {
+    use crate::model::ops::qgemm::{Bf16Isa, QIsa};
+    use crate::model::ops::{Bf16Weight, Int8Weight};
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    println!(
+        "inference products x.W + b, GOP/s; int8 on {:?}, bf16 on {:?}",
+        QIsa::current(),
+        Bf16Isa::current()
+    );
+    let mut out = Vec::new();
+    for rows in [24, 768] {
+        for (k, n) in [(768, 2304), (768, 768), (768, 3072), (3072, 768)] {
+            let x: Vec<f32> = (0..rows * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..k * n).map(|_| rng.random_range(-0.1..0.1)).collect();
+            let bias = vec![0f32; n];
+            let (i8w, bfw) = (
+                Int8Weight::new(&w, &bias, (k, n)),
+                Bf16Weight::new(&w, &bias, (k, n)),
+            );
+            let tasks = if rows * n * k >= PARALLEL_MACS {
+                threads
+            } else {
+                1
+            };
+            let mut c = vec![0f32; rows * n];
+            let mut best = [f64::INFINITY; 3];
+            for _ in 0..args.warmup + args.iters.max(1) {
+                let t = Instant::now();
+                let (a, b) = (MatRef::rows(&x, k), MatRef::rows(&w, n));
+                sgemm_with(Isa::best(), tasks, (rows, n, k), a, b, &mut c, n, false);
+                best[0] = best[0].min(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                std::hint::black_box(i8w.forward(QIsa::current(), &x));
+                best[1] = best[1].min(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                std::hint::black_box(bfw.forward(Bf16Isa::current(), &x));
+                best[2] = best[2].min(t.elapsed().as_secs_f64());
+            }
+            let ops = 2.0 * (rows * n * k) as f64 / 1e9;
+            let [f, i, b] = best.map(|t| ops / t);
+            let label = format!("{rows}x{k}x{n}");
+            println!(
+                "  {label:<16} fp32 {f:>7.1}  int8 {i:>7.1} ({:.2}x)  bf16 {b:>7.1} ({:.2}x)",
+                i / f,
+                b / f
+            );
+            out.push(json!({"label": label, "fp32_gops": f, "int8_gops": i, "bf16_gops": b}));
+        }
+    }
+    json!(out)
 }

@@ -1,6 +1,7 @@
 //! Fused CPU kernels with their backward passes: GELU (tanh), LayerNorm, the
 //! attention's masked softmax and the Conv1D layer (matmul plus bias), and the
-//! sink that sums the Conv1D layers' weight gradients over a step.
+//! sink that sums the Conv1D layers' weight gradients over a step; and the
+//! Conv1D layer's int8 and bf16 forms for inference (`qgemm`, no backward).
 //!
 //! candle composes these from many small ops (each allocating a tensor and
 //! recording a backward node), and candle-nn's fused versions have no backward.
@@ -8,11 +9,14 @@
 //! dtypes the composed form runs instead, so results never depend on the path
 //! beyond float rounding (the tests compare both).
 
+mod bf16_linear;
 mod gelu;
 mod grad_sink;
+mod int8_linear;
 mod layer_norm;
 mod linear;
 mod products;
+pub mod qgemm;
 pub mod sgemm;
 mod softmax;
 
@@ -21,8 +25,10 @@ use rayon::prelude::*;
 
 use crate::simd::vectorized;
 
+pub use bf16_linear::{bf16_linear, Bf16Weight};
 pub use gelu::gelu_tanh;
 pub use grad_sink::GradSink;
+pub use int8_linear::{int8_linear, Int8Weight};
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use softmax::masked_softmax;
