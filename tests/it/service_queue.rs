@@ -49,6 +49,8 @@ pub async fn queue_job(store: &Store, id: &str, max_attempts: i64) {
             hyperparameters: Default::default(),
             suffix: None,
             max_attempts,
+            webhooks: Vec::new(),
+            integrations: Vec::new(),
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@ use super::paging::{page_type, JobListParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
+use crate::integrations::{is_http_url, Integration, TrackingRun, WebhookTarget};
 use crate::queue::{local_config, BaseModelError};
 use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
@@ -35,6 +36,14 @@ pub struct CreateJob {
     /// Up to 40 of `[a-z0-9-]`, put into the id of the model the job makes
     /// (`model-{suffix}-…`).
     pub suffix: Option<String>,
+    /// Up to 8 receivers of this job's webhooks, besides the server's own
+    /// (`--webhook-url`); only where the server allows it
+    /// (`--allow-job-webhooks`; otherwise 422 on `webhooks`).
+    pub webhooks: Option<Vec<WebhookTarget>>,
+    /// Experiment trackers to log the run to: at most one
+    /// `{"type": "mlflow", "experiment", "run_name"?, "tags"?}`, on the
+    /// server's tracking server (`--mlflow-tracking-uri`; without one, 422).
+    pub integrations: Option<Vec<Integration>>,
 }
 
 /// Training progress.
@@ -117,6 +126,13 @@ pub struct Job {
     pub disk_bytes: Option<u64>,
     /// Why it failed (or why the last attempt did); null otherwise.
     pub error: Option<String>,
+    /// The job's own webhook receivers (the server's are not listed).
+    pub webhooks: Vec<WebhookTarget>,
+    /// The experiment trackers it logs to.
+    pub integrations: Vec<Integration>,
+    /// The MLflow run it logs to (its ids and page); null until the run is
+    /// made (when training starts) or without an MLflow integration.
+    pub tracking: Option<TrackingRun>,
     /// Id of the model it produced; null until it succeeds.
     pub model: Option<String>,
     /// Submission time (RFC 3339).
@@ -169,6 +185,9 @@ impl From<JobRow> for Job {
             latest_metrics: None,
             disk_bytes: None,
             error: row.error,
+            webhooks: row.webhooks.unwrap_or_default(),
+            integrations: row.integrations.unwrap_or_default(),
+            tracking: row.tracking,
             model: row.model_id,
             created_at: timestamp(row.created_at),
             started_at: row.started_at.map(timestamp),
@@ -214,6 +233,73 @@ fn validate(
                 names.join(", ")
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Most receivers one job may name.
+const MAX_JOB_WEBHOOKS: usize = 8;
+
+/// Refuses webhooks and integrations the server does not take.
+fn validate_integrations(
+    req: &CreateJob,
+    config: &crate::api::ServeConfig,
+) -> Result<(), ApiError> {
+    let webhooks = req.webhooks.as_deref().unwrap_or_default();
+    if !webhooks.is_empty() && !config.allow_job_webhooks {
+        return Err(ApiError::invalid(
+            "webhooks",
+            "this server does not take webhooks per job (its operator can allow them with \
+             --allow-job-webhooks)",
+        ));
+    }
+    if webhooks.len() > MAX_JOB_WEBHOOKS {
+        let message = format!("at most {MAX_JOB_WEBHOOKS} receivers");
+        return Err(ApiError::invalid("webhooks", message));
+    }
+    if let Some(i) = webhooks.iter().position(|w| !is_http_url(&w.url)) {
+        return Err(ApiError::invalid(
+            format!("webhooks[{i}].url"),
+            "must be an absolute http:// or https:// URL",
+        ));
+    }
+    let integrations = req.integrations.as_deref().unwrap_or_default();
+    if integrations.len() > 1 {
+        return Err(ApiError::invalid("integrations", "at most one integration"));
+    }
+    for (i, m) in integrations.iter().filter_map(|x| x.mlflow()).enumerate() {
+        if config.mlflow_tracking_uri.is_none() {
+            return Err(ApiError::invalid(
+                format!("integrations[{i}]"),
+                "this server has no MLflow tracking server (its operator can name one with \
+                 --mlflow-tracking-uri)",
+            ));
+        }
+        let name_ok = |s: &str| !s.trim().is_empty() && s.len() <= 250;
+        if !name_ok(&m.experiment) {
+            let message = "must be 1 to 250 characters, not all blank";
+            return Err(ApiError::invalid(
+                format!("integrations[{i}].experiment"),
+                message,
+            ));
+        }
+        if m.run_name.as_deref().is_some_and(|n| !name_ok(n)) {
+            let message = "must be 1 to 250 characters, not all blank";
+            return Err(ApiError::invalid(
+                format!("integrations[{i}].run_name"),
+                message,
+            ));
+        }
+        if let Some(key) = m
+            .tags
+            .keys()
+            .find(|k| !name_ok(k) || k.starts_with("mlflow."))
+        {
+            return Err(ApiError::invalid(
+                format!("integrations[{i}].tags"),
+                format!("tag `{key}`: names are 1 to 250 characters and not `mlflow.…`"),
+            ));
+        }
     }
     Ok(())
 }
@@ -272,6 +358,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let hp = req.hyperparameters.clone().unwrap_or_default();
     validate(&req, &hp, &state.devices)?;
+    validate_integrations(&req, &state.config)?;
     check_base_model(&state, &req.base_model, &hp).await?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
@@ -295,6 +382,8 @@ pub async fn create(
             max_attempts: hp.max_attempts as i64,
             hyperparameters: hp,
             suffix: req.suffix,
+            webhooks: req.webhooks.unwrap_or_default(),
+            integrations: req.integrations.unwrap_or_default(),
         })
         .await?;
     let event = NewEvent::info(EventKind::Created, "job queued", None);

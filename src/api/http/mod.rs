@@ -38,6 +38,24 @@ use super::AppState;
 use crate::train::Hyperparameters;
 pub use openapi_yaml::openapi_yaml;
 
+/// Renders webhook payloads' `data` as the API returns it: a job as
+/// `GET /jobs/{id}` does (without the single-job extras), a model as
+/// `GET /models/{id}` does, `latest` true (the event is its promotion).
+pub(crate) fn webhook_render(state: AppState) -> crate::integrations::webhooks::Render {
+    use crate::store::Subject;
+    std::sync::Arc::new(move |subject: &Subject| {
+        let value = match subject {
+            Subject::Job(row) => serde_json::to_value(jobs::Job::from(row.clone())),
+            Subject::Model(row) => {
+                let mut model = models::view(&state, row.clone());
+                model.latest = true;
+                serde_json::to_value(model)
+            }
+        };
+        value.unwrap_or_default()
+    })
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
