@@ -16,6 +16,7 @@ mod log;
 mod record;
 mod settle;
 pub mod sweep;
+mod tracking;
 mod worker;
 
 use std::sync::Arc;

@@ -13,7 +13,6 @@ use super::execute::{self, FromTrainer, JobError, Plan};
 use super::record::Recorder;
 use super::settle::{persist, settle, settle_error, StopReason};
 use super::WorkerContext;
-use crate::integrations::mlflow::tracker::{Setup, Tracker};
 use crate::store::{new_id, EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
@@ -58,7 +57,7 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
         let error = JobError::Thread(format!("cannot start: {e}"));
         return settle_error(shared, &fence, &job, error).await;
     }
-    let tracker = tracker(shared, &job, &plan_datasets);
+    let tracker = super::tracking::tracker(shared, &job, &plan_datasets);
     let mut recorder = Recorder::new(shared, &fence);
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat);
     let mut reason: Option<StopReason> = None;
@@ -108,33 +107,9 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
     settle(shared, &fence, &job, done, reason).await;
     if let Some(t) = tracker {
         let now = shared.store.get_job(&job.id).await;
-        t.finish(now.ok().map(|j| j.status).filter(|s| s.is_terminal()));
+        drop(t.finish(now.ok().map(|j| j.status).filter(|s| s.is_terminal())));
     }
     metrics::gauge!(crate::metric_names::TRAINING_TOKENS_PER_SECOND).set(0.0);
-}
-
-/// The job's MLflow run keeper, when it has an `mlflow` integration and the
-/// node a tracking server.
-fn tracker(shared: &WorkerContext, job: &JobRow, datasets: &[String]) -> Option<Tracker> {
-    let uri = shared.config.mlflow_tracking_uri.as_deref()?;
-    let integrations = job.integrations.as_deref().unwrap_or_default();
-    let mlflow = integrations.iter().find_map(|i| i.mlflow())?.clone();
-    let client = match crate::integrations::mlflow::client::Client::new(uri) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("MLflow client: {e}");
-            return None;
-        }
-    };
-    Some(Tracker::start(Setup {
-        client,
-        store: shared.store.clone(),
-        log: shared.log.clone(),
-        data_dir: shared.config.data_dir.clone(),
-        job: job.clone(),
-        mlflow,
-        datasets: datasets.to_vec(),
-    }))
 }
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease

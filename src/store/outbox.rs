@@ -64,7 +64,7 @@ impl WebhookEvent {
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
     /// A job's row.
-    Job(JobRow),
+    Job(Box<JobRow>),
     /// A model's row.
     Model(ModelRow),
 }
@@ -155,7 +155,7 @@ macro_rules! outbox {
                     sqlx::query_as(&sql).bind(job_id).fetch_optional(&mut *conn).await?;
                 let Some(row) = row else { return Ok(()) };
                 let urls = destinations(receivers, row.webhooks.as_deref());
-                Self::insert(conn, &urls, event, job_id, &Subject::Job(row)).await
+                Self::insert(conn, &urls, event, job_id, &Subject::Job(Box::new(row))).await
             }
 
             async fn enqueue_promotion<'a>(

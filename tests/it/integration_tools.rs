@@ -107,6 +107,12 @@ impl Receiver {
     }
 }
 
+/// MLflow's telemetry off: the tests reach nothing beyond loopback.
+const QUIET: [(&str, &str); 2] = [
+    ("MLFLOW_DISABLE_TELEMETRY", "true"),
+    ("DO_NOT_TRACK", "true"),
+];
+
 /// `mlflow server` on loopback at a free port, with a SQLite backend and
 /// proxied artifacts in a folder of its own; killed when dropped.
 pub struct MlflowServer {
@@ -154,6 +160,7 @@ impl MlflowServer {
             .args(["--port", &port.to_string(), "--backend-store-uri", &backend])
             .arg("--artifacts-destination")
             .arg(dir.join("artifacts"))
+            .envs(QUIET)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             // Its own process group: a stop kills the server's workers too.
@@ -201,6 +208,7 @@ impl MlflowServer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mlflow_read.py");
         let out = Command::new(&self.python)
             .args([script, &self.uri, experiment, job])
+            .envs(QUIET)
             .output()
             .unwrap();
         assert!(

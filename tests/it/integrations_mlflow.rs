@@ -4,7 +4,8 @@
 //! count and values as `/jobs/{id}/metrics`), tags, final status and
 //! artifacts; a job killed (SIGKILL) and retried on a new process keeps one
 //! run; a job whose tracker stops mid-run still succeeds, says so in its
-//! log, and the run catches up once the tracker is back.
+//! log, and the run catches up once the tracker is back; `tuneserve train`
+//! logs its run the same way.
 
 use std::time::{Duration, Instant};
 
@@ -267,4 +268,62 @@ async fn a_job_whose_tracker_stops_succeeds_and_the_run_catches_up() {
         series(&metrics["train"], "loss")
     );
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_train_command_logs_its_run_too() {
+    let Some(python) = python() else { return };
+    let server = MlflowServer::start(&python).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    crate::fixtures::write_tiny_model(&base, 9, tuneserve::model::WeightLayout::Base);
+    let data = tmp.path().join("train.jsonl");
+    std::fs::write(&data, crate::test_app::tiny_dataset()).unwrap();
+    let out = tmp.path().join("run");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tuneserve"))
+        .args(["train", "--model"])
+        .arg(&base)
+        .arg("--train")
+        .arg(&data)
+        .arg("--eval")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args(["--epochs", "1", "--batch-size", "4", "--logging-steps", "1"])
+        .args([
+            "--mlflow-tracking-uri",
+            &server.uri,
+            "--mlflow-experiment",
+            "cli",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mlflow-run.json")).unwrap())
+            .unwrap();
+    let key = format!("train:{}", std::fs::canonicalize(&out).unwrap().display());
+    // The command waited for the tracker: the run is finished already.
+    let run = server.read("cli", &key);
+    assert_eq!(run["runs"], json!([recorded["run_id"]]), "{run:#}");
+    assert_eq!(run["status"], "FINISHED");
+    assert_eq!(run["params"]["batch_size"], "4");
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        mlflow_series(&run, "train_loss"),
+        series(&metrics["history"]["steps"], "loss")
+    );
+    let evals = metrics["history"]["evals"].as_array().unwrap();
+    let accuracy: Vec<(i64, f64)> = evals
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_i64().unwrap(),
+                e["metrics"]["accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(mlflow_series(&run, "eval_accuracy"), accuracy);
+    assert_eq!(run["artifacts"], json!(["README.md", "metrics.json"]));
 }

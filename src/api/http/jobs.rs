@@ -11,7 +11,7 @@ use super::paging::{page_type, JobListParams};
 use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
-use crate::integrations::{is_http_url, Integration, TrackingRun, WebhookTarget};
+use crate::integrations::{Integration, TrackingRun, WebhookTarget};
 use crate::queue::{local_config, BaseModelError};
 use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::Hyperparameters;
@@ -237,73 +237,6 @@ fn validate(
     Ok(())
 }
 
-/// Most receivers one job may name.
-const MAX_JOB_WEBHOOKS: usize = 8;
-
-/// Refuses webhooks and integrations the server does not take.
-fn validate_integrations(
-    req: &CreateJob,
-    config: &crate::api::ServeConfig,
-) -> Result<(), ApiError> {
-    let webhooks = req.webhooks.as_deref().unwrap_or_default();
-    if !webhooks.is_empty() && !config.allow_job_webhooks {
-        return Err(ApiError::invalid(
-            "webhooks",
-            "this server does not take webhooks per job (its operator can allow them with \
-             --allow-job-webhooks)",
-        ));
-    }
-    if webhooks.len() > MAX_JOB_WEBHOOKS {
-        let message = format!("at most {MAX_JOB_WEBHOOKS} receivers");
-        return Err(ApiError::invalid("webhooks", message));
-    }
-    if let Some(i) = webhooks.iter().position(|w| !is_http_url(&w.url)) {
-        return Err(ApiError::invalid(
-            format!("webhooks[{i}].url"),
-            "must be an absolute http:// or https:// URL",
-        ));
-    }
-    let integrations = req.integrations.as_deref().unwrap_or_default();
-    if integrations.len() > 1 {
-        return Err(ApiError::invalid("integrations", "at most one integration"));
-    }
-    for (i, m) in integrations.iter().filter_map(|x| x.mlflow()).enumerate() {
-        if config.mlflow_tracking_uri.is_none() {
-            return Err(ApiError::invalid(
-                format!("integrations[{i}]"),
-                "this server has no MLflow tracking server (its operator can name one with \
-                 --mlflow-tracking-uri)",
-            ));
-        }
-        let name_ok = |s: &str| !s.trim().is_empty() && s.len() <= 250;
-        if !name_ok(&m.experiment) {
-            let message = "must be 1 to 250 characters, not all blank";
-            return Err(ApiError::invalid(
-                format!("integrations[{i}].experiment"),
-                message,
-            ));
-        }
-        if m.run_name.as_deref().is_some_and(|n| !name_ok(n)) {
-            let message = "must be 1 to 250 characters, not all blank";
-            return Err(ApiError::invalid(
-                format!("integrations[{i}].run_name"),
-                message,
-            ));
-        }
-        if let Some(key) = m
-            .tags
-            .keys()
-            .find(|k| !name_ok(k) || k.starts_with("mlflow."))
-        {
-            return Err(ApiError::invalid(
-                format!("integrations[{i}].tags"),
-                format!("tag `{key}`: names are 1 to 250 characters and not `mlflow.…`"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Resolves the base model and checks the hyperparameters against its
 /// configuration when it can be read without a download (`max_length`).
 async fn check_base_model(
@@ -358,7 +291,11 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let hp = req.hyperparameters.clone().unwrap_or_default();
     validate(&req, &hp, &state.devices)?;
-    validate_integrations(&req, &state.config)?;
+    super::job_integrations::validate(
+        req.webhooks.as_deref().unwrap_or_default(),
+        req.integrations.as_deref().unwrap_or_default(),
+        &state.config,
+    )?;
     check_base_model(&state, &req.base_model, &hp).await?;
     let train_labels = dataset_labels(&state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {

@@ -5,6 +5,7 @@ mod common_responses;
 mod datasets;
 mod events;
 mod health;
+mod job_integrations;
 mod job_records;
 mod jobs;
 mod model_files;
@@ -45,7 +46,7 @@ pub(crate) fn webhook_render(state: AppState) -> crate::integrations::webhooks::
     use crate::store::Subject;
     std::sync::Arc::new(move |subject: &Subject| {
         let value = match subject {
-            Subject::Job(row) => serde_json::to_value(jobs::Job::from(row.clone())),
+            Subject::Job(row) => serde_json::to_value(jobs::Job::from((**row).clone())),
             Subject::Model(row) => {
                 let mut model = models::view(&state, row.clone());
                 model.latest = true;

@@ -15,7 +15,6 @@ pub(crate) mod tracker;
 use serde_json::Value;
 
 use super::MlflowIntegration;
-use crate::store::JobRow;
 use crate::train::Hyperparameters;
 
 /// The metrics a run gets, by name.
@@ -51,22 +50,20 @@ pub fn params(hp: &Hyperparameters) -> Vec<(String, String)> {
     out
 }
 
-/// The run's tags: the job, its base model and datasets, and the job's own.
+/// The run's tags: [`tracker::JOB_TAG`] = `key`, the base model, `extra`
+/// (the datasets) and the caller's own.
 pub fn run_tags(
-    job: &JobRow,
+    key: &str,
+    base_model: &str,
+    extra: Vec<(String, String)>,
     mlflow: &MlflowIntegration,
-    datasets: &[String],
 ) -> Vec<(String, String)> {
     let mut tags = vec![
-        (tracker::JOB_TAG.to_string(), job.id.clone()),
-        ("base_model".to_string(), job.base_model.clone()),
-        ("train_dataset".to_string(), job.train_dataset.clone()),
-        ("datasets".to_string(), datasets.join(", ")),
+        (tracker::JOB_TAG.to_string(), key.to_string()),
+        ("base_model".to_string(), base_model.to_string()),
         ("mlflow.source.name".to_string(), "tuneserve".to_string()),
     ];
-    if let Some(eval) = &job.eval_dataset {
-        tags.push(("eval_dataset".to_string(), eval.clone()));
-    }
+    tags.extend(extra);
     tags.extend(mlflow.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     tags
 }

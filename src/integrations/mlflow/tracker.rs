@@ -5,24 +5,25 @@
 //! the oldest dropped and counted beyond), sends them with `log-batch` about
 //! once a second, and while the server is away keeps them and tries again
 //! with a growing pause. When the attempt ends it has [`CLOSE_WITHIN`] to
-//! catch up, upload the model card and `metrics.json` and set the final
-//! status; what it could not send is said in the job's log (`tracking`).
+//! catch up, upload the artifacts (the model card and `metrics.json`) and
+//! set the final status; what it could not send is said through its
+//! [`Host`]: the job's log (`tracking` entries) in the service, stderr for
+//! `tuneserve train`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::client::{Client, Metric, MlflowError, RunInfo};
-use super::{params, run_tags};
-use crate::data_dir::DataDir;
 use crate::integrations::{MlflowIntegration, TrackingRun};
-use crate::queue::JobLog;
-use crate::store::{now_ms, EventKind, JobRow, JobStatus, Level, NewEvent, Store};
+use crate::store::{now_ms, JobStatus, Level};
 use crate::train::TrainEvent;
 
 /// Metric points held while the server is away, at most.
@@ -33,30 +34,43 @@ const CHANNEL: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Longest pause between tries while the server is away.
 const MAX_PAUSE: Duration = Duration::from_secs(30);
-/// How long the task may go on after the attempt ends (the job does not
-/// wait for it).
+/// How long a job's tracker may go on after the attempt ends (the job does
+/// not wait for it).
 pub const CLOSE_WITHIN: Duration = Duration::from_secs(120);
 /// Longest pause between tries after the attempt ended.
 const CLOSE_PAUSE: Duration = Duration::from_secs(5);
 /// The tag that finds a job's run again.
 pub const JOB_TAG: &str = "tuneserve.job_id";
 
+/// What a tracker reports to, besides MLflow: a job of the service, or the
+/// `train` command.
+pub(crate) trait Host: Send + Sync {
+    /// Records the run, so that a later attempt resumes it.
+    fn record<'a>(&'a self, run: &'a TrackingRun) -> BoxFuture<'a, ()>;
+    /// Says what the tracker did (`data`: the details, `tracker: "mlflow"`).
+    fn say(&self, level: Level, message: String, data: Value) -> BoxFuture<'_, ()>;
+    /// The artifacts of a run that ended with `status`: file name and bytes.
+    fn artifacts(&self, status: JobStatus) -> BoxFuture<'_, Vec<(&'static str, Vec<u8>)>>;
+}
+
 /// What a tracker needs.
 pub(crate) struct Setup {
     /// The tracking server.
     pub client: Client,
-    /// Where the run is recorded on the job.
-    pub store: Store,
-    /// Where what the tracker did is said.
-    pub log: JobLog,
-    /// Where the job's model is.
-    pub data_dir: DataDir,
-    /// The job, as claimed.
-    pub job: JobRow,
-    /// The job's MLflow settings.
+    /// Where the run is recorded and what the tracker did is said.
+    pub host: Arc<dyn Host>,
+    /// The value of the run's [`JOB_TAG`], which finds it again.
+    pub key: String,
+    /// The run recorded earlier, if any.
+    pub known: Option<TrackingRun>,
+    /// Experiment, run name and the caller's tags.
     pub mlflow: MlflowIntegration,
-    /// The datasets' names.
-    pub datasets: Vec<String>,
+    /// The run's params (every hyperparameter).
+    pub params: Vec<(String, String)>,
+    /// The run's tags ([`JOB_TAG`] among them).
+    pub tags: Vec<(String, String)>,
+    /// How long the tracker may go on after the attempt ends, catching up.
+    pub close_within: Duration,
 }
 
 /// The worker's end of a tracker.
@@ -64,6 +78,7 @@ pub(crate) struct Tracker {
     events: mpsc::Sender<TrainEvent>,
     end: oneshot::Sender<Option<JobStatus>>,
     dropped: Arc<AtomicU64>,
+    task: JoinHandle<()>,
 }
 
 impl Tracker {
@@ -85,11 +100,12 @@ impl Tracker {
             next_try: Instant::now(),
             pause: FLUSH_EVERY,
         };
-        tokio::spawn(task.run(rx, end_rx));
+        let task = tokio::spawn(task.run(rx, end_rx));
         Self {
             events,
             end,
             dropped,
+            task,
         }
     }
 
@@ -106,9 +122,11 @@ impl Tracker {
     }
 
     /// The attempt ended: with the job's final status, or `None` when the
-    /// job goes on (queued again, handed back, taken by another node).
-    pub(crate) fn finish(self, status: Option<JobStatus>) {
+    /// job goes on (queued again, handed back, taken by another node). The
+    /// task ends within its `close_within`; nobody need wait for it.
+    pub(crate) fn finish(self, status: Option<JobStatus>) -> JoinHandle<()> {
         let _ = self.end.send(status);
+        self.task
     }
 }
 
@@ -234,8 +252,7 @@ impl Task {
         };
         let client = &self.setup.client;
         if self.params_due {
-            let all = params(&self.setup.job.hyperparameters);
-            for chunk in all.chunks(100) {
+            for chunk in self.setup.params.chunks(100) {
                 client.log_batch(&run_id, &[], chunk, &[]).await?;
             }
             self.params_due = false;
@@ -254,19 +271,21 @@ impl Task {
     /// retry, or another node, resumes it) or makes it; records it on the job.
     async fn open_run(&mut self) -> Result<String, MlflowError> {
         let client = &self.setup.client;
-        let job = &self.setup.job;
-        let found = match &job.tracking {
+        let found = match &self.setup.known {
             Some(t) => Some(t.run_id.clone()),
             None => {
                 let experiment = client.experiment_id(&self.setup.mlflow.experiment).await?;
-                let tagged = client.find_run(&experiment, JOB_TAG, &job.id).await?;
+                let tagged = client
+                    .find_run(&experiment, JOB_TAG, &self.setup.key)
+                    .await?;
                 match tagged {
                     Some(run) => Some(run.run_id),
                     None => {
                         let name = self.setup.mlflow.run_name.clone();
-                        let name = name.unwrap_or_else(|| job.id.clone());
-                        let tags = run_tags(job, &self.setup.mlflow, &self.setup.datasets);
-                        let run = client.create_run(&experiment, &name, &tags).await?;
+                        let name = name.unwrap_or_else(|| self.setup.key.clone());
+                        let run = client
+                            .create_run(&experiment, &name, &self.setup.tags)
+                            .await?;
                         self.params_due = true;
                         self.adopt(run.clone(), false).await;
                         return Ok(run.run_id);
@@ -298,14 +317,7 @@ impl Task {
             experiment_id: run.experiment_id.clone(),
             url: url.clone(),
         };
-        if let Err(e) = self
-            .setup
-            .store
-            .set_tracking(&self.setup.job.id, &tracking)
-            .await
-        {
-            tracing::warn!("recording the MLflow run on the job: {e}");
-        }
+        self.setup.host.record(&tracking).await;
         let verb = if resumed { "resumed" } else { "created" };
         let message = format!("MLflow run {} {verb}: {url}", run.run_id);
         let data = json!({"tracker": "mlflow", "run_id": run.run_id,
@@ -316,7 +328,7 @@ impl Task {
 
     /// Catches up, then (when the job ended) the artifacts and final status.
     async fn close(mut self, status: Option<JobStatus>) {
-        let deadline = Instant::now() + CLOSE_WITHIN;
+        let deadline = Instant::now() + self.setup.close_within;
         let mut last = self.try_flush().await;
         self.pause = self.pause.min(CLOSE_PAUSE);
         while last.is_err() && Instant::now() + self.pause < deadline {
@@ -347,39 +359,13 @@ impl Task {
         }
     }
 
-    /// Uploads the model card and `metrics.json`, sets the final status.
+    /// Uploads the artifacts, sets the final status.
     async fn finish_run(&self, status: JobStatus, run: &RunInfo) -> Result<(), MlflowError> {
         let client = &self.setup.client;
-        let store = &self.setup.store;
-        let job = store.get_job(&self.setup.job.id).await.ok();
-        let rows = store
-            .list_metrics(&self.setup.job.id)
-            .await
-            .unwrap_or_default();
-        let split = |s: crate::store::Split| -> Vec<serde_json::Value> {
-            let rows = rows.iter().filter(|m| m.split == s);
-            rows.map(|m| json!({"step": m.step, "epoch": m.epoch, "metrics": m.data}))
-                .collect()
-        };
-        let (train, eval) = (
-            split(crate::store::Split::Train),
-            split(crate::store::Split::Eval),
-        );
-        let document = json!({"job": self.setup.job.id, "status": status.as_str(),
-                              "final": eval.last().map(|e| e["metrics"].clone()),
-                              "train": train, "eval": eval});
-        let bytes = serde_json::to_vec_pretty(&document).unwrap_or_default();
-        client
-            .upload_artifact(&run.artifact_uri, "metrics.json", bytes)
-            .await?;
-        let model = job.and_then(|j| j.model_id);
-        if let Some(model) = model {
-            let card = self.setup.data_dir.model(&model).join("README.md");
-            if let Ok(bytes) = tokio::fs::read(&card).await {
-                client
-                    .upload_artifact(&run.artifact_uri, "README.md", bytes)
-                    .await?;
-            }
+        for (name, bytes) in self.setup.host.artifacts(status).await {
+            client
+                .upload_artifact(&run.artifact_uri, name, bytes)
+                .await?;
         }
         let final_status = match status {
             JobStatus::Succeeded => "FINISHED",
@@ -389,15 +375,7 @@ impl Task {
         client.set_status(&run.run_id, final_status).await
     }
 
-    async fn say(&self, level: Level, message: String, data: serde_json::Value) {
-        let event = NewEvent {
-            level,
-            kind: EventKind::Tracking,
-            message,
-            data: Some(data),
-        };
-        if let Err(e) = self.setup.log.write(&self.setup.job.id, None, event).await {
-            tracing::warn!("recording what MLflow did: {e}");
-        }
+    async fn say(&self, level: Level, message: String, data: Value) {
+        self.setup.host.say(level, message, data).await;
     }
 }
