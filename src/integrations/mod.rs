@@ -21,18 +21,15 @@ pub struct WebhookTarget {
     pub url: String,
 }
 
-/// An experiment tracker a job logs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Integration {
-    /// An MLflow run on the server's tracking server (`--mlflow-tracking-uri`).
-    Mlflow(MlflowIntegration),
-}
-
-/// Where in MLflow a job's run goes.
+/// An experiment tracker a job logs to (a plain object rather than a tagged
+/// union, so that every OpenAPI client generator reads its schema).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MlflowIntegration {
+pub struct Integration {
+    /// The tracker: `mlflow`, a run on the server's tracking server
+    /// (`--mlflow-tracking-uri`).
+    #[serde(rename = "type")]
+    pub kind: IntegrationKind,
     /// The experiment's name; created when the tracking server has none of
     /// that name.
     pub experiment: String,
@@ -40,16 +37,40 @@ pub struct MlflowIntegration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_name: Option<String>,
     /// Tags set on the run besides tuneserve's own (`tuneserve.job_id`,
-    /// `base_model`, `train_dataset`, `eval_dataset`).
+    /// `base_model`, `train_dataset`, `eval_dataset`, `datasets`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The experiment trackers a job can log to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationKind {
+    /// MLflow's tracking server.
+    Mlflow,
+}
+
+/// Where in MLflow a run goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlflowIntegration {
+    /// The experiment's name; created when the tracking server has none of
+    /// that name.
+    pub experiment: String,
+    /// The run's name; the job's id (or the output folder) when absent.
+    pub run_name: Option<String>,
+    /// Tags set on the run besides tuneserve's own.
     pub tags: BTreeMap<String, String>,
 }
 
 impl Integration {
     /// The MLflow settings, when this is an MLflow integration.
-    pub fn mlflow(&self) -> Option<&MlflowIntegration> {
-        match self {
-            Self::Mlflow(m) => Some(m),
+    pub fn mlflow(&self) -> Option<MlflowIntegration> {
+        match self.kind {
+            IntegrationKind::Mlflow => Some(MlflowIntegration {
+                experiment: self.experiment.clone(),
+                run_name: self.run_name.clone(),
+                tags: self.tags.clone(),
+            }),
         }
     }
 }

@@ -27,7 +27,7 @@ pub(super) fn tracker(
 ) -> Option<Tracker> {
     let uri = shared.config.mlflow_tracking_uri.as_deref()?;
     let integrations = job.integrations.as_deref().unwrap_or_default();
-    let mlflow = integrations.iter().find_map(|i| i.mlflow())?.clone();
+    let mlflow = integrations.iter().find_map(|i| i.mlflow())?;
     let client = match Client::new(uri) {
         Ok(c) => c,
         Err(e) => {
