@@ -16,6 +16,7 @@
 //! * [`store`] — persistence on SQLite (one node) or PostgreSQL (many); the only
 //!   module that speaks SQL.
 //! * [`queue`] — the jobs table as a queue: claims, leases, workers on their own threads.
+//! * [`integrations`] — what jobs tell the world outside: signed webhooks, MLflow runs.
 //! * [`cluster`] — what makes nodes on one database one service: node identity and
 //!   heartbeats, announcements from other nodes, `latest` followed across nodes.
 //! * [`data_dir`] — the layout of the service's data folder.
@@ -35,6 +36,7 @@ pub mod fault;
 pub(crate) mod host;
 pub(crate) mod hub;
 pub mod infer;
+pub mod integrations;
 pub mod job;
 pub mod metric_names;
 pub mod model;

@@ -19,6 +19,8 @@ use clap::{Args, Command, FromArgMatches};
 use crate::cluster;
 use crate::infer::{BatchLimits, BatchingConfig};
 use crate::model::InferPrecision;
+use crate::integrations::is_http_url;
+use crate::integrations::webhooks::Secret;
 use crate::queue::Backoff;
 use crate::store::DatabaseUrl;
 
@@ -158,6 +160,52 @@ pub struct ServeConfig {
     /// (not a flag).
     #[arg(skip = Duration::from_secs(2))]
     pub model_poll: Duration,
+    /// A URL every job's webhooks are POSTed to (`job.running`,
+    /// `job.succeeded`, `job.failed`, `job.cancelled`, `model.promoted`),
+    /// signed with --webhook-secret; repeat the flag (or separate with commas)
+    /// for several.
+    #[arg(
+        long = "webhook-url",
+        env = "TUNESERVE_WEBHOOK_URL",
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
+    /// The Standard Webhooks secret deliveries are signed with: `whsec_` and
+    /// the base64 of a key of 16 bytes or more (`whsec_$(openssl rand -base64 32)`).
+    /// Required with --webhook-url or --allow-job-webhooks.
+    #[arg(long, env = "TUNESERVE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+    /// Let jobs name webhook receivers of their own (`webhooks: [{"url"}]` on
+    /// POST /jobs); without it such jobs are refused (422 on `webhooks`).
+    #[arg(long, env = "TUNESERVE_ALLOW_JOB_WEBHOOKS")]
+    pub allow_job_webhooks: bool,
+    /// Seconds before the second try of a webhook a receiver did not take
+    /// (no 2xx); each next try waits twice as long, up to
+    /// --webhook-retry-max-secs (±20% jitter).
+    #[arg(long = "webhook-retry-initial-secs", env = "TUNESERVE_WEBHOOK_RETRY_INITIAL_SECS",
+          value_name = "SECS", value_parser = secs, default_value = "5")]
+    pub webhook_retry_initial: Duration,
+    /// Longest wait between two tries of a webhook, in seconds.
+    #[arg(long = "webhook-retry-max-secs", env = "TUNESERVE_WEBHOOK_RETRY_MAX_SECS",
+          value_name = "SECS", value_parser = secs, default_value = "600")]
+    pub webhook_retry_max: Duration,
+    /// Seconds after an event when tries to deliver it stop (the job's log
+    /// records the give-up).
+    #[arg(long = "webhook-retry-window-secs", env = "TUNESERVE_WEBHOOK_RETRY_WINDOW_SECS",
+          value_name = "SECS", value_parser = secs, default_value = "86400")]
+    pub webhook_retry_window: Duration,
+    /// Seconds a receiver has to answer one try.
+    #[arg(long = "webhook-timeout-secs", env = "TUNESERVE_WEBHOOK_TIMEOUT_SECS",
+          value_name = "SECS", value_parser = secs, default_value = "10")]
+    pub webhook_timeout: Duration,
+    /// How often due webhook tries are looked for (not a flag).
+    #[arg(skip = Duration::from_millis(500))]
+    pub webhook_poll: Duration,
+    /// The MLflow tracking server jobs with an `mlflow` integration log to
+    /// (`http://HOST:5000`); without it such jobs are refused (422 on
+    /// `integrations`).
+    #[arg(long, env = "TUNESERVE_MLFLOW_TRACKING_URI")]
+    pub mlflow_tracking_uri: Option<String>,
 }
 
 /// Parses a number of seconds (fractions allowed, not negative).
@@ -208,7 +256,38 @@ impl ServeConfig {
             !self.retry_initial.is_zero() && self.retry_initial <= self.retry_max,
             "--retry-initial-secs must be positive and at most --retry-max-secs"
         );
+        self.check_integrations()?;
         cluster::validate_node_id(&self.node_id).map_err(anyhow::Error::msg)
+    }
+
+    fn check_integrations(&self) -> anyhow::Result<()> {
+        if let Some(bad) = self.webhook_urls.iter().find(|u| !is_http_url(u)) {
+            anyhow::bail!("--webhook-url: `{bad}` is not an http:// or https:// URL");
+        }
+        anyhow::ensure!(
+            !self.webhooks_on() || self.webhook_secret.is_some(),
+            "--webhook-url and --allow-job-webhooks need --webhook-secret (whsec_ and a \
+             base64 key) to sign deliveries with"
+        );
+        anyhow::ensure!(
+            !self.webhook_retry_initial.is_zero()
+                && self.webhook_retry_initial <= self.webhook_retry_max
+                && !self.webhook_timeout.is_zero(),
+            "--webhook-retry-initial-secs must be positive and at most --webhook-retry-max-secs; \
+             --webhook-timeout-secs positive"
+        );
+        if let Some(uri) = self.mlflow_tracking_uri.as_deref() {
+            anyhow::ensure!(
+                is_http_url(uri),
+                "--mlflow-tracking-uri: `{uri}` is not an http:// or https:// URL"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether any webhook can be sent: receivers of the server's or of jobs'.
+    pub(crate) fn webhooks_on(&self) -> bool {
+        !self.webhook_urls.is_empty() || self.allow_job_webhooks
     }
 
     /// The bearer token clients must send; `None` when none is set (an empty

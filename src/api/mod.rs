@@ -106,6 +106,7 @@ impl Application {
         let data_dir = prepare_data_dir(&config.data_dir)?;
         telemetry::install();
         let store = open_store(&config, &data_dir).await?;
+        store.set_webhook_receivers(config.webhook_urls.clone());
         crate::queue::sweep::sweep(&data_dir, &store, crate::queue::sweep::STALE).await;
         let service_devices = ServiceDevice::open(&config)?;
         let device = |name: &str| ServiceDevice::named(&service_devices, name);
@@ -126,6 +127,7 @@ impl Application {
             poll: config.poll,
             backoff: config.backoff(),
             model_dirs: config.model_dirs.clone(),
+            mlflow_tracking_uri: config.mlflow_tracking_uri.clone(),
         };
         let (queue, workers) = Queue::start(
             queue_config,
@@ -133,7 +135,7 @@ impl Application {
             registry.clone(),
             shutdown.clone(),
         );
-        let background = cluster::start(Node {
+        let mut background = cluster::start(Node {
             id: config.node_id.clone(),
             devices: config.devices.clone(),
             store: store.clone(),
@@ -165,6 +167,18 @@ impl Application {
             config: Arc::new(config),
             shutdown: shutdown.clone(),
         };
+        if let Some(webhooks) = webhook_config(&state.config) {
+            let render = http::webhook_render(state.clone());
+            let log = state.queue.log().clone();
+            let task = crate::integrations::webhooks::start(
+                webhooks,
+                store.clone(),
+                log,
+                render,
+                shutdown.clone(),
+            )?;
+            background.push(task);
+        }
         Ok(Self {
             listener,
             router: http::router(state.clone()),
@@ -231,6 +245,25 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// How this node sends webhooks; `None` when it sends none.
+fn webhook_config(config: &ServeConfig) -> Option<crate::integrations::webhooks::WebhookConfig> {
+    let secret = config
+        .webhook_secret
+        .clone()
+        .filter(|_| config.webhooks_on())?;
+    Some(crate::integrations::webhooks::WebhookConfig {
+        node_id: config.node_id.clone(),
+        secret,
+        backoff: crate::queue::Backoff {
+            initial: config.webhook_retry_initial,
+            max: config.webhook_retry_max,
+        },
+        retry_window: config.webhook_retry_window,
+        timeout: config.webhook_timeout,
+        poll: config.webhook_poll,
+    })
 }
 
 async fn signal() {

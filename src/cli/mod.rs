@@ -10,6 +10,7 @@ mod merge;
 mod migrate_store;
 mod serve;
 mod train;
+mod train_tracking;
 
 use std::process::ExitCode;
 
@@ -51,7 +52,7 @@ pub enum Command {
     /// Time a training step (8×64) and a forward pass (32×64), as reference/hf_bench.py does for PyTorch.
     Bench(bench::BenchArgs),
     /// Run the HTTP service: datasets, fine-tuning jobs, models, /classify.
-    Serve(crate::api::ServeConfig),
+    Serve(Box<crate::api::ServeConfig>),
     /// Merge a LoRA adapter into its base and write a plain Hugging Face classifier.
     Merge(merge::MergeArgs),
     /// Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).
@@ -71,7 +72,7 @@ pub fn main() -> ExitCode {
         Command::Classify(args) => classify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Merge(args) => merge::run(args),
         Command::MigrateStore(args) => migrate_store::run(args),
         Command::Health(args) => health::run(args),

@@ -10,8 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::peak_rss_mib;
+use super::train_tracking::{Observed, Tracking};
 use crate::data::{load_hub_split, Dataset, ParseOptions};
 use crate::model::{load, parse_device, LoadOptions, ModelSource};
+use crate::store::JobStatus;
 use crate::train::{
     self, EvalMetrics, Hyperparameters, Observer, Provenance, Resume, StepLog, TrainEvent,
     TrainOutcome,
@@ -41,6 +43,18 @@ pub struct TrainArgs {
     /// `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu", env = "TUNESERVE_DEVICE")]
     pub device: String,
+    /// An MLflow tracking server to log the run to (`http://HOST:5000`): every
+    /// hyperparameter, the metrics at their steps, the model card and
+    /// metrics.json; the run is recorded in OUT/mlflow-run.json, and a
+    /// --resume-from into the same OUT continues it.
+    #[arg(long, env = "TUNESERVE_MLFLOW_TRACKING_URI")]
+    pub mlflow_tracking_uri: Option<String>,
+    /// The MLflow experiment (made when missing).
+    #[arg(long, env = "TUNESERVE_MLFLOW_EXPERIMENT", default_value = "tuneserve")]
+    pub mlflow_experiment: String,
+    /// The MLflow run's name [default: `train:` and the output folder].
+    #[arg(long, env = "TUNESERVE_MLFLOW_RUN_NAME")]
+    pub mlflow_run_name: Option<String>,
     /// Hyperparameters: the flags under "Hyperparameters" (added from the
     /// hyperparameters' definition, see `hyperparameter_flags`).
     #[arg(skip)]
@@ -206,7 +220,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint_dir: args.out.join("checkpoints"),
         resume,
     };
-    let outcome = train::run(spec, &mut progress)?;
+    let tracking = Tracking::start(&args)?;
+    let mut observed = Observed {
+        inner: &mut progress,
+        tracking: tracking.as_ref(),
+    };
+    let outcome = match train::run(spec, &mut observed) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let Some(t) = tracking {
+                t.finish(JobStatus::Failed);
+            }
+            return Err(e.into());
+        }
+    };
     let runtime = started.elapsed().as_secs_f64();
     if let Some(bar) = &progress.bar {
         bar.finish();
@@ -232,6 +259,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         model_dir.display(),
         metrics_path.display()
     );
+    if let Some(t) = tracking {
+        t.finish(JobStatus::Succeeded);
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod log;
 mod record;
 mod settle;
 pub mod sweep;
+mod tracking;
 mod worker;
 
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub struct QueueConfig {
     /// Folders whose subfolders are base models clients may name
     /// (`--model-dir`).
     pub model_dirs: Vec<std::path::PathBuf>,
+    /// The MLflow tracking server jobs with an `mlflow` integration log to
+    /// (`--mlflow-tracking-uri`); `None`: such jobs log nowhere.
+    pub mlflow_tracking_uri: Option<String>,
 }
 
 /// Exponential backoff with jitter: the first retry waits `initial`, each

@@ -32,6 +32,7 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
         Ok(plan) => plan,
         Err(e) => return settle_error(shared, &fence, &job, e).await,
     };
+    let plan_datasets = plan.provenance.datasets.clone();
     let message = format!(
         "attempt {} of {} started on {owner}",
         job.attempt, job.max_attempts
@@ -56,13 +57,19 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
         let error = JobError::Thread(format!("cannot start: {e}"));
         return settle_error(shared, &fence, &job, error).await;
     }
+    let tracker = super::tracking::tracker(shared, &job, &plan_datasets);
     let mut recorder = Recorder::new(shared, &fence);
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat);
     let mut reason: Option<StopReason> = None;
     let done = loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(FromTrainer::Event(event)) => recorder.record(&event).await,
+                Some(FromTrainer::Event(event)) => {
+                    if let Some(t) = &tracker {
+                        t.observe(&event);
+                    }
+                    recorder.record(&event).await
+                }
                 Some(FromTrainer::ExportRetry { error, delay }) => {
                     let message = format!(
                         "exporting the model failed: {}; trying again in {:.1} s (the trained weights are kept)",
@@ -98,6 +105,10 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
         recorder.flush().await;
     }
     settle(shared, &fence, &job, done, reason).await;
+    if let Some(t) = tracker {
+        let now = shared.store.get_job(&job.id).await;
+        drop(t.finish(now.ok().map(|j| j.status).filter(|s| s.is_terminal())));
+    }
     metrics::gauge!(crate::metric_names::TRAINING_TOKENS_PER_SECOND).set(0.0);
 }
 

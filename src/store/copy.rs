@@ -41,7 +41,7 @@ struct Table {
 
 /// Every table with data, parents before children (foreign keys hold at
 /// every insert).
-const TABLES: [Table; 6] = [
+const TABLES: [Table; 7] = [
     Table {
         name: "datasets",
         order: "seq",
@@ -87,6 +87,9 @@ const TABLES: [Table; 6] = [
             ("updated_at", Int),
             ("retry_at", Int),
             ("retries", Int),
+            ("webhooks", J),
+            ("integrations", J),
+            ("tracking", J),
         ],
     },
     Table {
@@ -142,6 +145,25 @@ const TABLES: [Table; 6] = [
             ("path", Text),
             ("created_at", Int),
             ("promoted_at", Int),
+        ],
+    },
+    Table {
+        name: "webhook_outbox",
+        order: "seq",
+        columns: &[
+            ("seq", Int),
+            ("message_id", Text),
+            ("event_type", Text),
+            ("job_id", Text),
+            ("url", Text),
+            ("subject", J),
+            ("created_at", Int),
+            ("attempts", Int),
+            ("next_attempt_at", Int),
+            ("claimed_by", Text),
+            ("claim_expires_at", Int),
+            ("done_at", Int),
+            ("delivered", Bool),
         ],
     },
 ];

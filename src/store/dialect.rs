@@ -73,6 +73,10 @@ pub(super) trait Dialect: sqlx::Database {
     /// Sends notification `$1` (payload `$2`) at commit; `None` where no
     /// other node could hear it.
     const NOTIFY: Option<&'static str>;
+    /// Appended to a `SELECT` whose rows a claim takes, so that nodes
+    /// claiming at once take different rows (nothing where the write lock
+    /// already serialises claims).
+    const SKIP_LOCKED: &'static str;
 
     /// The statement that makes `table`'s `seq` continue after its highest
     /// value (after rows were copied in with their ids); `None` where the
@@ -94,6 +98,7 @@ impl Dialect for Sqlite {
     const LOCK_PROMOTIONS: Option<&'static str> = None;
     const GREATEST: &'static str = "MAX";
     const NOTIFY: Option<&'static str> = None;
+    const SKIP_LOCKED: &'static str = "";
 
     fn reset_sequence(_table: &str) -> Option<String> {
         None // AUTOINCREMENT keeps sqlite_sequence at the highest id inserted
@@ -116,6 +121,7 @@ impl Dialect for Postgres {
     const LOCK_PROMOTIONS: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7242001)");
     const GREATEST: &'static str = "GREATEST";
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn reset_sequence(table: &str) -> Option<String> {
         Some(format!(

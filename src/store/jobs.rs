@@ -1,12 +1,15 @@
 //! The `jobs` table: submission, listing, and the queue's claims, leases,
 //! progress and outcomes (fenced by [`Fence`]).
 
+use sqlx::types::Json;
 use sqlx::{Database, Encode, Type};
 
 use super::dialect::{begin_write, fenced};
+use super::outbox::{Outbox, WebhookEvent};
 use super::steps::{channel, Statement, Steps};
 use super::text_enum::text_enum;
 use super::{now_ms, with_pool, Store, StoreError};
+use crate::integrations::{Integration, TrackingRun, WebhookTarget};
 use crate::job::JobSettings;
 
 text_enum! {
@@ -33,7 +36,7 @@ impl JobStatus {
 }
 
 /// A fine-tuning job as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct JobRow {
     /// `job-` and 16 hex digits.
     pub id: String,
@@ -81,10 +84,19 @@ pub struct JobRow {
     pub retry_at: Option<i64>,
     /// Retries so far after causes that may pass (each waited its backoff).
     pub retries: i64,
+    /// The job's own webhook receivers; `None` when it has none.
+    #[sqlx(json(nullable))]
+    pub webhooks: Option<Vec<WebhookTarget>>,
+    /// The experiment trackers it logs to; `None` when none.
+    #[sqlx(json(nullable))]
+    pub integrations: Option<Vec<Integration>>,
+    /// The tracker's run, once made; `None` before (or without a tracker).
+    #[sqlx(json(nullable))]
+    pub tracking: Option<TrackingRun>,
 }
 
 /// Training progress of a job.
-#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// Optimizer steps done as of the last logging window (at an attempt's start, the step
     /// it starts from).
@@ -115,6 +127,10 @@ pub struct NewJob {
     pub settings: JobSettings,
     /// Suffix for the model's id.
     pub suffix: Option<String>,
+    /// Its own webhook receivers (empty: none).
+    pub webhooks: Vec<WebhookTarget>,
+    /// Experiment trackers to log to (empty: none).
+    pub integrations: Vec<Integration>,
 }
 
 /// Identifies one attempt of one worker at a job: a write fenced by it only
@@ -157,7 +173,7 @@ pub struct Rescued {
 pub(super) const COLUMNS: &str = "id, status, base_model, train_dataset, eval_dataset, \
     hyperparameters, suffix, attempt, max_attempts, lease_owner, lease_expires_at, \
     cancel_requested, step, total_steps, epoch, tokens, tokens_per_second, error, model_id, \
-    created_at, started_at, finished_at, retry_at, retries";
+    created_at, started_at, finished_at, retry_at, retries, webhooks, integrations, tracking";
 
 /// The condition every fenced statement includes; see [`Fence::bind`].
 pub(super) const FENCED: &str = fenced!();
@@ -176,8 +192,9 @@ impl Store {
         let now = now_ms();
         let insert = format!(
             "INSERT INTO jobs (id, status, base_model, train_dataset, eval_dataset,
-                 hyperparameters, suffix, max_attempts, created_at, updated_at)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
+                 hyperparameters, suffix, max_attempts, created_at, updated_at, webhooks,
+                 integrations)
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING {COLUMNS}"
         );
         with_pool!(self, |pool, Db| {
             let mut tx = begin_write(pool).await?;
@@ -202,6 +219,8 @@ impl Store {
                 .bind(&new.suffix)
                 .bind(new.settings.options.max_attempts as i64)
                 .bind(now)
+                .bind((!new.webhooks.is_empty()).then_some(Json(&new.webhooks)))
+                .bind((!new.integrations.is_empty()).then_some(Json(&new.integrations)))
                 .fetch_one(&mut *tx)
                 .await?;
             Db::notify(&mut tx, channel::JOBS, &row.id).await?;
@@ -303,9 +322,29 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            if status == JobStatus::Queued {
+                let cancelled = WebhookEvent::JobCancelled;
+                Db::enqueue_job(&mut tx, self.receivers(), cancelled, id).await?;
+            }
             tx.commit().await?;
         });
         self.get_job(id).await
+    }
+
+    /// Records the MLflow run job `id` logs to: every later attempt, on any
+    /// node, resumes it.
+    pub async fn set_tracking(&self, id: &str, run: &TrackingRun) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE jobs SET tracking = $1 WHERE id = $2";
+        with_pool!(self, |pool, Db| {
+            let mut tx = begin_write(pool).await?;
+            sqlx::query(SQL)
+                .bind(Json(run))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Queues a failed job again with fresh attempts; it resumes from its
@@ -365,7 +404,7 @@ impl Store {
                     "job `{id}` produced model `{model}`, which still exists; delete the model first"
                 )));
             }
-            for table in ["metrics", "events", "checkpoints", "jobs"] {
+            for table in ["metrics", "events", "checkpoints", "webhook_outbox", "jobs"] {
                 let column = if table == "jobs" { "id" } else { "job_id" };
                 sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
                     .bind(id)

@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::dialect::{begin_write, Dialect};
 use super::jobs::{COLUMNS, FENCED};
+use super::outbox::{Outbox, WebhookEvent};
 use super::steps::{channel, Steps};
 use super::{now_ms, with_pool, Fence, JobRow, JobStatus, Progress, Rescued, Store, StoreError};
 
@@ -42,12 +43,16 @@ impl Store {
                 Db::NEXT_QUEUED
             );
             let mut tx = begin_write(pool).await?;
-            let row = sqlx::query_as(&sql)
+            let row: Option<JobRow> = sqlx::query_as(&sql)
                 .bind(owner)
                 .bind(lease_ms)
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
+            if let Some(job) = &row {
+                let running = WebhookEvent::JobRunning;
+                Db::enqueue_job(&mut tx, self.receivers(), running, &job.id).await?;
+            }
             tx.commit().await?;
             Ok(row)
         })
@@ -123,6 +128,9 @@ impl Store {
             let done = statement.bind(now_ms()).execute(&mut *tx).await?;
             if status == JobStatus::Queued {
                 Db::notify(&mut tx, channel::JOBS, &fence.job_id).await?;
+            }
+            if let Some(event) = WebhookEvent::of_status(status) {
+                Db::enqueue_job(&mut tx, self.receivers(), event, &fence.job_id).await?;
             }
             tx.commit().await?;
             Ok(done.rows_affected() == 1)
@@ -211,6 +219,11 @@ impl Store {
                 .await?;
             if rows.iter().any(|r| r.status == JobStatus::Queued) {
                 Db::notify(&mut tx, channel::JOBS, "").await?;
+            }
+            for r in &rows {
+                if let Some(event) = WebhookEvent::of_status(r.status) {
+                    Db::enqueue_job(&mut tx, self.receivers(), event, &r.job_id).await?;
+                }
             }
             tx.commit().await?;
             Ok(rows)

@@ -31,6 +31,7 @@ mod models;
 mod node_lock;
 mod nodes;
 mod notices;
+mod outbox;
 mod records;
 mod steps;
 mod text_enum;
@@ -47,6 +48,7 @@ pub use leases::Lease;
 pub use models::{Finished, ModelRow, NewModel};
 pub use nodes::NodeRow;
 pub use notices::{Notice, Notices};
+pub use outbox::{Delivery, Subject, WebhookEvent};
 pub use records::{CheckpointRow, EventKind, EventRow, Level, MetricRow, NewEvent, Split};
 pub use url::DatabaseUrl;
 
@@ -156,6 +158,8 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Where every webhook event goes besides a job's own receivers.
+    receivers: outbox::Receivers,
 }
 
 /// The connection pool of one backend.
@@ -215,7 +219,10 @@ impl Store {
             }
             DatabaseUrl::Postgres(url) => Backend::Postgres(dialect::open_postgres(url).await?),
         };
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            receivers: Default::default(),
+        })
     }
 
     /// Opens (creating if needed) the SQLite database file `path`.

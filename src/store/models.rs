@@ -8,11 +8,12 @@ use sqlx::types::Json;
 
 use super::dialect::{begin_write, Dialect};
 use super::jobs::FENCED;
+use super::outbox::{Outbox, WebhookEvent};
 use super::steps::{channel, Steps};
 use super::{now_ms, with_pool, Fence, Store, StoreError};
 
 /// A fine-tuned model.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct ModelRow {
     /// `model-`, the job's suffix if any, and 16 hex digits.
     pub id: String,
@@ -50,7 +51,7 @@ pub struct NewModel {
     pub path: String,
 }
 
-const MODEL_COLUMNS: &str =
+pub(super) const MODEL_COLUMNS: &str =
     "id, job_id, base_model, labels, metrics, path, created_at, promoted_at";
 
 fn not_found(id: &str) -> StoreError {
@@ -138,6 +139,8 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                let cancelled = WebhookEvent::JobCancelled;
+                Db::enqueue_job(&mut tx, self.receivers(), cancelled, &fence.job_id).await?;
                 tx.commit().await?;
                 return Ok(Finished::Cancelled);
             }
@@ -154,8 +157,12 @@ impl Store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
+            let receivers = self.receivers();
+            let succeeded = WebhookEvent::JobSucceeded;
+            Db::enqueue_job(&mut tx, receivers, succeeded, &fence.job_id).await?;
             if promote {
                 Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+                Db::enqueue_promotion(&mut tx, receivers, &row.id).await?;
             }
             tx.commit().await?;
             Ok(Finished::Registered(row))
@@ -233,6 +240,7 @@ impl Store {
                 .await?
                 .ok_or_else(|| not_found(id))?;
             Db::notify(&mut tx, channel::MODELS, &row.id).await?;
+            Db::enqueue_promotion(&mut tx, self.receivers(), &row.id).await?;
             tx.commit().await?;
             Ok(row)
         })

@@ -76,6 +76,16 @@ text_enum! {
         Interrupted,
         /// The worker's lease ran out; the job was queued again or failed.
         LeaseExpired,
+        /// A webhook receiver took an event (`data`: `event`, `url`,
+        /// `webhook_id`, `attempt`, `status`).
+        WebhookDelivered,
+        /// A try to deliver a webhook failed (`data`: `event`, `url`,
+        /// `webhook_id`, `attempt`, `error`, `gave_up`, and `retry_in_ms`
+        /// unless it gave up).
+        WebhookFailed,
+        /// What the job's experiment tracker did (`data`: `tracker`, and the
+        /// run or what was dropped).
+        Tracking,
     }
 }
 

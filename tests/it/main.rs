@@ -4,6 +4,7 @@
 //! Tests of the store run on SQLite and on PostgreSQL (see [`test_db`]).
 
 mod fixtures;
+mod integration_tools;
 mod test_app;
 mod test_db;
 
@@ -14,6 +15,8 @@ mod cluster_bench;
 mod contract;
 mod contract_fuzz;
 mod data_dataset;
+mod integrations_mlflow;
+mod integrations_webhooks;
 mod lora_parity;
 mod lora_serving;
 mod model_batching;

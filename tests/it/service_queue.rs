@@ -55,6 +55,8 @@ pub async fn queue_job(store: &Store, id: &str, max_attempts: i64) {
                 ..JobSettings::default()
             },
             suffix: None,
+            webhooks: Vec::new(),
+            integrations: Vec::new(),
         })
         .await
         .unwrap();

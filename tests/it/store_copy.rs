@@ -14,6 +14,8 @@ use crate::test_db::{Backend, TestDb};
 /// entries, a model), a cancelled one and a queued one.
 async fn populated() -> (TestDb, Store) {
     let (db, store) = store_with_dataset(Backend::Sqlite).await;
+    // Webhook events fill the outbox: job-a running, succeeded and promoted, job-b cancelled.
+    store.set_webhook_receivers(vec!["http://127.0.0.1:9/hook".into()]);
     for id in ["job-a", "job-b", "job-c"] {
         queue_job(&store, id, 3).await;
     }
@@ -95,7 +97,8 @@ async fn a_sqlite_store_moves_to_postgres_and_back() {
             ("metrics", 2),
             ("events", 1),
             ("checkpoints", 1),
-            ("models", 1)
+            ("models", 1),
+            ("webhook_outbox", 4)
         ]
     );
     assert_eq!(snapshot(&middle, &jobs).await, before);

@@ -98,7 +98,7 @@ export async function render(root, ctx) {
       p.epoch !== null && p.epoch !== undefined ? h('span', { class: 'muted' }, ` · epoch ${num(p.epoch, 3)}`) : null,
       p.tokens_per_second ? h('span', { class: 'muted' }, ` · ${num(Math.round(p.tokens_per_second))} tokens/s`) : null,
     );
-    const fk = JSON.stringify([job.status, job.model, job.attempt, job.started_at, job.finished_at, job.error, job.retry_at, job.retries]);
+    const fk = JSON.stringify([job.status, job.model, job.attempt, job.started_at, job.finished_at, job.error, job.retry_at, job.retries, job.tracking]);
     if (fk !== factsKey) {
       factsKey = fk;
       fill(
@@ -115,6 +115,8 @@ export async function render(root, ctx) {
           ['Started', job.started_at ? ago(job.started_at) : null],
           ['Finished', job.finished_at ? ago(job.finished_at) : null],
           ['Took', job.started_at && job.finished_at ? duration((new Date(job.finished_at) - new Date(job.started_at)) / 1000) : null],
+          ['MLflow run', job.tracking ? h('a', { href: job.tracking.url, target: '_blank', rel: 'noopener', id: 'mlflow-run' }, job.tracking.run_id) : null],
+          ['Webhooks', job.webhooks?.length ? job.webhooks.map((w) => w.url).join(', ') : null],
         ]),
         job.error ? errorBox({ message: job.error }) : null,
       );

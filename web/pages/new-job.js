@@ -141,16 +141,27 @@ export async function render(root, ctx) {
   trainSelect.value = template?.train_dataset || ctx.query.get('train') || datasets[0]?.id || '';
   evalSelect.value = template ? template.eval_dataset || '' : ctx.query.get('eval') || '';
   const suffixInput = h('input', { type: 'text', name: 'suffix', autocomplete: 'off', placeholder: 'tweets-small', value: template?.suffix || '' });
+  const mlflowInput = h('input', { type: 'text', name: 'mlflow_experiment', autocomplete: 'off', placeholder: 'none', value: template?.integrations?.[0]?.experiment || '' });
+  const webhookInput = h('input', { type: 'url', name: 'webhook_url', autocomplete: 'off', placeholder: 'none', value: template?.webhooks?.[0]?.url || '' });
+  const integrationHints = {
+    integrations: 'An MLflow experiment to log the run to (on the server\'s tracking server, --mlflow-tracking-uri).',
+    webhooks: 'A URL this job\'s webhooks are also sent to (where the server allows it: --allow-job-webhooks).',
+  };
   const jobFields = [
     ['base_model', 'Base model', baseInput],
     ['train_dataset', 'Training dataset', trainSelect],
     ['eval_dataset', 'Evaluation dataset', evalSelect],
     ['suffix', 'Model id suffix', suffixInput],
+    ['integrations', 'MLflow experiment', mlflowInput],
+    ['webhooks', 'Webhook URL', webhookInput],
   ].map(([param, label, input]) => {
-    const f = wrapField(param, label, input, [jobProps[param]?.description]);
+    const f = wrapField(param, label, input, [integrationHints[param] || jobProps[param]?.description]);
     fields.set(param, f);
     return f.wrap;
   });
+  // The server names these fields' errors by their place in the body.
+  for (const param of ['integrations[0]', 'integrations[0].experiment']) fields.set(param, fields.get('integrations'));
+  for (const param of ['webhooks[0]', 'webhooks[0].url']) fields.set(param, fields.get('webhooks'));
 
   // --- hyperparameters, from the schema --------------------------------------------
   const entries = hyperparameterFields(doc, hpProps, names);
@@ -227,6 +238,8 @@ export async function render(root, ctx) {
     const body = { base_model: baseInput.value.trim(), train_dataset: trainSelect.value };
     if (evalSelect.value) body.eval_dataset = evalSelect.value;
     if (suffixInput.value.trim()) body.suffix = suffixInput.value.trim();
+    if (mlflowInput.value.trim()) body.integrations = [{ type: 'mlflow', experiment: mlflowInput.value.trim() }];
+    if (webhookInput.value.trim()) body.webhooks = [{ url: webhookInput.value.trim() }];
     const hp = {};
     const bad = [];
     for (const { key: name, path } of entries) {

@@ -12,6 +12,7 @@ use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query, ServiceDevice};
 use crate::job::JobSettings;
+use crate::integrations::{Integration, TrackingRun, WebhookTarget};
 use crate::queue::{local_config, BaseModelError};
 use crate::store::{new_id, EventKind, JobRow, JobStatus, NewEvent, NewJob, Split, StoreError};
 use crate::train::StepLog;
@@ -39,6 +40,14 @@ pub struct CreateJob {
     /// Up to 40 of `[a-z0-9-]`, put into the id of the model the job makes
     /// (`model-{suffix}-…`).
     pub suffix: Option<String>,
+    /// Up to 8 receivers of this job's webhooks, besides the server's own
+    /// (`--webhook-url`); only where the server allows it
+    /// (`--allow-job-webhooks`; otherwise 422 on `webhooks`).
+    pub webhooks: Option<Vec<WebhookTarget>>,
+    /// Experiment trackers to log the run to: at most one
+    /// `{"type": "mlflow", "experiment", "run_name"?, "tags"?}`, on the
+    /// server's tracking server (`--mlflow-tracking-uri`; without one, 422).
+    pub integrations: Option<Vec<Integration>>,
 }
 
 /// Training progress.
@@ -120,6 +129,13 @@ pub struct Job {
     pub disk_bytes: Option<u64>,
     /// Why it failed (or why the last attempt did); null otherwise.
     pub error: Option<String>,
+    /// The job's own webhook receivers (the server's are not listed).
+    pub webhooks: Vec<WebhookTarget>,
+    /// The experiment trackers it logs to.
+    pub integrations: Vec<Integration>,
+    /// The MLflow run it logs to (its ids and page); null until the run is
+    /// made (when training starts) or without an MLflow integration.
+    pub tracking: Option<TrackingRun>,
     /// Id of the model it produced; null until it succeeds.
     pub model: Option<String>,
     /// Submission time (RFC 3339).
@@ -172,6 +188,9 @@ impl From<JobRow> for Job {
             latest_metrics: None,
             disk_bytes: None,
             error: row.error,
+            webhooks: row.webhooks.unwrap_or_default(),
+            integrations: row.integrations.unwrap_or_default(),
+            tracking: row.tracking,
             model: row.model_id,
             created_at: timestamp(row.created_at),
             started_at: row.started_at.map(timestamp),
@@ -299,6 +318,11 @@ pub(super) async fn submit(
             ApiError::invalid(&param, format!("{param}: {}", e.message))
         })?;
     validate(&req, &settings, &state.devices)?;
+    super::job_integrations::validate(
+        req.webhooks.as_deref().unwrap_or_default(),
+        req.integrations.as_deref().unwrap_or_default(),
+        &state.config,
+    )?;
     check_base_model(state, &req.base_model, &settings.hyperparameters).await?;
     let train_labels = dataset_labels(state, "train_dataset", &req.train_dataset).await?;
     if let Some(eval) = &req.eval_dataset {
@@ -321,6 +345,8 @@ pub(super) async fn submit(
             eval_dataset: req.eval_dataset,
             settings,
             suffix: req.suffix,
+            webhooks: req.webhooks.unwrap_or_default(),
+            integrations: req.integrations.unwrap_or_default(),
         })
         .await?;
     let event = NewEvent::info(EventKind::Created, "job queued", data);

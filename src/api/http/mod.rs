@@ -6,6 +6,7 @@ mod datasets;
 mod events;
 mod health;
 mod inference_protocol;
+mod job_integrations;
 mod job_records;
 mod jobs;
 mod model_files;
@@ -40,6 +41,29 @@ use super::middleware::{
 use super::AppState;
 use crate::job::JobSettings;
 pub use openapi_yaml::openapi_yaml;
+
+/// Renders webhook payloads' `data` as the API returns it: a job as
+/// `GET /jobs/{id}` does (without the single-job extras), a model as
+/// `GET /models/{id}` does, `latest` true (the event is its promotion).
+pub(crate) fn webhook_render(state: AppState) -> crate::integrations::webhooks::Render {
+    use crate::store::Subject;
+    std::sync::Arc::new(move |subject: &Subject| {
+        let value = match subject {
+            Subject::Job(row) => serde_json::to_value(jobs::Job::from((**row).clone())),
+            Subject::Model(row) => match models::view(&state, row.clone()) {
+                Ok(mut model) => {
+                    model.latest = true;
+                    serde_json::to_value(model)
+                }
+                Err(e) => {
+                    tracing::warn!(model = %row.id, "rendering a webhook's model: {e}");
+                    Ok(serde_json::Value::Null)
+                }
+            },
+        };
+        value.unwrap_or_default()
+    })
+}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -79,7 +79,7 @@ fn folder_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn view(state: &AppState, row: ModelRow) -> Result<Model, ApiError> {
+pub(super) fn view(state: &AppState, row: ModelRow) -> Result<Model, ApiError> {
     let latest = state.registry.latest().is_some_and(|m| m.id == row.id);
     let dir = state.data_dir.resolve(&row.path);
     let lora = crate::model::adapter_settings(&dir);

@@ -171,6 +171,8 @@ impl CreateFineTuningJob {
             eval_dataset: self.validation_file,
             hyperparameters: Some(settings_object(&settings)),
             suffix: self.suffix,
+            webhooks: None,
+            integrations: None,
         };
         Ok((job, self.metadata, names))
     }
