@@ -18,9 +18,9 @@ use clap::{Args, Command, FromArgMatches};
 
 use crate::cluster;
 use crate::infer::{BatchLimits, BatchingConfig};
-use crate::model::InferPrecision;
 use crate::integrations::is_http_url;
 use crate::integrations::webhooks::Secret;
+use crate::model::InferPrecision;
 use crate::queue::Backoff;
 use crate::store::DatabaseUrl;
 
