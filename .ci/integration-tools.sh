@@ -9,21 +9,4 @@
 # re-install after a change quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-venv=${TUNESERVE_INTEGRATION_TOOLS:-$PWD/target/integration-venv}
-requirements=.ci/integration-requirements.txt
-python=${PYTHON:-python3}
-
-if ! "$python" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null; then
-  echo "the integration tests need Python 3.10+ with venv as \`$python\` (or set PYTHON)" >&2
-  exit 1
-fi
-
-stamp=$venv/.requirements
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
-  echo "== python venv at $venv ($requirements)" >&2
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2
-  cp "$requirements" "$stamp"
-fi
-echo "$venv"
+exec bash .ci/venv.sh .ci/integration-requirements.txt "${TUNESERVE_INTEGRATION_TOOLS:-$PWD/target/integration-venv}" "integration tests"
