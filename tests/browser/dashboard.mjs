@@ -219,7 +219,7 @@ await step('a bad hyperparameter is refused and its error shows next to its fiel
   const error = page.locator('[data-param="hyperparameters.learning_rate"] .field-error');
   await error.waitFor();
   const text = await error.innerText();
-  assert(/must be > 0 and <= 1/.test(text), `the API's message next to learning_rate: ${text}`);
+  assert(/must be a number > 0 and ≤ 1/.test(text), `the API's message next to learning_rate: ${text}`);
   assert((await page.getAttribute('#f-hyperparameters-learning_rate', 'aria-invalid')) === 'true', 'marked invalid');
   assert((await page.evaluate(() => document.activeElement.id)) === 'f-hyperparameters-learning_rate', 'focus moved to the field');
   assert(page.url().includes('/ui/new'), 'still on the form');
