@@ -182,12 +182,15 @@ async fn a_job_retried_after_a_kill_keeps_one_run() {
                       "integrations": [{"type": "mlflow", "experiment": "kill"}]});
     let job = crate::processes::post(&client, format!("{base}/jobs"), &body).await;
     let id = job["id"].as_str().unwrap().to_string();
-    // Killed once the run exists and a checkpoint (and steps after it) do.
+    // Killed once the run exists (on the job and in its log) and a
+    // checkpoint (and steps after it) do.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let job = get(&client, format!("{base}/jobs/{id}")).await;
         let step = job["progress"]["step"].as_i64().unwrap_or(0);
-        if job["tracking"].is_object() && step >= 8 {
+        let events = get(&client, format!("{base}/jobs/{id}/events")).await;
+        let logged = !kinds(&events, "tracking").is_empty();
+        if job["tracking"].is_object() && logged && step >= 8 {
             break;
         }
         assert!(
