@@ -151,12 +151,7 @@ pub async fn list(
         .store
         .list_datasets(limit + 1, q.after.as_deref())
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound { what, id } => {
-                ApiError::invalid("after", format!("{what} `{id}` not found"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| q.unknown_after(e))?;
     let files = rows.into_iter().map(|r| view(&state, r)).collect();
     Ok(Json(FileList::page(files, limit)))
 }

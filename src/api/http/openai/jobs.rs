@@ -253,12 +253,7 @@ pub async fn list(
         .store
         .list_jobs_newest(limit + 1, q.after.as_deref())
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound { what, id } => {
-                ApiError::invalid("after", format!("{what} `{id}` not found"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| q.unknown_after(e))?;
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
         let meta = metadata(&state, &row.id).await?;

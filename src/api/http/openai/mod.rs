@@ -17,6 +17,7 @@ pub(super) mod models;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::paging::PageParams;
 use crate::api::ApiError;
 
 /// Unix milliseconds as OpenAI's Unix seconds.
@@ -37,12 +38,21 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    /// The page size, checked.
+    /// The page size, checked as every list's is ([`PageParams::limit`]).
     pub fn limit(&self) -> Result<i64, ApiError> {
-        let limit = self.limit.unwrap_or(20);
-        match (1..=100).contains(&limit) {
-            true => Ok(limit),
-            false => Err(ApiError::invalid("limit", "must be between 1 and 100")),
+        self.page().limit()
+    }
+
+    /// A 422 naming `after` when the store did not know its id
+    /// ([`PageParams::unknown_after`]).
+    pub fn unknown_after(&self, e: crate::store::StoreError) -> ApiError {
+        self.page().unknown_after(e)
+    }
+
+    fn page(&self) -> PageParams {
+        PageParams {
+            limit: self.limit,
+            after: self.after.clone(),
         }
     }
 }
