@@ -12,6 +12,7 @@ use serde_json::json;
 use super::peak_rss_mib;
 use super::train_tracking::{Observed, Tracking};
 use crate::data::{load_hub_split, Dataset, ParseOptions};
+use crate::hub::{HubRepo, RepoKind};
 use crate::model::{load, parse_device, LoadOptions, ModelSource};
 use crate::store::JobStatus;
 use crate::train::{
@@ -69,6 +70,31 @@ fn read_dataset(spec: &str, default_split: &str, opts: &ParseOptions) -> anyhow:
     let (repo, split) = spec.split_once(':').unwrap_or((spec, default_split));
     load_hub_split(repo, split, opts)
         .with_context(|| format!("`{spec}` is not a file; as a Hub dataset"))
+}
+
+/// What the model card says the model came from: the base model and data as
+/// given, and their Hub ids where they are on the Hub.
+fn provenance(args: &TrainArgs) -> Provenance {
+    let specs = || std::iter::once(&args.train).chain(&args.eval);
+    let mut hub_datasets: Vec<String> = specs().filter_map(|s| hub_dataset(s)).collect();
+    hub_datasets.dedup(); // the train and test splits of one repository
+    let source = args.model.parse::<ModelSource>().ok();
+    Provenance {
+        base_model: args.model.clone(),
+        hub_base_model: source.and_then(|s| s.hub_id().map(str::to_string)),
+        datasets: specs().cloned().collect(),
+        hub_datasets,
+    }
+}
+
+/// The Hub dataset id (`owner/name`) a `--train`/`--eval` spec names; `None`
+/// for a file.
+fn hub_dataset(spec: &str) -> Option<String> {
+    if Path::new(spec).is_file() {
+        return None;
+    }
+    let repo = spec.split_once(':').map_or(spec, |(repo, _)| repo);
+    HubRepo::parse(repo, RepoKind::Dataset).map(|r| r.id)
 }
 
 /// Reports progress: a bar on a terminal, plain lines (one per logging window,
@@ -239,13 +265,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bar.finish();
     }
     let model_dir = args.out.join("model");
-    let provenance = Provenance {
-        base_model: args.model.clone(),
-        datasets: std::iter::once(&args.train)
-            .chain(&args.eval)
-            .cloned()
-            .collect(),
-    };
+    let provenance = provenance(&args);
     outcome.export(&model_dir, &provenance)?;
     let metrics_path = args.out.join("metrics.json");
     let metrics = metrics_json(&outcome, runtime, &train_set.labels);

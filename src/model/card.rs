@@ -2,6 +2,11 @@
 //! Hub's form: YAML metadata between `---` lines (base model, datasets,
 //! pipeline tag, metrics, the tool that made it), then prose and tables a
 //! person reads on the Hub or in the folder.
+//!
+//! The metadata names only what the Hub can resolve: `base_model` and
+//! `datasets` are Hub ids or absent (a local folder, an upload or a model of
+//! this service has no Hub id, and the Hub rejects a card that names one as
+//! if it had). The prose names everything as the user did.
 
 use std::fmt::Write as _;
 
@@ -10,10 +15,16 @@ use serde_json::Value;
 /// What a card says about a fine-tuned model.
 #[derive(Debug, Clone)]
 pub struct ModelCard {
-    /// The model it was fine-tuned from (Hub id, or the name it was given).
+    /// The model it was fine-tuned from, as the user named it (a Hub id, a
+    /// folder, a model of this service).
     pub base_model: String,
+    /// `base_model`'s Hub id (`gpt2`, `owner/name`, no revision) when it came
+    /// from the Hub; `None` otherwise.
+    pub hub_base_model: Option<String>,
     /// The training and evaluation data, as named when uploaded.
     pub datasets: Vec<String>,
+    /// The Hub dataset ids (`owner/name`) among them, once each.
+    pub hub_datasets: Vec<String>,
     /// Class names, by label id.
     pub labels: Vec<String>,
     /// Every hyperparameter of the run (a JSON object).
@@ -37,10 +48,12 @@ impl ModelCard {
             out,
             "library_name: {library}\npipeline_tag: text-classification"
         );
-        let _ = writeln!(out, "base_model: {}", yaml_str(&self.base_model));
-        if !self.datasets.is_empty() {
+        if let Some(base) = &self.hub_base_model {
+            let _ = writeln!(out, "base_model: {}", yaml_str(base));
+        }
+        if !self.hub_datasets.is_empty() {
             out.push_str("datasets:\n");
-            for d in &self.datasets {
+            for d in &self.hub_datasets {
                 let _ = writeln!(out, "- {}", yaml_str(d));
             }
         }
@@ -97,9 +110,16 @@ impl ModelCard {
     }
 }
 
-/// A field of `m` as written in JSON (`null` when absent).
+/// A field of `m`: integers as they are, other numbers to 4 decimals (every
+/// row of the table alike), `null` when absent.
 fn number(m: &Value, key: &str) -> String {
-    m.get(key).map_or_else(|| "null".into(), Value::to_string)
+    match m.get(key) {
+        Some(v) if v.is_i64() || v.is_u64() => v.to_string(),
+        Some(v) => v
+            .as_f64()
+            .map_or_else(|| v.to_string(), |x| format!("{x:.4}")),
+        None => "null".into(),
+    }
 }
 
 /// `text` as a double-quoted YAML scalar (JSON strings are valid YAML).
@@ -115,10 +135,15 @@ mod tests {
     fn front_matter_and_tables() {
         let card = ModelCard {
             base_model: "gpt2".into(),
-            datasets: vec!["tweets: train".into()],
+            hub_base_model: Some("gpt2".into()),
+            datasets: vec!["tweets: train".into(), "tweets-test".into()],
+            hub_datasets: vec!["mteb/tweet_sentiment_extraction".into()],
             labels: vec!["negative".into(), "positive".into()],
             hyperparameters: serde_json::json!({"epochs": 3, "learning_rate": 5e-5}),
-            metrics: Some(serde_json::json!({"accuracy": 0.75, "macro_f1": 0.7, "loss": 0.5})),
+            metrics: Some(
+                serde_json::json!({"accuracy": 0.75, "macro_f1": 0.712_345_6,
+                                              "loss": 0.5, "examples": 8}),
+            ),
             steps: 12,
             adapter: false,
         };
@@ -128,9 +153,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("base_model: \"gpt2\"\n"), "{text}");
-        assert!(text.contains("datasets:\n- \"tweets: train\"\n"), "{text}");
-        assert!(text.contains("| accuracy | 0.75 |"), "{text}");
+        assert!(
+            text.contains("datasets:\n- \"mteb/tweet_sentiment_extraction\"\ntags:"),
+            "only Hub ids in the metadata: {text}"
+        );
+        assert!(text.contains("Data: tweets: train, tweets-test."), "{text}");
+        assert!(text.contains("| accuracy | 0.7500 |"), "{text}");
+        assert!(text.contains("| macro_f1 | 0.7123 |"), "{text}");
+        assert!(text.contains("| examples | 8 |"), "{text}");
         assert!(text.contains("| epochs | 3 |"), "{text}");
         assert!(text.contains("2 classes (negative, positive) in 12 optimizer steps"));
+    }
+
+    #[test]
+    fn no_hub_ids_no_hub_metadata() {
+        let card = ModelCard {
+            base_model: "/models/small".into(),
+            hub_base_model: None,
+            datasets: vec!["train.jsonl".into()],
+            hub_datasets: vec![],
+            labels: vec!["a".into(), "b".into()],
+            hyperparameters: serde_json::json!({}),
+            metrics: None,
+            steps: 1,
+            adapter: false,
+        };
+        let text = card.render();
+        let front = text.split("---\n").nth(1).unwrap();
+        assert!(!front.contains("base_model"), "{front}");
+        assert!(!front.contains("datasets"), "{front}");
+        assert!(text.contains("Fine-tuned from `/models/small`"), "{text}");
     }
 }

@@ -49,6 +49,15 @@ impl std::str::FromStr for ModelSource {
 }
 
 impl ModelSource {
+    /// The Hub id (no revision) of a model that comes from the Hub; `None`
+    /// for a folder.
+    pub fn hub_id(&self) -> Option<&str> {
+        match self {
+            Self::Dir(_) => None,
+            Self::Hub(repo) => Some(&repo.id),
+        }
+    }
+
     /// The source as PEFT's `base_model_name_or_path` names a base: the
     /// folder's absolute path, or the Hub id (PEFT keeps a revision apart).
     pub fn peft_name(&self) -> String {

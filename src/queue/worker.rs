@@ -167,13 +167,16 @@ async fn plan(shared: &WorkerContext, device: &Device, job: &JobRow) -> Result<P
     };
     let dir = &shared.config.data_dir;
     let named = |d: &crate::store::DatasetRow| d.name.clone().unwrap_or_else(|| d.id.clone());
+    let hub_base_model = base_model.hub_id().map(str::to_string);
     Ok(Plan {
         model_dir: dir.model(&model_id),
         model_id,
         base_model,
         provenance: Provenance {
             base_model: job.base_model.clone(),
+            hub_base_model,
             datasets: std::iter::once(&train).chain(&eval).map(named).collect(),
+            hub_datasets: hub_ids(std::iter::once(&train).chain(&eval)),
         },
         train_path: dir.resolve(&train.path),
         eval_path: eval.as_ref().map(|e| dir.resolve(&e.path)),
@@ -184,4 +187,12 @@ async fn plan(shared: &WorkerContext, device: &Device, job: &JobRow) -> Result<P
         registry: shared.registry.clone(),
         backoff: shared.config.backoff,
     })
+}
+
+/// The Hub repositories the train and eval sets were imported from, once
+/// each (the two splits of one repository are named once).
+fn hub_ids<'a>(datasets: impl Iterator<Item = &'a crate::store::DatasetRow>) -> Vec<String> {
+    let mut ids: Vec<String> = datasets.filter_map(|d| d.hub_repo.clone()).collect();
+    ids.dedup();
+    ids
 }

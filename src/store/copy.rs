@@ -54,6 +54,7 @@ const TABLES: [Table; 7] = [
             ("labels", J),
             ("label_counts", J),
             ("path", Text),
+            ("hub_repo", Text),
             ("created_at", Int),
         ],
     },

@@ -30,6 +30,9 @@ pub struct DatasetRow {
     pub label_counts: BTreeMap<String, i64>,
     /// The normalised JSONL copy, relative to the data folder.
     pub path: String,
+    /// The Hub dataset repository it was imported from (`owner/name`, no
+    /// revision); `None` for an upload.
+    pub hub_repo: Option<String>,
     /// Upload time (Unix ms).
     pub created_at: i64,
 }
@@ -51,17 +54,20 @@ pub struct NewDataset {
     pub label_counts: BTreeMap<String, i64>,
     /// The normalised JSONL copy, relative to the data folder.
     pub path: String,
+    /// The Hub dataset repository it was imported from (`owner/name`, no
+    /// revision); `None` for an upload.
+    pub hub_repo: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, created_at";
+const COLUMNS: &str = "id, name, format, rows, labels, label_counts, path, hub_repo, created_at";
 
 impl Store {
     /// Records a dataset whose normalised copy is already written; the row as stored
     /// (`created_at` now).
     pub async fn insert_dataset(&self, new: NewDataset) -> Result<DatasetRow, StoreError> {
         let sql = format!(
-            "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+            "INSERT INTO datasets (id, name, format, rows, labels, label_counts, path, hub_repo, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
         );
         with_pool!(self, |pool, Db| {
             let mut tx = begin_write(pool).await?;
@@ -73,6 +79,7 @@ impl Store {
                 .bind(Json(&new.labels))
                 .bind(Json(&new.label_counts))
                 .bind(&new.path)
+                .bind(&new.hub_repo)
                 .bind(now_ms())
                 .fetch_one(&mut *tx)
                 .await?;

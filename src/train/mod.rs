@@ -291,7 +291,9 @@ impl TrainOutcome {
     pub fn export(&self, dir: &std::path::Path, from: &Provenance) -> Result<(), TrainError> {
         let card = crate::model::ModelCard {
             base_model: from.base_model.clone(),
+            hub_base_model: from.hub_base_model.clone(),
             datasets: from.datasets.clone(),
+            hub_datasets: from.hub_datasets.clone(),
             labels: self.config.labels.clone(),
             hyperparameters: serde_json::to_value(&self.hyperparameters).unwrap_or_default(),
             metrics: self
@@ -315,8 +317,14 @@ impl TrainOutcome {
 pub struct Provenance {
     /// The base model as the user named it (Hub id or model name).
     pub base_model: String,
+    /// Its Hub id (no revision) when it came from the Hub: the card's
+    /// `base_model` metadata.
+    pub hub_base_model: Option<String>,
     /// The training and evaluation data, as named when uploaded.
     pub datasets: Vec<String>,
+    /// The Hub dataset ids they were imported from, once each: the card's
+    /// `datasets` metadata.
+    pub hub_datasets: Vec<String>,
 }
 
 /// The log of a run, kept in `trainer_state.json`.

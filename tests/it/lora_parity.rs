@@ -91,7 +91,9 @@ fn exported_adapters_read_back_the_same() {
             .join("../../gpt2-tiny-parity")
             .display()
             .to_string(),
+        hub_base_model: None,
         datasets: vec![],
+        hub_datasets: vec![],
         labels: model.config.labels.clone(),
         hyperparameters: serde_json::json!({}),
         metrics: None,

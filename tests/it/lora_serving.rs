@@ -31,7 +31,9 @@ pub(crate) fn adapters(dir: &Path, n: usize) -> Vec<PathBuf> {
             }
             let card = ModelCard {
                 base_model: base.display().to_string(),
+                hub_base_model: None,
                 datasets: vec![],
+                hub_datasets: vec![],
                 labels: model.config.labels.clone(),
                 hyperparameters: serde_json::json!({}),
                 metrics: None,

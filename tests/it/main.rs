@@ -20,6 +20,7 @@ mod integrations_webhooks;
 mod lora_parity;
 mod lora_serving;
 mod model_batching;
+mod model_card;
 mod model_grad;
 mod model_int8;
 mod model_io;

@@ -116,16 +116,25 @@ async fn a_full_disk_during_checkpoints_pauses_the_job_which_then_succeeds() {
         "{health}"
     );
     assert!(health["storage"]["problem"].is_string(), "{health}");
-    // Filled again: the checkpoint the job finished as the disk filled up
-    // freed its predecessor's space.
-    let topped_up = disk.fill("filler-2");
-    let (status, body) = app
-        .post_raw(
-            "/datasets?format=jsonl",
-            "application/x-ndjson",
-            crate::test_app::tiny_dataset(),
-        )
-        .await;
+    // Topped up until an upload meets the full disk: the job, failing to
+    // write a checkpoint, removes what it had half-written (and finishing
+    // one frees its predecessor), so space can come back between a fill
+    // and the upload.
+    let mut fillers = vec![filler];
+    let (mut status, mut body) = (0, json!(null));
+    for attempt in 0..5 {
+        fillers.push(disk.fill(&format!("filler-{attempt}")));
+        (status, body) = app
+            .post_raw(
+                "/datasets?format=jsonl",
+                "application/x-ndjson",
+                crate::test_app::tiny_dataset(),
+            )
+            .await;
+        if status != 201 {
+            break;
+        }
+    }
     assert_eq!(
         (status, &body["error"]["code"]),
         (507, &json!("insufficient_storage")),
@@ -141,8 +150,9 @@ async fn a_full_disk_during_checkpoints_pauses_the_job_which_then_succeeds() {
         waiting["status"], "failed",
         "a full disk is a cause that passes: {waiting:#}"
     );
-    std::fs::remove_file(filler).unwrap();
-    std::fs::remove_file(topped_up).unwrap();
+    for filler in fillers {
+        std::fs::remove_file(filler).unwrap();
+    }
 
     let job = app.wait_job(&id, 240, crate::test_app::is_terminal).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");

@@ -33,6 +33,7 @@ pub async fn store_with_dataset(backend: Backend) -> (TestDb, Store) {
             labels: vec!["a".into()],
             label_counts: BTreeMap::from([("a".into(), 1)]),
             path: "/dev/null".into(),
+            hub_repo: None,
         })
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use super::upload::{self, dataset_error, UploadForm, UploadParams};
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::data::{load_hub_split, Dataset as Parsed, DatasetError, DatasetFormat, ParseOptions};
-use crate::hub::HubError;
+use crate::hub::{HubError, HubRepo, RepoKind};
 use crate::store::{new_id, DatasetRow, NewDataset};
 
 /// A labelled dataset, parsed and stored at upload or import; jobs name it by `id`.
@@ -34,6 +34,10 @@ pub struct Dataset {
     pub labels: Vec<String>,
     /// Examples per class name.
     pub label_counts: BTreeMap<String, i64>,
+    /// The Hub dataset repository it was imported from (`owner/name`, no
+    /// revision), named in the model cards of models trained on it; null
+    /// for an upload.
+    pub hub_repo: Option<String>,
     /// Upload time (RFC 3339, UTC).
     pub created_at: String,
 }
@@ -47,6 +51,7 @@ impl From<DatasetRow> for Dataset {
             rows: row.rows,
             labels: row.labels,
             label_counts: row.label_counts,
+            hub_repo: row.hub_repo,
             created_at: timestamp(row.created_at),
         }
     }
@@ -93,7 +98,7 @@ pub async fn upload(
     // Parsing is CPU work: off the runtime's workers.
     let name = params.name.clone();
     let (parsed, format) = tokio::task::spawn_blocking(move || received.parse(&params)).await??;
-    let row = store(&state, parsed, format, name).await?;
+    let row = store(&state, parsed, format, name, None).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -103,6 +108,7 @@ pub(super) async fn store(
     parsed: Parsed,
     format: DatasetFormat,
     name: Option<String>,
+    hub_repo: Option<String>,
 ) -> Result<Dataset, ApiError> {
     let id = new_id("ds");
     let path = state.data_dir.dataset(&id);
@@ -131,6 +137,7 @@ pub(super) async fn store(
             labels: parsed.labels,
             label_counts,
             path: state.data_dir.relative(&path),
+            hub_repo,
         })
         .await?;
     Ok(row.into())
@@ -180,7 +187,8 @@ pub async fn import(
         other => dataset_error(other),
     })?;
     let name = req.name.or(Some(format!("{}:{}", req.repo, req.split)));
-    let row = store(&state, parsed, DatasetFormat::Jsonl, name).await?;
+    let hub_repo = HubRepo::parse(&req.repo, RepoKind::Dataset).map(|r| r.id);
+    let row = store(&state, parsed, DatasetFormat::Jsonl, name, hub_repo).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 

@@ -128,7 +128,7 @@ pub async fn create(
         other => other,
     })?;
     let (parsed, format) = parsed;
-    let dataset: Dataset = datasets::store(&state, parsed, format, name).await?;
+    let dataset: Dataset = datasets::store(&state, parsed, format, name, None).await?;
     let row = state.store.get_dataset(&dataset.id).await?;
     Ok(Json(view(&state, row)))
 }
