@@ -31,6 +31,7 @@ mod openapi_tools;
 mod processes;
 mod protocol_inference;
 mod protocol_openai;
+mod readme_walkthrough;
 mod service_api;
 mod service_cluster;
 mod service_connections;
