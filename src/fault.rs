@@ -9,7 +9,9 @@ use std::path::Path;
 
 /// What retrying a failed attempt can achieve (named in lower case in the
 /// job's events: `permanent`, `transient`, `unknown`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Cause {
     /// Retrying cannot help: the data, the settings or the base model are at

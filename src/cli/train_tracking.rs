@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
-use serde_json::Value;
 
 use super::train::TrainArgs;
 use crate::integrations::mlflow::client::Client;
 use crate::integrations::mlflow::tracker::{Host, Setup, Tracker};
 use crate::integrations::mlflow::{params, run_tags};
 use crate::integrations::{is_http_url, MlflowIntegration, TrackingRun};
+use crate::store::event_data::TrackingData;
 use crate::store::{JobStatus, Level};
 use crate::train::{Observer, TrainEvent};
 
@@ -55,7 +55,7 @@ impl Host for OutFolder {
         .boxed()
     }
 
-    fn say(&self, _level: Level, message: String, _data: Value) -> BoxFuture<'_, ()> {
+    fn say(&self, _level: Level, message: String, _data: TrackingData) -> BoxFuture<'_, ()> {
         async move { eprintln!("mlflow: {message}") }.boxed()
     }
 

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::WorkerContext;
+use crate::store::event_data::{CheckpointData, CheckpointSkippedData, EvalData, PlanData};
 use crate::store::{EventKind, Fence, Level, NewEvent, Progress, Split, StoreError};
 use crate::train::{EvalLog, History, StepLog, TrainEvent};
 
@@ -83,7 +84,10 @@ impl<'a> Recorder<'a> {
                 let name = name.unwrap_or_default();
                 let message = format!("checkpoint {name} skipped: it does not load ({reason})");
                 tracing::warn!("{message}");
-                let data = json!({"checkpoint": name, "reason": reason});
+                let data = json!(CheckpointSkippedData {
+                    checkpoint: name,
+                    reason: reason.clone(),
+                });
                 self.log(
                     Level::Warning,
                     EventKind::CheckpointSkipped,
@@ -113,7 +117,10 @@ impl<'a> Recorder<'a> {
                      ({eval_examples} for evaluation) from step {start_step}"
                 );
                 tracing::info!("started: {message}");
-                let data = json!({"total_steps": total_steps, "start_step": start_step});
+                let data = json!(PlanData {
+                    total_steps: *total_steps as u64,
+                    start_step: *start_step as u64,
+                });
                 self.info(EventKind::Plan, message, Some(data)).await;
             }
             TrainEvent::Step(log) => self.step(log).await,
@@ -126,7 +133,10 @@ impl<'a> Recorder<'a> {
                     self.store()
                         .add_checkpoint(self.fence, *step as i64, &path, metrics.as_ref());
                 self.check(c.await);
-                let data = json!({"step": step, "path": path});
+                let data = json!(CheckpointData {
+                    step: *step as u64,
+                    path,
+                });
                 let message = format!("checkpoint at step {step}");
                 tracing::info!("{message}");
                 self.info(EventKind::Checkpoint, message, Some(data)).await;
@@ -182,8 +192,10 @@ impl<'a> Recorder<'a> {
 
     async fn eval(&mut self, log: &EvalLog) {
         let m = &log.metrics;
-        let mut data = json!(m);
-        data["seconds"] = json!(log.seconds);
+        let data = json!(EvalData {
+            metrics: m.clone(),
+            seconds: log.seconds,
+        });
         self.metric(Split::Eval, log.step, log.epoch, m.loss, data.clone())
             .await;
         let message = format!(

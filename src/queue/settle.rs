@@ -16,6 +16,7 @@ use super::execute::{Executed, JobError};
 use super::WorkerContext;
 use crate::fault::Cause;
 use crate::job::{KeepCheckpoints, Promote};
+use crate::store::event_data::{ErrorData, SucceededData};
 use crate::store::{
     EventKind, Fence, Finished, JobRow, JobStatus, Lease, Level, NewEvent, NewModel, StoreError,
 };
@@ -107,12 +108,21 @@ pub(super) async fn settle_error(
                     false => "a cause that may pass: not counted against max_attempts",
                 }
             ),
-            json!({"next_status": status.as_str(), "cause": cause,
-                   "retry_in_ms": delay.as_millis() as u64, "counted": counted}),
+            json!(ErrorData {
+                next_status: status,
+                cause,
+                retry_in_ms: Some(delay.as_millis() as u64),
+                counted: Some(counted),
+            }),
         ),
         None => (
             format!("attempt {} failed: {message}", job.attempt),
-            json!({"next_status": status.as_str(), "cause": cause}),
+            json!(ErrorData {
+                next_status: status,
+                cause,
+                retry_in_ms: None,
+                counted: None,
+            }),
         ),
     };
     let event = NewEvent {
@@ -159,7 +169,10 @@ async fn succeed(shared: &WorkerContext, fence: &Fence, job: &JobRow, exec: Exec
             model.id
         ),
     };
-    let data = json!({"model": model.id, "promoted": promote});
+    let data = json!(SucceededData {
+        model: model.id.clone(),
+        promoted: promote,
+    });
     // Pruned before the job reads `succeeded`, so a client that sees it sees
     // the checkpoints that stay; a retried attempt resumes from the kept one.
     prune(shared, job, exec.best_step).await;

@@ -16,6 +16,7 @@ use crate::integrations::mlflow::client::Client;
 use crate::integrations::mlflow::tracker::{Host, Setup, Tracker};
 use crate::integrations::mlflow::{params, run_tags};
 use crate::integrations::TrackingRun;
+use crate::store::event_data::TrackingData;
 use crate::store::{EventKind, JobRow, JobStatus, Level, NewEvent, Split, Store};
 
 /// The job's tracker, when it has an `mlflow` integration and the node a
@@ -80,13 +81,13 @@ impl Host for JobHost {
         .boxed()
     }
 
-    fn say(&self, level: Level, message: String, data: Value) -> BoxFuture<'_, ()> {
+    fn say(&self, level: Level, message: String, data: TrackingData) -> BoxFuture<'_, ()> {
         async move {
             let event = NewEvent {
                 level,
                 kind: EventKind::Tracking,
                 message,
-                data: Some(data),
+                data: Some(serde_json::json!(data)),
             };
             if let Err(e) = self.log.write(&self.job_id, None, event).await {
                 tracing::warn!("recording what MLflow did: {e}");

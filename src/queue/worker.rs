@@ -13,6 +13,7 @@ use super::execute::{self, FromTrainer, JobError, Plan};
 use super::record::Recorder;
 use super::settle::{persist, settle, settle_error, StopReason};
 use super::WorkerContext;
+use crate::store::event_data::{ExportRetryData, StartedData};
 use crate::store::{new_id, EventKind, Fence, JobRow, Lease, Level, NewEvent, StoreError};
 use crate::train::Provenance;
 
@@ -37,7 +38,10 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
         "attempt {} of {} started on {owner}",
         job.attempt, job.max_attempts
     );
-    let data = json!({"attempt": job.attempt, "worker": owner});
+    let data = json!(StartedData {
+        attempt: job.attempt,
+        worker: owner.to_string(),
+    });
     let _ = shared
         .log
         .write(
@@ -80,7 +84,9 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
                         level: Level::Warning,
                         kind: EventKind::ExportRetry,
                         message,
-                        data: Some(json!({"retry_in_ms": delay.as_millis() as u64})),
+                        data: Some(json!(ExportRetryData {
+                            retry_in_ms: delay.as_millis() as u64
+                        })),
                     };
                     // Kept until the store takes it: the disk may be what is full.
                     let write = || shared.log.write(&job.id, Some(&fence), event.clone());

@@ -25,6 +25,7 @@
 mod copy;
 mod datasets;
 mod dialect;
+pub mod event_data;
 mod jobs;
 mod leases;
 mod models;

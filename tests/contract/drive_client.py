@@ -1,6 +1,6 @@
 """Drives a live tuneserve through the Python client openapi-python-client
 generated from openapi.yaml: upload a dataset (multipart), submit a job,
-wait for it to succeed, classify with its model.
+wait for it to succeed, read its log typed by kind, classify with its model.
 
 Usage: drive_client.py CLIENT_PARENT BASE_URL API_KEY BASE_MODEL DATASET
 (CLIENT_PARENT holds the generated package `tuneserve_client`). Prints one
@@ -17,7 +17,7 @@ sys.path.insert(0, client_parent)
 
 from tuneserve_client import AuthenticatedClient, Client  # noqa: E402
 from tuneserve_client.api.datasets import upload_dataset  # noqa: E402
-from tuneserve_client.api.jobs import create_job, get_job  # noqa: E402
+from tuneserve_client.api.jobs import create_job, get_job, get_job_events  # noqa: E402
 from tuneserve_client.api.models import classify  # noqa: E402
 from tuneserve_client.models import (  # noqa: E402
     ClassifyRequest,
@@ -27,6 +27,10 @@ from tuneserve_client.models import (  # noqa: E402
     ErrorBody,
     Hyperparameters,
     Job,
+    JobEventEval,
+    JobEventList,
+    JobEventStep,
+    JobEventSucceeded,
     UploadForm,
 )
 from tuneserve_client.types import File  # noqa: E402
@@ -63,6 +67,19 @@ while job.status not in ("succeeded", "failed", "cancelled"):
     assert isinstance(job, Job), job
 assert job.status == "succeeded", (job.status, job.error)
 
+# The log, each entry parsed by its kind into the class of its shape.
+events = get_job_events.sync(id=job.id, client=client, limit=1000)
+assert isinstance(events, JobEventList), events
+by_kind = {}
+for e in events.data:
+    by_kind.setdefault(e.kind, []).append(e)
+assert all(isinstance(e, JobEventStep) and e.data.loss > 0 for e in by_kind["step"]), by_kind
+evals = by_kind["eval"]
+assert all(isinstance(e, JobEventEval) for e in evals), evals
+assert all(0 <= e.data.accuracy <= 1 and e.data.seconds >= 0 for e in evals), evals
+[done] = by_kind["succeeded"]
+assert isinstance(done, JobEventSucceeded) and done.data.model == job.model, done
+
 texts = ["I love this, it is great", "the bus comes every hour", "worst day ever"]
 answer = classify.sync(client=client, body=ClassifyRequest(inputs=texts, model=job.model))
 assert isinstance(answer, ClassifyResponse), answer
@@ -75,4 +92,5 @@ for p in answer.predictions:
     assert math.isclose(scores[p.label], p.score, abs_tol=1e-6), p
 
 print(json.dumps({"dataset": dataset.id, "job": job.id, "model": job.model,
+                  "event_kinds": sorted(by_kind),
                   "labels": [p.label for p in answer.predictions]}))

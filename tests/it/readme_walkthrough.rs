@@ -19,7 +19,9 @@ const LIMIT: Duration = Duration::from_secs(900);
 /// README's text from the line starting with `marker` to the end of the next
 /// `sh` code block: (the block's body).
 fn block_after(readme: &str, marker: &str) -> String {
-    let from = readme.find(marker).unwrap_or_else(|| panic!("README lacks `{marker}`"));
+    let from = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README lacks `{marker}`"));
     let rest = &readme[from..];
     let start = rest.find("```sh\n").expect("a sh block") + "```sh\n".len();
     let len = rest[start..].find("```").expect("the block ends");

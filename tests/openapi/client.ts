@@ -26,3 +26,35 @@ export function summary(job: Job): string {
 export function isError(event: JobEvent): boolean {
   return event.level === "error" && event.kind === "error";
 }
+
+// An entry's `data` is typed by its `kind`: narrowed by the kind, an
+// evaluation's accuracy is a number and a failure's next status an enum.
+export function eventLine(event: JobEvent): string {
+  switch (event.kind) {
+    case "eval": {
+      const accuracy: number = event.data.accuracy;
+      const seconds: number = event.data.seconds;
+      return `eval ${accuracy} in ${seconds} s`;
+    }
+    case "step": {
+      const loss: number = event.data.loss;
+      return `step ${event.data.step}: ${loss}`;
+    }
+    case "error": {
+      const next: "queued" | "running" | "succeeded" | "failed" | "cancelled" =
+        event.data.next_status;
+      const retry: number | undefined = event.data.retry_in_ms;
+      return `${next} ${retry ?? "-"}`;
+    }
+    case "succeeded": {
+      const promoted: boolean = event.data.promoted;
+      return `${event.data.model} ${promoted}`;
+    }
+    case "cancelled": {
+      const none: null = event.data;
+      return `cancelled ${none}`;
+    }
+    default:
+      return event.message;
+  }
+}

@@ -22,23 +22,32 @@ use crate::api::{ApiError, AppState, Json, Query};
 use crate::queue::LoggedEvent;
 use crate::store::{EventKind, EventRow, Level};
 
-/// One entry of a job's log; over SSE, the `data` of an event named by its `kind`.
-#[derive(Debug, Serialize, ToSchema)]
+/// One entry of a job's log; over SSE, the `data` of an event named by its
+/// `kind`. Its schema is one object per shape of `data`, by `kind`
+/// ([`super::event_schema`]).
+#[derive(Debug, Serialize)]
 pub struct JobEvent {
+    /// The fields every entry has.
+    #[serde(flatten)]
+    pub head: EventHead,
+    /// What happened (also the SSE event's name).
+    pub kind: EventKind,
+    /// What the kind carries (a [`crate::store::event_data`] type, or the
+    /// trainer's step log); null when nothing.
+    pub data: Option<serde_json::Value>,
+}
+
+/// The fields of a log entry, whatever its kind.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventHead {
     /// Increasing id (also the SSE `id`).
     pub id: i64,
     /// The job's attempt when it was written (0 before the first start, as for `created`).
     pub attempt: i64,
     /// How much it matters.
     pub level: Level,
-    /// What happened (also the SSE event's name).
-    pub kind: EventKind,
     /// Human-readable text.
     pub message: String,
-    /// What the kind carries (a step's loss and learning rate, an
-    /// evaluation's metrics, the produced model, …); null when nothing.
-    #[schema(value_type = Option<Object>)]
-    pub data: Option<serde_json::Value>,
     /// When (RFC 3339).
     pub created_at: String,
 }
@@ -46,13 +55,15 @@ pub struct JobEvent {
 impl From<EventRow> for JobEvent {
     fn from(e: EventRow) -> Self {
         Self {
-            id: e.seq,
-            attempt: e.attempt,
-            level: e.level,
+            head: EventHead {
+                id: e.seq,
+                attempt: e.attempt,
+                level: e.level,
+                message: e.message,
+                created_at: timestamp(e.created_at),
+            },
             kind: e.kind,
-            message: e.message,
             data: e.data,
-            created_at: timestamp(e.created_at),
         }
     }
 }

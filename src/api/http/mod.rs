@@ -3,6 +3,7 @@
 mod classify;
 mod common_responses;
 mod datasets;
+mod event_schema;
 mod events;
 mod health;
 mod inference_protocol;

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::client::{Client, Metric, MlflowError, RunInfo};
 use crate::integrations::{MlflowIntegration, TrackingRun};
+use crate::store::event_data::TrackingData;
 use crate::store::{now_ms, JobStatus, Level};
 use crate::train::TrainEvent;
 
@@ -47,8 +47,8 @@ pub const JOB_TAG: &str = "tuneserve.job_id";
 pub(crate) trait Host: Send + Sync {
     /// Records the run, so that a later attempt resumes it.
     fn record<'a>(&'a self, run: &'a TrackingRun) -> BoxFuture<'a, ()>;
-    /// Says what the tracker did (`data`: the details, `tracker: "mlflow"`).
-    fn say(&self, level: Level, message: String, data: Value) -> BoxFuture<'_, ()>;
+    /// Says what the tracker did (`data`: the details).
+    fn say(&self, level: Level, message: String, data: TrackingData) -> BoxFuture<'_, ()>;
     /// The artifacts of a run that ended with `status`: file name and bytes.
     fn artifacts(&self, status: JobStatus) -> BoxFuture<'_, Vec<(&'static str, Vec<u8>)>>;
 }
@@ -224,8 +224,7 @@ impl Task {
                 if let Some(was) = self.error.take() {
                     let message =
                         format!("MLflow answers again (it failed with: {was}); caught up");
-                    self.say(Level::Info, message, json!({"tracker": "mlflow"}))
-                        .await;
+                    self.say(Level::Info, message, TrackingData::mlflow()).await;
                 }
                 self.pause = FLUSH_EVERY;
             }
@@ -235,7 +234,10 @@ impl Task {
                         "MLflow did not take the run's data: {e}; the job goes on and the \
                          points wait (up to {MAX_PENDING}) to be sent again"
                     );
-                    let data = json!({"tracker": "mlflow", "error": e.0});
+                    let data = TrackingData {
+                        error: Some(e.0.clone()),
+                        ..TrackingData::mlflow()
+                    };
                     self.say(Level::Warning, message, data).await;
                 }
                 self.error = Some(e.0);
@@ -320,8 +322,13 @@ impl Task {
         self.setup.host.record(&tracking).await;
         let verb = if resumed { "resumed" } else { "created" };
         let message = format!("MLflow run {} {verb}: {url}", run.run_id);
-        let data = json!({"tracker": "mlflow", "run_id": run.run_id,
-                          "experiment_id": run.experiment_id, "url": url, "resumed": resumed});
+        let data = TrackingData {
+            run_id: Some(run.run_id.clone()),
+            experiment_id: Some(run.experiment_id.clone()),
+            url: Some(url),
+            resumed: Some(resumed),
+            ..TrackingData::mlflow()
+        };
         self.run = Some(run);
         self.say(Level::Info, message, data).await;
     }
@@ -353,8 +360,13 @@ impl Task {
                     trouble.join("; ")
                 }
             );
-            let data = json!({"tracker": "mlflow", "sent": self.sent, "unsent": unsent,
-                              "dropped": dropped, "errors": trouble});
+            let data = TrackingData {
+                sent: Some(self.sent),
+                unsent: Some(unsent),
+                dropped: Some(dropped),
+                errors: Some(trouble),
+                ..TrackingData::mlflow()
+            };
             self.say(Level::Warning, message, data).await;
         }
     }
@@ -375,7 +387,7 @@ impl Task {
         client.set_status(&run.run_id, final_status).await
     }
 
-    async fn say(&self, level: Level, message: String, data: Value) {
+    async fn say(&self, level: Level, message: String, data: TrackingData) {
         self.setup.host.say(level, message, data).await;
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use sign::Secret;
 
 use crate::queue::{Backoff, JobLog};
+use crate::store::event_data::WebhookData;
 use crate::store::{now_ms, Delivery, EventKind, Level, NewEvent, Store, Subject};
 
 /// How webhooks are sent.
@@ -157,16 +158,24 @@ impl Sender {
     async fn record(&self, d: &Delivery, answer: Result<u16, String>) {
         let attempt = d.attempts + 1;
         let owner = &self.config.node_id;
-        let mut data = json!({"event": d.event_type, "url": d.url, "webhook_id": d.message_id,
-                              "attempt": attempt});
+        let mut data = WebhookData {
+            event: d.event_type.clone(),
+            url: d.url.clone(),
+            webhook_id: d.message_id.clone(),
+            attempt,
+            status: None,
+            error: None,
+            gave_up: None,
+            retry_in_ms: None,
+        };
         let (event, finished) = match answer {
             Ok(status) => {
-                data["status"] = json!(status);
+                data.status = Some(status);
                 let message = format!(
                     "webhook {} delivered to {} (attempt {attempt}, HTTP {status})",
                     d.event_type, d.url
                 );
-                let event = NewEvent::info(EventKind::WebhookDelivered, message, Some(data));
+                let event = NewEvent::info(EventKind::WebhookDelivered, message, Some(json!(data)));
                 (event, self.store.finish_delivery(d.seq, owner, true, None))
             }
             Err(why) => {
@@ -174,8 +183,8 @@ impl Sender {
                 let next = now_ms() + wait.as_millis() as i64;
                 let window = self.config.retry_window.as_millis() as i64;
                 let give_up = next - d.created_at > window;
-                data["error"] = json!(why);
-                data["gave_up"] = json!(give_up);
+                data.error = Some(why.clone());
+                data.gave_up = Some(give_up);
                 let (level, then, next) = match give_up {
                     true => (
                         Level::Error,
@@ -183,7 +192,7 @@ impl Sender {
                         None,
                     ),
                     false => {
-                        data["retry_in_ms"] = json!(wait.as_millis() as u64);
+                        data.retry_in_ms = Some(wait.as_millis() as u64);
                         let then = format!("trying again in {:.1} s", wait.as_secs_f64());
                         (Level::Warning, then, Some(next))
                     }
@@ -196,7 +205,7 @@ impl Sender {
                     level,
                     kind: EventKind::WebhookFailed,
                     message,
-                    data: Some(data),
+                    data: Some(json!(data)),
                 };
                 (event, self.store.finish_delivery(d.seq, owner, false, next))
             }

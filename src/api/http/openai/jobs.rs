@@ -226,9 +226,11 @@ pub async fn create(
     Json(req): Json<CreateFineTuningJob>,
 ) -> Result<Json<FineTuningJob>, ApiError> {
     let (job, metadata, names) = req.into_job()?;
-    let data = metadata
-        .as_ref()
-        .map(|m| serde_json::json!({ "metadata": m }));
+    let data = metadata.as_ref().map(|m| {
+        serde_json::json!(crate::store::event_data::CreatedData {
+            metadata: m.clone()
+        })
+    });
     let row = submit(&state, job, data)
         .await
         .map_err(|e| names.rename(e))?;

@@ -1,0 +1,179 @@
+//! The OpenAPI schema of a job log entry ([`super::events::JobEvent`]): one
+//! object per shape of `data`, told apart by `kind` (a discriminator), so a
+//! generated client types `data` by kind — after `if (e.kind === "eval")`,
+//! `e.data.accuracy` is a number. The shapes are the types the writers build
+//! ([`crate::store::event_data`]); which kind carries which is the exhaustive
+//! match in [`data_of`], so a new kind cannot be left out.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use strum::VariantArray;
+use utoipa::openapi::schema::{
+    Discriminator, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::events::{EventHead, JobEvent};
+use crate::store::event_data::{
+    CheckpointData, CheckpointSkippedData, CreatedData, ErrorData, EvalData, ExportRetryData,
+    PlanData, StartedData, SucceededData, TrackingData, WebhookData,
+};
+use crate::store::EventKind;
+use crate::train::StepLog;
+
+/// What an entry of `kind` carries: the shape's name (the entry's schema is
+/// `JobEvent` + it) and its `data` schema's name; `None` for no data.
+/// `optional`: the kind carries it only sometimes (`created`: only from
+/// `/v1`, with metadata).
+struct Shape {
+    name: &'static str,
+    data: Option<(Cow<'static, str>, bool)>,
+}
+
+fn data_of(kind: EventKind) -> Shape {
+    use EventKind as K;
+    let shape = |name, data: Cow<'static, str>| Shape {
+        name,
+        data: Some((data, false)),
+    };
+    match kind {
+        K::Created => Shape {
+            name: "Created",
+            data: Some((CreatedData::name(), true)),
+        },
+        K::Started => shape("Started", StartedData::name()),
+        K::Plan => shape("Plan", PlanData::name()),
+        K::Step => shape("Step", StepLog::name()),
+        K::Eval => shape("Eval", EvalData::name()),
+        K::Checkpoint => shape("Checkpoint", CheckpointData::name()),
+        K::CheckpointSkipped => shape("CheckpointSkipped", CheckpointSkippedData::name()),
+        K::ExportRetry => shape("ExportRetry", ExportRetryData::name()),
+        K::Succeeded => shape("Succeeded", SucceededData::name()),
+        K::Error => shape("Error", ErrorData::name()),
+        K::WebhookDelivered | K::WebhookFailed => shape("Webhook", WebhookData::name()),
+        K::Tracking => shape("Tracking", TrackingData::name()),
+        K::Resumed
+        | K::EarlyStopped
+        | K::CancelRequested
+        | K::Cancelled
+        | K::Retried
+        | K::Interrupted
+        | K::LeaseExpired => Shape {
+            name: "Note",
+            data: None,
+        },
+    }
+}
+
+/// The shapes in a fixed order, each with the kinds that have it.
+fn shapes() -> Vec<(Shape, Vec<EventKind>)> {
+    let mut out: Vec<(Shape, Vec<EventKind>)> = Vec::new();
+    for &kind in EventKind::VARIANTS {
+        let shape = data_of(kind);
+        match out.iter_mut().find(|(s, _)| s.name == shape.name) {
+            Some((_, kinds)) => kinds.push(kind),
+            None => out.push((shape, vec![kind])),
+        }
+    }
+    out
+}
+
+fn schema_name(shape: &Shape) -> String {
+    format!("JobEvent{}", shape.name)
+}
+
+/// The entry's object for `shape`: the common fields, `kind` limited to
+/// `kinds`, and `data` as the shape says.
+fn variant(shape: &Shape, kinds: &[EventKind]) -> Schema {
+    let RefOr::T(Schema::Object(head)) = EventHead::schema() else {
+        unreachable!("EventHead derives an object schema")
+    };
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    let kind = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names.clone()))
+        .description(Some("What happened (also the SSE event's name)."));
+    let mut object = ObjectBuilder::new().property("kind", kind).required("kind");
+    for (name, property) in head.properties {
+        object = object.property(name, property);
+    }
+    for name in head.required {
+        object = object.required(name);
+    }
+    let data: RefOr<Schema> = match &shape.data {
+        Some((data, false)) => Ref::from_schema_name(data.clone()).into(),
+        Some((data, true)) => OneOfBuilder::new()
+            .item(Ref::from_schema_name(data.clone()))
+            .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
+            .into(),
+        None => ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Null))
+            .description(Some("Always null: this kind carries no data."))
+            .into(),
+    };
+    let description = match &shape.data {
+        Some(_) => format!("A `{}` entry of a job's log.", names.join("` or `")),
+        None => format!("A `{}` entry of a job's log: no data.", names.join("`, `")),
+    };
+    object
+        .property("data", data)
+        .required("data")
+        .description(Some(description))
+        .into()
+}
+
+impl ToSchema for JobEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (shape, kinds) in shapes() {
+            schemas.push((schema_name(&shape), variant(&shape, &kinds).into()));
+        }
+        let data = [
+            (CreatedData::name(), CreatedData::schema()),
+            (StartedData::name(), StartedData::schema()),
+            (PlanData::name(), PlanData::schema()),
+            (EvalData::name(), EvalData::schema()),
+            (CheckpointData::name(), CheckpointData::schema()),
+            (
+                CheckpointSkippedData::name(),
+                CheckpointSkippedData::schema(),
+            ),
+            (ExportRetryData::name(), ExportRetryData::schema()),
+            (SucceededData::name(), SucceededData::schema()),
+            (ErrorData::name(), ErrorData::schema()),
+            (WebhookData::name(), WebhookData::schema()),
+            (TrackingData::name(), TrackingData::schema()),
+        ];
+        schemas.extend(data.into_iter().map(|(n, s)| (n.into_owned(), s)));
+        EventHead::schemas(schemas);
+        StepLog::schemas(schemas);
+        EvalData::schemas(schemas);
+        ErrorData::schemas(schemas);
+    }
+}
+
+/// One of the shapes, by `kind`.
+impl PartialSchema for JobEvent {
+    fn schema() -> RefOr<Schema> {
+        let mut mapping = BTreeMap::new();
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "One entry of a job's log; over SSE, the `data` of an event named by its \
+             `kind`. Its `data` has the shape its `kind` gives (null for the kinds \
+             that carry none).",
+        ));
+        for (shape, kinds) in shapes() {
+            let name = schema_name(&shape);
+            for kind in kinds {
+                mapping.insert(
+                    kind.as_str().to_string(),
+                    format!("#/components/schemas/{name}"),
+                );
+            }
+            one_of = one_of.item(Ref::from_schema_name(name));
+        }
+        let mut discriminator = Discriminator::new("kind");
+        discriminator.mapping = mapping;
+        one_of.discriminator(Some(discriminator)).into()
+    }
+}
