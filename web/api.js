@@ -1,7 +1,8 @@
 // The dashboard's only way to the service: JSON calls carrying the API key as
 // a bearer token, lists that follow `has_more`/`after`, a job's log as
-// Server-Sent Events read with fetch (EventSource cannot send a header), and
-// the OpenAPI document, which says what this server supports.
+// Server-Sent Events read with fetch (EventSource cannot send a header), file
+// downloads that carry the key, and the OpenAPI document, which says what this
+// server supports.
 
 const KEY_SLOT = 'tuneserve.apiKey';
 
@@ -88,6 +89,31 @@ export async function listAll(path, { signal, limit = 100, maxPages = 20 } = {})
     after = data[data.length - 1].id;
   }
   return items;
+}
+
+/**
+ * Saves the file at `path` (an API route such as `/models/{id}/files/{name}`)
+ * as `name`. Without a key a plain link does this; with one, the browser could
+ * not send it on a link, so the file is fetched with the bearer header and
+ * saved from a blob URL.
+ */
+export async function saveFile(path, name, { signal } = {}) {
+  const resp = await fetch(path, { headers: headers(), signal });
+  if (!resp.ok) {
+    const err = new ApiError(resp.status, await parse(resp));
+    if (resp.status === 401) auth.onRequired(err);
+    throw err;
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // The download has started from the blob by now; give it time before letting go.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 let spec = null;

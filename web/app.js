@@ -1,6 +1,7 @@
 // The dashboard's shell: routes real /ui/... URLs to pages (history API, so
 // every page can be linked, bookmarked and reloaded), asks for the API key
-// when the service answers 401, and ends a page's live updates when it is left.
+// when the service answers 401, ends a page's live updates when it is left,
+// and opens and closes the menu that holds the navigation on narrow screens.
 
 import { auth, get, ApiError } from './api.js';
 import { h, fill, pageError } from './ui.js';
@@ -27,6 +28,8 @@ const ROUTES = [
 
 const main = document.getElementById('main');
 const signOut = document.getElementById('sign-out');
+const header = document.querySelector('.site-header');
+const navToggle = document.getElementById('nav-toggle');
 let current = null; // {controller, cleanups}
 let locked = true;
 
@@ -50,8 +53,15 @@ function leave() {
   current = null;
 }
 
+/** Opens or closes the menu (only shown as a menu on narrow screens; see style.css). */
+function setMenu(open) {
+  header.classList.toggle('nav-open', open);
+  navToggle.setAttribute('aria-expanded', String(open));
+}
+
 async function render({ moveFocus = false } = {}) {
   leave();
+  setMenu(false);
   if (locked) return;
   let path = location.pathname;
   if (path === '/' || path === '/ui' || path === '/ui/') {
@@ -154,6 +164,15 @@ signOut.addEventListener('click', () => {
   auth.clear();
   signOut.hidden = true;
   showLogin('');
+});
+
+navToggle.addEventListener('click', () => setMenu(!header.classList.contains('nav-open')));
+// Escape closes the open menu and gives the focus back to its button.
+header.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && header.classList.contains('nav-open')) {
+    setMenu(false);
+    navToggle.focus();
+  }
 });
 
 // Links inside the dashboard navigate without a reload.

@@ -1,5 +1,6 @@
 // Line charts on the vendored uPlot: labelled axes, one or more series that
-// can grow (`set` again with more points), sized to their container, and a
+// can grow (`set` again with more points), as wide as their container (and
+// resized with it, whether the window or the grid around it changed), and a
 // text description for screen readers. The container's `data-points` holds
 // the number of points drawn and `data-axes` the axis labels (drawn on the
 // canvas); the browser tests read them.
@@ -32,7 +33,8 @@ export function lineChart(parent, { title, x, y, series, range, key }) {
     empty,
   );
   parent.append(figure);
-  const width = () => Math.max(240, plotBox.clientWidth || figure.clientWidth || 360);
+  // The container's width; a floor keeps a hidden or collapsed chart drawable.
+  const width = () => Math.max(160, plotBox.clientWidth || figure.clientWidth || 360);
   const opts = {
     width: width(),
     height: 210,
@@ -57,7 +59,11 @@ export function lineChart(parent, { title, x, y, series, range, key }) {
   };
   // index.html loads the vendored script (deferred) before the app's modules run.
   const plot = new window.uPlot(opts, [[], ...series.map(() => [])], plotBox);
-  const resize = new ResizeObserver(() => plot.setSize({ width: width(), height: 210 }));
+  // Fires on window resizes and on layout changes alike (the grid stacking on a phone).
+  const resize = new ResizeObserver(() => {
+    const w = width();
+    if (w !== plot.width) plot.setSize({ width: w, height: 210 });
+  });
   resize.observe(plotBox);
   return {
     set(xs, ...ys) {

@@ -138,7 +138,7 @@ export function errorBox(err, { lines } = {}) {
         ),
       ),
     );
-    box.append(table);
+    box.append(scrollBox(table));
   }
   return box;
 }
@@ -232,13 +232,18 @@ export function facts(pairs) {
   );
 }
 
-/** A table from column headers and rows of cells. */
+/** A table inside a box that scrolls sideways when the table is wider than the screen. */
+export const scrollBox = (tableEl) => h('div', { class: 'table-scroll' }, tableEl);
+
+/** A table from column headers and rows of cells, in its scroll box (`attrs` go on the table). */
 export function table(columns, rows, attrs) {
-  return h(
-    'table',
-    attrs || {},
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows.map((cells) => h('tr', {}, cells.map((c) => h('td', {}, c))))),
+  return scrollBox(
+    h(
+      'table',
+      attrs || {},
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, rows.map((cells) => h('tr', {}, cells.map((c) => h('td', {}, c))))),
+    ),
   );
 }
 

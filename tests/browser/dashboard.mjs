@@ -3,7 +3,8 @@
 // dataset through the page, submit a job through the form, watch it succeed
 // and its charts match the API, open the confusion matrix, classify in the
 // try-it box, see a bad hyperparameter's error next to its field, compare
-// jobs, cancel one, and log in to a server started with --api-key.
+// jobs, cancel one, and log in to a server started with --api-key; then the
+// same pages on a phone's 390×844 screen (phone.mjs).
 //
 // Run by `cargo test --release --test it browser` (tests/it/browser.rs starts
 // the servers). By hand:
@@ -16,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
+import { phoneChecks } from './phone.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -128,6 +130,7 @@ const labels = ['negative', 'neutral', 'positive'];
 let datasetId;
 let jobId;
 let modelId;
+let compared; // the two finished jobs
 
 await step('GET / leads to the jobs page, empty', async () => {
   await page.goto(`${opt.base}/`);
@@ -338,6 +341,7 @@ await step('compare: pick two jobs on the list and overlay their curves', async 
   await page.locator('#jobs-table tbody tr').nth(2).waitFor();
   const ids = await page.locator('#jobs-table tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.job));
   const finished = ids.filter((id) => id !== longJob);
+  compared = finished;
   for (const id of finished) await page.check(`input[aria-label="compare ${id}"]`);
   await page.click('#compare-selected');
   await page.waitForURL(/\/ui\/compare\?jobs=/);
@@ -361,6 +365,21 @@ await step('the models page lists both fine-tuned models with their metrics', as
   await page.locator('#try-result .bars li').nth(2).waitFor();
   await shot(page, 'models');
 });
+
+await phoneChecks({
+  context,
+  step,
+  assert,
+  api,
+  watch,
+  shot,
+  opt,
+  setCurrent: (p) => {
+    current = p;
+  },
+  ids: { datasetId, jobId, modelId, compared },
+});
+current = page;
 
 await step('with --api-key, only the login prompt shows until the key is given; it is kept for the tab', async () => {
   const tab = watch(await context.newPage());

@@ -3,7 +3,7 @@
 // shows its row errors by line, next to the offending lines of the file.
 
 import { listAll, request } from '../api.js';
-import { h, fill, link, ago, errorBox } from '../ui.js';
+import { h, fill, link, ago, errorBox, scrollBox } from '../ui.js';
 import { remember } from './dataset.js';
 
 export const title = 'Datasets';
@@ -81,24 +81,26 @@ export async function render(root, ctx) {
     form,
     h('h2', {}, 'Stored datasets'),
     list.length
-      ? h(
-          'table',
-          { class: 'list', id: 'datasets-table' },
-          h('thead', {}, h('tr', {}, ['Dataset', 'Id', 'Format', 'Rows', 'Labels', 'Uploaded', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      ? scrollBox(
           h(
-            'tbody',
-            {},
-            list.map((d) =>
-              h(
-                'tr',
-                { dataset: { dataset: d.id } },
-                h('td', {}, link(`/ui/datasets/${enc(d.id)}`, d.name || d.id)),
-                h('td', {}, h('code', {}, d.id)),
-                h('td', {}, d.format),
-                h('td', { class: 'num' }, d.rows.toLocaleString('en-US'), h('span', { class: 'size-bar', style: { width: `${(60 * d.rows) / max}px` }, 'aria-hidden': 'true' })),
-                h('td', {}, distribution(d)),
-                h('td', {}, ago(d.created_at)),
-                h('td', {}, link(`/ui/new?train=${enc(d.id)}`, 'Train on it')),
+            'table',
+            { class: 'list', id: 'datasets-table' },
+            h('thead', {}, h('tr', {}, ['Dataset', 'Id', 'Format', 'Rows', 'Labels', 'Uploaded', ''].map((c) => h('th', { scope: 'col' }, c)))),
+            h(
+              'tbody',
+              {},
+              list.map((d) =>
+                h(
+                  'tr',
+                  { dataset: { dataset: d.id } },
+                  h('td', {}, link(`/ui/datasets/${enc(d.id)}`, d.name || d.id)),
+                  h('td', {}, h('code', {}, d.id)),
+                  h('td', {}, d.format),
+                  h('td', { class: 'num' }, d.rows.toLocaleString('en-US'), h('span', { class: 'size-bar', style: { width: `${(60 * d.rows) / max}px` }, 'aria-hidden': 'true' })),
+                  h('td', {}, distribution(d)),
+                  h('td', {}, ago(d.created_at)),
+                  h('td', {}, link(`/ui/new?train=${enc(d.id)}`, 'Train on it')),
+                ),
               ),
             ),
           ),

@@ -3,7 +3,7 @@
 // compare their curves.
 
 import { listAll } from '../api.js';
-import { h, fill, badge, progress, ago, link, datasetLink, modelName } from '../ui.js';
+import { h, fill, badge, progress, ago, link, datasetLink, modelName, scrollBox } from '../ui.js';
 
 export const title = 'Jobs';
 
@@ -35,20 +35,22 @@ export async function render(root, ctx) {
       compareBtn,
       summary,
     ),
-    h(
-      'table',
-      { class: 'list', id: 'jobs-table' },
+    scrollBox(
       h(
-        'thead',
-        {},
+        'table',
+        { class: 'list', id: 'jobs-table' },
         h(
-          'tr',
+          'thead',
           {},
-          h('th', { scope: 'col', class: 'pick' }, h('span', { class: 'visually-hidden' }, 'Compare')),
-          ['Job', 'Status', 'Progress', 'Base model', 'Datasets (train / eval)', 'Created'].map((c) => h('th', { scope: 'col' }, c)),
+          h(
+            'tr',
+            {},
+            h('th', { scope: 'col', class: 'pick' }, h('span', { class: 'visually-hidden' }, 'Compare')),
+            ['Job', 'Status', 'Progress', 'Base model', 'Datasets (train / eval)', 'Created'].map((c) => h('th', { scope: 'col' }, c)),
+          ),
         ),
+        tbody,
       ),
-      tbody,
     ),
   );
 

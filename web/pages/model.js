@@ -1,8 +1,9 @@
 // Model page: one fine-tuned model — where it came from, its final metrics
 // with per-class precision/recall and confusion matrix, a "try it" box, and,
-// where this server has the routes, its files, promote and delete.
+// where this server has the routes, its files (each a download link),
+// promote and delete.
 
-import { get, post, del, supports } from '../api.js';
+import { get, post, del, supports, auth, saveFile } from '../api.js';
 import { h, fill, link, ago, metric, num, facts, table, confusionMatrix, errorBox, confirmed } from '../ui.js';
 import { tryIt } from '../tryit.js';
 
@@ -108,8 +109,8 @@ export async function render(root, ctx) {
         h('h2', {}, 'Files'),
         table(
           ['File', 'Size'],
-          items.map((f) => [h('code', {}, f.name ?? f.path ?? JSON.stringify(f)), typeof f.size === 'number' ? bytes(f.size) : (f.bytes !== undefined ? bytes(f.bytes) : '—')]),
-          { class: 'compact' },
+          items.map((f) => [fileLink(id, f.name, message, signal), bytes(f.bytes)]),
+          { class: 'compact', id: 'model-files' },
         ),
       );
     } catch (e) {
@@ -118,7 +119,27 @@ export async function render(root, ctx) {
   }
 }
 
+/**
+ * A link that downloads one of the model's files from the API. Without an API
+ * key it is a plain link; with one, a click fetches the file with the key.
+ */
+function fileLink(id, name, message, signal) {
+  const href = `/models/${enc(id)}/files/${enc(name)}`;
+  const a = h('a', { href, download: name, class: 'file-link' }, h('code', {}, name));
+  a.addEventListener('click', async (ev) => {
+    if (!auth.key) return; // the browser's own download
+    ev.preventDefault();
+    try {
+      await saveFile(href, name, { signal });
+    } catch (e) {
+      if (e.name !== 'AbortError' && e.status !== 401) fill(message, errorBox(e));
+    }
+  });
+  return a;
+}
+
 function bytes(n) {
+  if (typeof n !== 'number') return '—';
   if (n < 1024) return `${n} B`;
   if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MiB`;

@@ -1,7 +1,9 @@
 // New-job page: a form with every hyperparameter, built from the OpenAPI
 // schema (`components.schemas.Hyperparameters`: type, default, bounds, enum,
 // description, nullable) so nothing is written twice; the API's 422 is shown
-// next to the field its `param` names.
+// next to the field its `param` names. The training set is never guessed: it
+// starts empty unless the link that opened the form named one (`?train=`, or
+// the job copied with `?from=`), and the form sends nothing until one is chosen.
 
 import { get, post, listAll, openapi, resolveRef } from '../api.js';
 import { h, fill, errorBox, num, rich } from '../ui.js';
@@ -133,12 +135,12 @@ export async function render(root, ctx) {
   const baseModels = [...new Set(jobs.map((j) => j.base_model).reverse())];
   const baseInput = h('input', { type: 'text', name: 'base_model', list: 'base-models', autocomplete: 'off', spellcheck: 'false', placeholder: 'gpt2, or a model folder on the server', value: template?.base_model || baseModels[0] || '' });
   const datasetOptions = (withNone) => [
-    withNone ? h('option', { value: '' }, 'none (no evaluation)') : h('option', { value: '', disabled: true }, 'choose a dataset'),
+    h('option', { value: '' }, withNone ? 'none (no evaluation)' : 'choose a training set'),
     datasets.map((d) => h('option', { value: d.id }, `${d.name || d.id} — ${d.rows} rows, ${d.labels.length} labels (${d.id})`)),
   ];
-  const trainSelect = h('select', { name: 'train_dataset' }, datasetOptions(false));
+  const trainSelect = h('select', { name: 'train_dataset', required: true, 'aria-required': 'true' }, datasetOptions(false));
   const evalSelect = h('select', { name: 'eval_dataset' }, datasetOptions(true));
-  trainSelect.value = template?.train_dataset || ctx.query.get('train') || datasets[0]?.id || '';
+  trainSelect.value = template?.train_dataset || ctx.query.get('train') || '';
   evalSelect.value = template ? template.eval_dataset || '' : ctx.query.get('eval') || '';
   const suffixInput = h('input', { type: 'text', name: 'suffix', autocomplete: 'off', placeholder: 'tweets-small', value: template?.suffix || '' });
   const mlflowInput = h('input', { type: 'text', name: 'mlflow_experiment', autocomplete: 'off', placeholder: 'none', value: template?.integrations?.[0]?.experiment || '' });
@@ -235,13 +237,15 @@ export async function render(root, ctx) {
 
   /** The request body, or the fields the browser could not read. */
   const build = () => {
-    const body = { base_model: baseInput.value.trim(), train_dataset: trainSelect.value };
+    const body = { base_model: baseInput.value.trim() };
+    const bad = [];
+    if (trainSelect.value) body.train_dataset = trainSelect.value;
+    else bad.push(['train_dataset', 'Choose the dataset to train on.']);
     if (evalSelect.value) body.eval_dataset = evalSelect.value;
     if (suffixInput.value.trim()) body.suffix = suffixInput.value.trim();
     if (mlflowInput.value.trim()) body.integrations = [{ type: 'mlflow', experiment: mlflowInput.value.trim() }];
     if (webhookInput.value.trim()) body.webhooks = [{ url: webhookInput.value.trim() }];
     const hp = {};
-    const bad = [];
     for (const { key: name, path } of entries) {
       const f = fields.get(`hyperparameters.${name}`);
       const v = f.read();
@@ -281,6 +285,15 @@ export async function render(root, ctx) {
     f.wrap.classList.add('invalid');
     return f;
   };
+
+  // Choosing a training set takes back the message that asked for one.
+  trainSelect.addEventListener('change', () => {
+    const f = fields.get('train_dataset');
+    if (!trainSelect.value || !f.wrap.classList.contains('invalid')) return;
+    fill(f.error);
+    f.input.removeAttribute('aria-invalid');
+    f.wrap.classList.remove('invalid');
+  });
 
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
