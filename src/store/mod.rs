@@ -50,7 +50,9 @@ pub use models::{Finished, ModelRow, NewModel};
 pub use nodes::NodeRow;
 pub use notices::{Notice, Notices};
 pub use outbox::{Delivery, Subject, WebhookEvent};
-pub use records::{CheckpointRow, EventKind, EventRow, Level, MetricRow, NewEvent, Split};
+pub use records::{
+    CheckpointRow, EventFilter, EventKind, EventRow, Level, MetricRow, NewEvent, Split,
+};
 pub use url::DatabaseUrl;
 
 /// Store failures.

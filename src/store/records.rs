@@ -89,6 +89,16 @@ text_enum! {
     }
 }
 
+/// Which entries of a job's log a read returns: those of `kind` and of
+/// `level` where given (both when both are), every entry by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only entries of this kind.
+    pub kind: Option<EventKind>,
+    /// Only entries of this level.
+    pub level: Option<Level>,
+}
+
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct MetricRow {
@@ -258,14 +268,19 @@ impl Store {
         job_id: &str,
         after_seq: i64,
         limit: i64,
+        only: &EventFilter,
     ) -> Result<Vec<EventRow>, StoreError> {
         const SQL: &str = "SELECT seq, attempt, level, kind, message, data, created_at
-             FROM events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+             FROM events WHERE job_id = $1 AND seq > $2
+               AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR level = $5)
+             ORDER BY seq LIMIT $3";
         with_pool!(self, |pool, Db| {
             Ok(sqlx::query_as(SQL)
                 .bind(job_id)
                 .bind(after_seq)
                 .bind(limit)
+                .bind(only.kind)
+                .bind(only.level)
                 .fetch_all(pool)
                 .await?)
         })

@@ -39,6 +39,7 @@ mod service_crash;
 mod service_devices;
 mod service_disk_full;
 mod service_e2e;
+mod service_event_filters;
 mod service_faults;
 mod service_hardening;
 mod service_limits;

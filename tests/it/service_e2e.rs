@@ -261,7 +261,10 @@ async fn shutdown_hands_a_running_job_back_to_the_queue() {
     let job = store.get_job(&id).await.unwrap();
     assert_eq!(job.status, tuneserve::store::JobStatus::Queued);
     assert_eq!(job.lease_owner, None);
-    let events = store.list_events(&id, 0, 1000).await.unwrap();
+    let events = store
+        .list_events(&id, 0, 1000, &Default::default())
+        .await
+        .unwrap();
     assert!(
         events
             .iter()

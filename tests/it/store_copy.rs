@@ -71,7 +71,13 @@ async fn snapshot(store: &Store, jobs: &[&str]) -> String {
     out += &format!("{:?}\n", store.list_models(100, None).await.unwrap());
     for id in jobs {
         out += &format!("{:?}\n", store.list_metrics(id).await.unwrap());
-        out += &format!("{:?}\n", store.list_events(id, 0, 100).await.unwrap());
+        out += &format!(
+            "{:?}\n",
+            store
+                .list_events(id, 0, 100, &Default::default())
+                .await
+                .unwrap()
+        );
         out += &format!("{:?}\n", store.list_checkpoints(id).await.unwrap());
     }
     out

@@ -130,6 +130,8 @@ impl ToSchema for JobEvent {
             schemas.push((schema_name(&shape), variant(&shape, &kinds).into()));
         }
         let data = [
+            // The discriminator's names, also the `kind` query parameter's.
+            (EventKind::name(), EventKind::schema()),
             (CreatedData::name(), CreatedData::schema()),
             (StartedData::name(), StartedData::schema()),
             (PlanData::name(), PlanData::schema()),

@@ -20,7 +20,7 @@ use super::timestamp;
 use crate::api::error::ErrorBody;
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::queue::LoggedEvent;
-use crate::store::{EventKind, EventRow, Level};
+use crate::store::{EventFilter, EventKind, EventRow, Level};
 
 /// One entry of a job's log; over SSE, the `data` of an event named by its
 /// `kind`. Its schema is one object per shape of `data`, by `kind`
@@ -84,6 +84,21 @@ pub struct EventParams {
     pub after: Option<i64>,
     /// At most this many (1–1000, default 1000).
     pub limit: Option<i64>,
+    /// Only entries of this kind (`eval` for the evaluations, …); every kind
+    /// when absent. Also filters a live stream.
+    pub kind: Option<EventKind>,
+    /// Only entries of this level (`error` for the failures); every level
+    /// when absent. Also filters a live stream.
+    pub level: Option<Level>,
+}
+
+impl EventParams {
+    fn filter(&self) -> EventFilter {
+        EventFilter {
+            kind: self.kind,
+            level: self.level,
+        }
+    }
 }
 
 /// Reads a job's log.
@@ -125,11 +140,14 @@ pub async fn events(
         .and_then(|v| v.parse().ok());
     let after = q.after.or(resume).unwrap_or(0);
     if wants_sse {
-        return Ok(Sse::new(event_stream(state, id, after))
+        return Ok(Sse::new(event_stream(state, id, after, q.filter()))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let rows = state.store.list_events(&id, after, limit).await?;
+    let rows = state
+        .store
+        .list_events(&id, after, limit, &q.filter())
+        .await?;
     Ok(Json(JobEventList {
         data: rows.into_iter().map(Into::into).collect(),
     })
@@ -147,17 +165,18 @@ fn event_stream(
     state: AppState,
     id: String,
     after: i64,
+    only: EventFilter,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     // Subscribed before the first read: nothing written meanwhile is missed.
     let live = state.queue.log().subscribe();
-    tokio::spawn(follow(state, id, after, live, tx));
+    tokio::spawn(follow(state, (id, only), after, live, tx));
     tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok)
 }
 
 async fn follow(
     state: AppState,
-    id: String,
+    (id, only): (String, EventFilter),
     mut after: i64,
     mut live: broadcast::Receiver<Arc<LoggedEvent>>,
     tx: tokio::sync::mpsc::Sender<Event>,
@@ -171,7 +190,7 @@ async fn follow(
             .map_or(true, |job| job.status.is_terminal());
         let rows = state
             .store
-            .list_events(&id, after, 1000)
+            .list_events(&id, after, 1000, &only)
             .await
             .unwrap_or_default();
         let full_page = rows.len() == 1000;

@@ -20,7 +20,7 @@ use crate::api::error::ErrorBody;
 use crate::api::http::jobs::{request_cancel, submit};
 use crate::api::{ApiError, AppState, Json, Query};
 use crate::job::JobSettings;
-use crate::store::{EventKind, JobRow, JobStatus};
+use crate::store::{EventFilter, EventKind, JobRow, JobStatus};
 use crate::train::Hyperparameters;
 
 mod request;
@@ -199,7 +199,10 @@ pub(super) fn view(row: JobRow, metadata: Option<Metadata>) -> FineTuningJob {
 
 /// The metadata job `id` was submitted with (its `created` entry's).
 async fn metadata(state: &AppState, id: &str) -> Result<Option<Metadata>, ApiError> {
-    let first = state.store.list_events(id, 0, 1).await?;
+    let first = state
+        .store
+        .list_events(id, 0, 1, &EventFilter::default())
+        .await?;
     let created = first.into_iter().find(|e| e.kind == EventKind::Created);
     let data = created.and_then(|e| e.data);
     Ok(data
