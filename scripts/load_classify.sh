@@ -9,6 +9,8 @@
 #
 #   scripts/load_classify.sh MODEL_DIR [PORT]
 #
+# PRECISION=int8|bf16 serves in that arithmetic (`serve --infer-precision`;
+# fp32 by default); the `bench` yardstick is fp32's, so it runs only then.
 # Needs a release build and wrk (Debian package `wrk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,12 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"inputs": "what a great game tonight, loving every minute of it"}'
 LUA
 TEXT="what a great game tonight, loving every minute of it"
-target/release/tuneserve bench --model "$MODEL" --text "$TEXT" --iters 10 | grep 'text of'
-target/release/tuneserve serve --port "$PORT" --data-dir "$DATA" --model "$MODEL" > "$DATA/serve.log" 2>&1 &
+PRECISION=${PRECISION:-fp32}
+if [ "$PRECISION" = fp32 ]; then
+    target/release/tuneserve bench --model "$MODEL" --text "$TEXT" --iters 10 | grep 'text of'
+fi
+target/release/tuneserve serve --port "$PORT" --data-dir "$DATA" --model "$MODEL" \
+    --infer-precision "$PRECISION" > "$DATA/serve.log" 2>&1 &
 SP=$!
 for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/health" > /dev/null && break; sleep 0.2; done
 echo "idle, one connection kept alive (wrk -t1 -c1):"

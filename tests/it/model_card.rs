@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tuneserve::model::WeightLayout;
@@ -37,6 +36,21 @@ fn hub_cache(home: &Path) {
 /// The card's YAML metadata (between the first two `---` lines).
 fn front_matter(card: &str) -> &str {
     card.split("---\n").nth(1).expect("front matter")
+}
+
+/// The card's metadata names `BASE` and `DATA` by their Hub ids, the two
+/// splits of `DATA` once.
+fn assert_hub_metadata(card: &str) {
+    let meta = front_matter(card);
+    assert!(
+        meta.contains(&format!("base_model: \"{BASE}\"\n")),
+        "{meta}"
+    );
+    let datasets = format!("datasets:\n- \"{DATA}\"\ntags:");
+    assert!(
+        meta.contains(&datasets),
+        "both splits, one repository, named once: {meta}"
+    );
 }
 
 /// Every row of the evaluation table rounds alike: 4 decimals, or an integer
@@ -87,15 +101,7 @@ fn train_names_hub_ids_in_the_metadata_and_local_files_only_in_the_prose() {
         ],
     );
     let card = std::fs::read_to_string(out.join("model/README.md")).unwrap();
-    let meta = front_matter(&card);
-    assert!(
-        meta.contains(&format!("base_model: \"{BASE}\"\n")),
-        "{meta}"
-    );
-    assert!(
-        meta.contains(&format!("datasets:\n- \"{DATA}\"\ntags:")),
-        "both splits, one repository, named once: {meta}"
-    );
+    assert_hub_metadata(&card);
     assert_rounded_alike(&card);
 
     let base = tmp.path().join("base");
@@ -154,29 +160,11 @@ async fn a_job_on_hub_imports_names_them_in_its_card_metadata() {
     )
     .await;
     assert_eq!(status, 202, "{job}");
-    let job_url = format!("{}/jobs/{}", server.base, job["id"].as_str().unwrap());
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let job = loop {
-        let job: Value = client
-            .get(&job_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let done = ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap());
-        if done || std::time::Instant::now() > deadline {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = job["id"].as_str().unwrap();
+    let job = crate::processes::wait_finished(&client, &server.base, id, 120).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
-    let card_url = format!(
-        "{}/models/{}/files/README.md",
-        server.base,
-        job["model"].as_str().unwrap()
-    );
+    let model = job["model"].as_str().unwrap();
+    let card_url = format!("{}/models/{model}/files/README.md", server.base);
     let card = client
         .get(card_url)
         .send()
@@ -185,15 +173,7 @@ async fn a_job_on_hub_imports_names_them_in_its_card_metadata() {
         .text()
         .await
         .unwrap();
-    let meta = front_matter(&card);
-    assert!(
-        meta.contains(&format!("base_model: \"{BASE}\"\n")),
-        "{meta}"
-    );
-    assert!(
-        meta.contains(&format!("datasets:\n- \"{DATA}\"\ntags:")),
-        "{meta}"
-    );
+    assert_hub_metadata(&card);
     assert!(
         card.contains(&format!("Data: {DATA}:train, {DATA}@main:test.")),
         "{card}"

@@ -91,3 +91,18 @@ pub async fn post(client: &reqwest::Client, url: String, body: &Value) -> Value 
     let resp = client.post(url).json(body).send().await.unwrap();
     resp.json().await.unwrap()
 }
+
+/// Job `id` on the server at `base` once it has finished (succeeded, failed
+/// or cancelled), or as it is after `secs` seconds.
+pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let job = get(client, format!("{base}/jobs/{id}")).await;
+        let done =
+            ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or(""));
+        if done || std::time::Instant::now() > deadline {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
