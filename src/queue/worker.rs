@@ -34,22 +34,7 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
         Err(e) => return settle_error(shared, &fence, &job, e).await,
     };
     let plan_datasets = plan.provenance.datasets.clone();
-    let message = format!(
-        "attempt {} of {} started on {owner}",
-        job.attempt, job.max_attempts
-    );
-    let data = json!(StartedData {
-        attempt: job.attempt,
-        worker: owner.to_string(),
-    });
-    let _ = shared
-        .log
-        .write(
-            &job.id,
-            Some(&fence),
-            NewEvent::info(EventKind::Started, message, Some(data)),
-        )
-        .await;
+    log_started(shared, &fence, &job).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
@@ -120,6 +105,20 @@ pub(super) async fn run_job(shared: &WorkerContext, owner: &str, device: &Device
 
 /// Renews the lease; a reason to stop when a cancel was asked for or the lease
 /// is lost (and no reason was given before).
+/// The attempt's `started` entry (best effort: the attempt runs without it).
+async fn log_started(shared: &WorkerContext, fence: &Fence, job: &JobRow) {
+    let message = format!(
+        "attempt {} of {} started on {}",
+        job.attempt, job.max_attempts, fence.owner
+    );
+    let data = json!(StartedData {
+        attempt: job.attempt,
+        worker: fence.owner.clone(),
+    });
+    let event = NewEvent::info(EventKind::Started, message, Some(data));
+    let _ = shared.log.write(&job.id, Some(fence), event).await;
+}
+
 async fn beat(
     shared: &WorkerContext,
     fence: &Fence,

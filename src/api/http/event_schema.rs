@@ -23,47 +23,62 @@ use crate::store::event_data::{
 use crate::store::EventKind;
 use crate::train::StepLog;
 
+/// A `data` schema: its name, and how to register it with what it refers to.
+#[derive(Clone, Copy)]
+struct Data {
+    name: fn() -> Cow<'static, str>,
+    schema: fn() -> RefOr<Schema>,
+    refers_to: fn(&mut Vec<(String, RefOr<Schema>)>),
+    /// The kind carries it only sometimes (`created`: only from `/v1`,
+    /// with metadata), else `null`.
+    optional: bool,
+}
+
+fn data<T: ToSchema>() -> Option<Data> {
+    Some(Data {
+        name: T::name,
+        schema: T::schema,
+        refers_to: T::schemas,
+        optional: false,
+    })
+}
+
 /// What an entry of `kind` carries: the shape's name (the entry's schema is
-/// `JobEvent` + it) and its `data` schema's name; `None` for no data.
-/// `optional`: the kind carries it only sometimes (`created`: only from
-/// `/v1`, with metadata).
+/// `JobEvent` + it) and its `data`; `None` for no data.
 struct Shape {
     name: &'static str,
-    data: Option<(Cow<'static, str>, bool)>,
+    data: Option<Data>,
 }
 
 fn data_of(kind: EventKind) -> Shape {
     use EventKind as K;
-    let shape = |name, data: Cow<'static, str>| Shape {
-        name,
-        data: Some((data, false)),
-    };
+    let shape = |name, data| Shape { name, data };
     match kind {
-        K::Created => Shape {
-            name: "Created",
-            data: Some((CreatedData::name(), true)),
-        },
-        K::Started => shape("Started", StartedData::name()),
-        K::Plan => shape("Plan", PlanData::name()),
-        K::Step => shape("Step", StepLog::name()),
-        K::Eval => shape("Eval", EvalData::name()),
-        K::Checkpoint => shape("Checkpoint", CheckpointData::name()),
-        K::CheckpointSkipped => shape("CheckpointSkipped", CheckpointSkippedData::name()),
-        K::ExportRetry => shape("ExportRetry", ExportRetryData::name()),
-        K::Succeeded => shape("Succeeded", SucceededData::name()),
-        K::Error => shape("Error", ErrorData::name()),
-        K::WebhookDelivered | K::WebhookFailed => shape("Webhook", WebhookData::name()),
-        K::Tracking => shape("Tracking", TrackingData::name()),
+        K::Created => shape(
+            "Created",
+            data::<CreatedData>().map(|d| Data {
+                optional: true,
+                ..d
+            }),
+        ),
+        K::Started => shape("Started", data::<StartedData>()),
+        K::Plan => shape("Plan", data::<PlanData>()),
+        K::Step => shape("Step", data::<StepLog>()),
+        K::Eval => shape("Eval", data::<EvalData>()),
+        K::Checkpoint => shape("Checkpoint", data::<CheckpointData>()),
+        K::CheckpointSkipped => shape("CheckpointSkipped", data::<CheckpointSkippedData>()),
+        K::ExportRetry => shape("ExportRetry", data::<ExportRetryData>()),
+        K::Succeeded => shape("Succeeded", data::<SucceededData>()),
+        K::Error => shape("Error", data::<ErrorData>()),
+        K::WebhookDelivered | K::WebhookFailed => shape("Webhook", data::<WebhookData>()),
+        K::Tracking => shape("Tracking", data::<TrackingData>()),
         K::Resumed
         | K::EarlyStopped
         | K::CancelRequested
         | K::Cancelled
         | K::Retried
         | K::Interrupted
-        | K::LeaseExpired => Shape {
-            name: "Note",
-            data: None,
-        },
+        | K::LeaseExpired => shape("Note", None),
     }
 }
 
@@ -103,9 +118,9 @@ fn variant(shape: &Shape, kinds: &[EventKind]) -> Schema {
         object = object.required(name);
     }
     let data: RefOr<Schema> = match &shape.data {
-        Some((data, false)) => Ref::from_schema_name(data.clone()).into(),
-        Some((data, true)) => OneOfBuilder::new()
-            .item(Ref::from_schema_name(data.clone()))
+        Some(d) if !d.optional => Ref::from_schema_name((d.name)()).into(),
+        Some(d) => OneOfBuilder::new()
+            .item(Ref::from_schema_name((d.name)()))
             .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
             .into(),
         None => ObjectBuilder::new()
@@ -129,29 +144,13 @@ impl ToSchema for JobEvent {
         for (shape, kinds) in shapes() {
             schemas.push((schema_name(&shape), variant(&shape, &kinds).into()));
         }
-        let data = [
-            // The discriminator's names, also the `kind` query parameter's.
-            (EventKind::name(), EventKind::schema()),
-            (CreatedData::name(), CreatedData::schema()),
-            (StartedData::name(), StartedData::schema()),
-            (PlanData::name(), PlanData::schema()),
-            (EvalData::name(), EvalData::schema()),
-            (CheckpointData::name(), CheckpointData::schema()),
-            (
-                CheckpointSkippedData::name(),
-                CheckpointSkippedData::schema(),
-            ),
-            (ExportRetryData::name(), ExportRetryData::schema()),
-            (SucceededData::name(), SucceededData::schema()),
-            (ErrorData::name(), ErrorData::schema()),
-            (WebhookData::name(), WebhookData::schema()),
-            (TrackingData::name(), TrackingData::schema()),
-        ];
-        schemas.extend(data.into_iter().map(|(n, s)| (n.into_owned(), s)));
+        for data in shapes().into_iter().filter_map(|(shape, _)| shape.data) {
+            schemas.push(((data.name)().into_owned(), (data.schema)()));
+            (data.refers_to)(schemas);
+        }
+        // The discriminator's names, also the `kind` query parameter's.
+        schemas.push((EventKind::name().into_owned(), EventKind::schema()));
         EventHead::schemas(schemas);
-        StepLog::schemas(schemas);
-        EvalData::schemas(schemas);
-        ErrorData::schemas(schemas);
     }
 }
 
